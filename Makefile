@@ -1,0 +1,41 @@
+# Two commands do everything on a fresh clone:
+#   make report   set up .venv, run the five lessons through papermill, write figures/ and build/report.md
+#   make test     set up .venv, run the unit tests and every notebook (pytest --nbval-lax)
+#
+# TORCH_SPEC picks the PyTorch build. The default pins the CPU build that CI
+# uses; on a GPU machine choose yours, e.g.
+#   make report PROFILE=paper TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu128"
+PYTHON     ?= python3
+VENV       ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+PROFILE    ?= lesson
+PYTEST_ARGS ?=
+
+BIN   := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install report test clean
+
+install: $(STAMP)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+report: install
+	$(BIN)/python -m helpers report --profile $(PROFILE)
+
+# Notebooks run in the lesson profile; their runs and figures go under build/
+# so that testing never rewrites the committed figures.
+test: install
+	HELPERS_RUNS=$(CURDIR)/build/test-runs HELPERS_FIGURES=$(CURDIR)/build/test-figures \
+	  $(BIN)/python -m pytest --nbval-lax tests notebooks $(PYTEST_ARGS)
+
+clean:
+	rm -rf build runs

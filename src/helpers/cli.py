@@ -1,0 +1,126 @@
+"""Command line: ``python -m helpers {pretrain,finetune,evaluate,config} ...``.
+
+Every command takes ``--profile`` and any number of ``--set section.key=value``
+overrides; errors in flags, settings, data or run folders are reported in
+one line (exit status 2) before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+__all__ = ["main", "build_parser"]
+
+SET_HELP = ("override one setting, e.g. --set pretrain.max_steps=200 --set model.n_layer=4; "
+            "sections: model, data, pretrain, finetune; also device (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m helpers",
+        description="Train and evaluate the 3.6M-parameter GPT-2 of 'Story-Based QA GPT Model'.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--profile", default="lesson", choices=["lesson", "paper"],
+                       help="named settings: 'lesson' (CPU, minutes, embedded data) or 'paper' "
+                            "(the paper's exact values, GPU, hub data); default: lesson")
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help=SET_HELP)
+        p.add_argument("--data", metavar="PATH",
+                       help="a local source: a TinyStories .txt/.json/.jsonl/.parquet file for pretrain, "
+                            "an alpaca_data.json for finetune (same as --set data.stories=... or "
+                            "data.instructions=...)")
+
+    def training(p: argparse.ArgumentParser) -> None:
+        common(p)
+        p.add_argument("--out", required=True, metavar="DIR", help="run folder to create (or continue with --resume)")
+        p.add_argument("--resume", action="store_true",
+                       help="continue the run in --out from its last checkpoint, exactly where it stopped")
+        p.add_argument("--engine", choices=["fast", "hf"], default="fast",
+                       help="'fast': this package's loop (chunked output layer, DDP under torchrun); "
+                            "'hf': transformers.Trainer with the paper's TrainingArguments; default: fast")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("pretrain", help="pretrain from scratch on stories",
+                       description="Pretrain the profile's GPT-2 from scratch on its story corpus.")
+    training(p)
+    p = sub.add_parser("finetune", help="instruction-tune a pretrained run",
+                       description="Instruction-tune a pretrained run on the profile's instructions.")
+    training(p)
+    p.add_argument("--init", required=True, metavar="DIR", help="folder of the pretrained run to start from")
+
+    p = sub.add_parser("evaluate", help="perplexity, generations, repetition, judge, gpt2 comparison",
+                       description="Evaluate a run folder; writes <run>/eval.json and <run>/eval.md.")
+    common(p)
+    p.add_argument("--run", required=True, metavar="DIR", help="run folder (or any Hugging Face model folder)")
+    p.add_argument("--judge", action="store_true",
+                   help="grade story completions with an LLM through the openai client "
+                        "(needs OPENAI_API_KEY and/or OPENAI_BASE_URL; skipped with one line otherwise)")
+    p.add_argument("--judge-model", default="gpt-3.5-turbo", help="model name for the judge (default: gpt-3.5-turbo)")
+    p.add_argument("--compare", metavar="MODEL",
+                   help="also evaluate this model (hub id or folder), e.g. gpt2; skipped with one line when unreachable")
+    p.add_argument("--learning-order", action="store_true",
+                   help="measure grammar and consistency at every checkpoint of a pretraining run")
+    p.add_argument("--samples", type=int, default=None, help="generations per prompt set (default: profile's)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("config", help="print a profile's settings as JSON",
+                       description="Print the resolved settings of a profile (after --set overrides).")
+    common(p)
+    return parser
+
+
+def _profile(args: argparse.Namespace, data_key: str | None):
+    from .config import get_profile, parse_overrides
+
+    overrides = parse_overrides(args.overrides)
+    if args.data and data_key:
+        overrides[data_key] = args.data
+    return get_profile(args.profile, overrides)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the process exit status."""
+    from .config import ConfigError
+    from .data import DataError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        from .train import RunError, TrainingDiverged
+
+        if args.command == "config":
+            print(_profile(args, None).to_json())
+            return 0
+        if args.command in {"pretrain", "finetune"}:
+            from .train import train
+
+            profile = _profile(args, "data.stories" if args.command == "pretrain" else "data.instructions")
+            result = train(args.command, profile, args.out, init=getattr(args, "init", None),
+                           resume=args.resume, engine=args.engine, progress=not args.quiet)
+            ppl = f", perplexity {result.perplexity:.2f}" if result.perplexity else ""
+            print(f"{args.command} done: {result.steps} steps, eval loss {result.eval_loss:.4f}{ppl}; "
+                  f"model in {result.out_dir}")
+            return 0
+        from .evaluate import evaluate_run
+
+        profile = _profile(args, "data.stories")
+        report = evaluate_run(args.run, profile, judge=args.judge, judge_model=args.judge_model,
+                              compare=args.compare, learning_order=args.learning_order,
+                              samples=args.samples, progress=not args.quiet)
+        print(report["markdown_path"])
+        return 0
+    except (ConfigError, DataError, RunError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except TrainingDiverged as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

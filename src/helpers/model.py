@@ -1,0 +1,219 @@
+"""The paper's GPT-2 and a memory-light loss for its 50257-wide output layer.
+
+The model is plain ``transformers.GPT2LMHeadModel`` (tied input and output
+embeddings, PyTorch's scaled-dot-product attention), so every checkpoint
+loads with ``AutoModelForCausalLM.from_pretrained``.
+
+At width 64 almost all of the arithmetic sits in the output layer: each token
+needs a 64 x 50257 projection, its softmax, and two more products in the
+backward pass. Materialising the logits of a 32 x 128 micro-batch takes
+823 MB in fp32. :func:`lm_loss` computes the same cross-entropy and the same
+gradients chunk by chunk, never holding more than ``chunk`` rows of logits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .config import ModelConfig
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+__all__ = [
+    "hf_quiet",
+    "load_model",
+    "gpt2_config",
+    "build_model",
+    "parameter_report",
+    "lm_loss",
+    "default_loss_chunk",
+]
+
+
+@contextlib.contextmanager
+def hf_quiet():
+    """Hide transformers' per-file progress bars (saving or loading a 14 MB model needs none)."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def load_model(path: str | Path) -> "GPT2LMHeadModel":
+    """A saved model (run folder or checkpoint) with scaled-dot-product attention."""
+    from transformers import AutoModelForCausalLM
+
+    with hf_quiet():
+        return AutoModelForCausalLM.from_pretrained(str(path), attn_implementation="sdpa")
+
+
+def gpt2_config(cfg: ModelConfig) -> "GPT2Config":
+    """A ``GPT2Config`` holding exactly the profile's model settings."""
+    from transformers import GPT2Config
+
+    return GPT2Config(
+        vocab_size=cfg.vocab_size,
+        n_positions=cfg.n_positions,
+        n_embd=cfg.n_embd,
+        n_layer=cfg.n_layer,
+        n_head=cfg.n_head,
+        activation_function=cfg.activation_function,
+        resid_pdrop=cfg.resid_pdrop,
+        embd_pdrop=cfg.embd_pdrop,
+        attn_pdrop=cfg.attn_pdrop,
+        layer_norm_epsilon=cfg.layer_norm_epsilon,
+        initializer_range=cfg.initializer_range,
+        bos_token_id=cfg.bos_token_id,
+        eos_token_id=cfg.eos_token_id,
+        scale_attn_weights=True,
+        scale_attn_by_inverse_layer_idx=False,
+        tie_word_embeddings=True,
+        architectures=["GPT2LMHeadModel"],
+    )
+
+
+def build_model(cfg: ModelConfig, seed: int | None = None) -> "GPT2LMHeadModel":
+    """A freshly initialised GPT-2 (normal(0, 0.02) weights, as Hugging Face does)."""
+    import torch
+    from transformers import GPT2LMHeadModel
+
+    if seed is not None:
+        torch.manual_seed(seed)
+    return GPT2LMHeadModel._from_config(gpt2_config(cfg), attn_implementation="sdpa")
+
+
+def parameter_report(model: "torch.nn.Module") -> dict[str, int]:
+    """Where the parameters sit: embeddings, transformer blocks, final norm.
+
+    The output layer shares its weight with the token embedding, so it adds
+    nothing: for the paper's model the embeddings are 91.6% of 3,582,016.
+    """
+    counts = {"embeddings": 0, "blocks": 0, "final_norm": 0}
+    for name, param in model.named_parameters():  # tied weights are listed once
+        if ".wte." in name or ".wpe." in name:
+            counts["embeddings"] += param.numel()
+        elif ".h." in name:
+            counts["blocks"] += param.numel()
+        elif ".ln_f." in name:
+            counts["final_norm"] += param.numel()
+        else:  # pragma: no cover - GPT-2 has no other parameters
+            raise ValueError(f"unexpected parameter {name}")
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+def default_loss_chunk(device_type: str) -> int:
+    """Rows of logits per chunk: small enough for a CPU cache, large for a GPU."""
+    return 128 if device_type == "cpu" else 8192
+
+
+def lm_loss(
+    hidden: "torch.Tensor",
+    weight: "torch.Tensor",
+    labels: "torch.Tensor",
+    chunk: int,
+    compute_dtype: "torch.dtype | None" = None,
+) -> tuple["torch.Tensor", "torch.Tensor"]:
+    """Summed next-token cross-entropy and the number of scored tokens.
+
+    ``hidden`` is the final hidden state (batch, time, width), ``weight`` the
+    tied output matrix (vocab, width), ``labels`` the input ids with -100 on
+    tokens that are not scored; token t is scored against label t+1, as in
+    ``GPT2LMHeadModel``. Only scored rows are projected at all, so prompt
+    tokens masked with -100 cost nothing. Returns ``(loss_sum, count)``; the
+    mean is ``loss_sum / count``.
+    """
+    import torch
+
+    targets = labels[:, 1:].reshape(-1)
+    rows = hidden[:, :-1].reshape(-1, hidden.shape[-1])
+    keep = targets != -100
+    if not bool(keep.all()):
+        rows, targets = rows[keep], targets[keep]
+    count = torch.tensor(targets.numel(), device=hidden.device)
+    dtype = compute_dtype or hidden.dtype
+    if torch.is_grad_enabled() and (rows.requires_grad or weight.requires_grad):
+        return _chunked_cross_entropy().apply(rows, weight, targets, chunk, dtype), count
+    with torch.autocast(device_type=rows.device.type, enabled=False):
+        loss, _, _ = _chunk_pass(rows, weight, targets, chunk, dtype, want_grads=False)
+    return loss, count
+
+
+def _chunk_pass(rows, weight, targets, chunk, dtype, want_grads):
+    """Loss (and, if asked, gradients) of softmax(rows @ weight.T) chunk by chunk.
+
+    Per chunk: logits E = W h^T in the compute dtype, E <- exp(E - max) in
+    fp32; one product E^T [W | 1] gives both sum_v p_v W_v (for the hidden
+    gradient) and the softmax denominator s. The weight gradient is
+    E (h / s) minus the one-hot term, added with index_add. Nothing the size
+    of the whole logits matrix ever exists.
+    """
+    import torch
+
+    n, width = rows.shape
+    w_c = weight.to(dtype)
+    w_plus = torch.cat([w_c, torch.ones_like(w_c[:, :1])], dim=1)
+    loss = torch.zeros((), dtype=torch.float32, device=rows.device)
+    grad_rows = torch.empty_like(rows) if want_grads else None
+    grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=rows.device) if want_grads else None
+    for start in range(0, n, chunk):
+        h = rows[start:start + chunk].to(dtype)
+        t = targets[start:start + chunk]
+        logits = torch.mm(w_c, h.T).float()  # (vocab, rows)
+        peak = logits.amax(dim=0)
+        target_logit = (h.float() * w_c[t].float()).sum(dim=1)
+        logits.sub_(peak).exp_()
+        if not want_grads:
+            total = logits.sum(dim=0)
+            loss += (total.log() + peak - target_logit).sum()
+            continue
+        probs = logits.to(dtype)
+        mixed = torch.mm(probs.T, w_plus).float()  # (rows, width + 1)
+        total = mixed[:, width]
+        loss += (total.log() + peak - target_logit).sum()
+        grad_rows[start:start + chunk] = (mixed[:, :width] / total[:, None] - w_c[t].float()).to(rows.dtype)
+        scaled = (h.float() / total[:, None]).to(dtype)
+        if dtype == torch.float32:
+            grad_weight.addmm_(probs, scaled)
+        else:  # multiply in the fast dtype, accumulate in fp32
+            grad_weight += torch.mm(probs, scaled).float()
+        grad_weight.index_add_(0, t, h.float(), alpha=-1.0)
+    return loss, grad_rows, grad_weight
+
+
+@functools.cache
+def _chunked_cross_entropy():
+    """The autograd Function, built on first use so importing needs no torch."""
+    import torch
+
+    class ChunkedCrossEntropy(torch.autograd.Function):
+        """Cross-entropy over a tied output layer whose gradients are made in the forward pass.
+
+        The loss is a scalar, so its gradients are known once the forward pass
+        has seen each chunk; keeping them costs O(rows x width + vocab x
+        width), never O(rows x vocab).
+        """
+
+        @staticmethod
+        def forward(ctx, rows, weight, targets, chunk, dtype):
+            with torch.autocast(device_type=rows.device.type, enabled=False):
+                loss, grad_rows, grad_weight = _chunk_pass(rows, weight, targets, chunk, dtype, want_grads=True)
+            ctx.save_for_backward(grad_rows, grad_weight.to(weight.dtype))
+            return loss
+
+        @staticmethod
+        def backward(ctx, grad_loss):
+            grad_rows, grad_weight = ctx.saved_tensors
+            return grad_rows * grad_loss, grad_weight * grad_loss, None, None, None
+
+    return ChunkedCrossEntropy
