@@ -42,7 +42,7 @@ from helpers.judge import (
 
 MODEL = "gpt-3.5-turbo"
 FAKE_KEY = "sk-test-CANARY-7f3a9c1e5b-DO-NOT-LEAK"
-REFERENCE = Path("/work/shared/reference/story-based-qa-gpt-paper.txt")
+from conftest import PAPER as REFERENCE
 
 # The grading reply printed in the paper's transcript (GPT-3.5's second turn).
 PAPER_REPLY = """I would rate the student's completion as follows: Grammar: 2/10 - The completion contains several grammatical errors and incomplete sentences, making it challenging to understand.

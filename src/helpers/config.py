@@ -253,21 +253,29 @@ def _field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
+def _suggest(name: str, names: list[str]) -> list[str]:
+    """Field names a mistyped ``name`` probably meant (close spelling or initials, e.g. lr)."""
+    initials = [n for n in names if "".join(part[0] for part in n.split("_")) == name]
+    return list(dict.fromkeys(initials + difflib.get_close_matches(name, names, n=2)))
+
+
 def _resolve(profile: Profile, key: str) -> tuple[Any, str]:
-    sections = {"model", "data", "pretrain", "finetune"}
+    sections = ("model", "data", "pretrain", "finetune")
     if key == "device":
         return profile, "device"
     section, dot, name = key.partition(".")
     if not dot or section not in sections:
-        choices = sorted(sections) + ["device"]
-        raise ConfigError(
-            f"unknown setting {key!r}: keys look like 'section.name' with a section in {choices}"
-        )
+        field_name = name if dot else key
+        owners = [f"{s}.{field_name}" for s in sections
+                  if field_name in {f.name for f in dataclasses.fields(getattr(profile, s))}]
+        hint = f" (did you mean {' or '.join(repr(o) for o in owners)}?)" if owners else ""
+        raise ConfigError(f"unknown setting {key!r}: keys look like 'section.name' with a section in "
+                          f"{list(sections)}, or 'device'{hint}")
     target = getattr(profile, section)
     names = [f.name for f in dataclasses.fields(target)]
     if name not in names:
-        close = difflib.get_close_matches(name, names, n=1)
-        hint = f" (did you mean '{section}.{close[0]}'?)" if close else ""
+        close = _suggest(name, names)
+        hint = f" (did you mean {' or '.join(repr(f'{section}.{c}') for c in close)}?)" if close else ""
         raise ConfigError(f"unknown setting {key!r}{hint}")
     return target, name
 

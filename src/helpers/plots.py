@@ -1,0 +1,183 @@
+"""Every figure of the course, drawn one way: labelled axes, units, readable on a projector.
+
+Training figures read nothing but a run's ``metrics.jsonl`` (through
+:func:`helpers.train.read_metrics`), so the report's curves are exactly what
+the engine logged. Each function returns the matplotlib ``Figure`` and, when
+given ``path``, also writes it as a PNG.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "METRIC_LABELS",
+    "save",
+    "metric_figure",
+    "token_length_figure",
+    "attention_figure",
+    "learning_order_figure",
+]
+
+METRIC_LABELS = {
+    "learning_rate": "learning rate",
+    "train_loss": "training loss (nats per token)",
+    "eval_loss": "validation loss (nats per token)",
+    "perplexity": "validation perplexity (exp of loss)",
+    "tokens_per_sec": "throughput (tokens / s)",
+    "grad_norm": "gradient norm (before clipping)",
+}
+
+RC = {
+    "figure.figsize": (7.5, 4.5),
+    "font.size": 13,
+    "axes.titlesize": 15,
+    "axes.labelsize": 13,
+    "legend.fontsize": 11,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
+
+
+def _pyplot():
+    import matplotlib
+
+    if matplotlib.get_backend().lower() not in {"module://matplotlib_inline.backend_inline", "inline"}:
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update(RC)
+    return plt
+
+
+def save(fig: "Figure", path: str | Path | None) -> "Figure":
+    """Write ``fig`` as a 150-dpi PNG (folders created) when ``path`` is given."""
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=150, bbox_inches="tight")
+    return fig
+
+
+def metric_figure(
+    runs: Mapping[str, str | Path | Sequence[dict]],
+    metric: str,
+    *,
+    title: str,
+    x: str = "step",
+    path: str | Path | None = None,
+    logy: bool = False,
+) -> "Figure":
+    """One metric of one or more runs against optimizer steps (or ``x="tokens"``).
+
+    ``runs`` maps a legend label to a run folder or to already-read records.
+    """
+    from .train import read_metrics
+
+    plt = _pyplot()
+    fig, ax = plt.subplots()
+    drawn = 0
+    for label, source in runs.items():
+        records = read_metrics(source) if isinstance(source, (str, Path)) else list(source)
+        points = [(r[x], r[metric]) for r in records if r.get(metric) is not None]
+        if not points:
+            continue
+        xs, ys = zip(*points)
+        style = {"marker": "o", "markersize": 4} if len(points) < 30 else {}
+        ax.plot(xs, ys, label=label, linewidth=2, **style)
+        drawn += 1
+    if not drawn:
+        plt.close(fig)
+        raise ValueError(f"no run has any {metric!r} values to plot")
+    ax.set_xlabel("optimizer step" if x == "step" else "training tokens seen")
+    ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+    ax.set_title(title)
+    if logy:
+        ax.set_yscale("log")
+    if metric == "learning_rate":
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
+    if drawn > 1:
+        ax.legend()
+    return save(fig, path)
+
+
+def token_length_figure(lengths: Mapping[str, Iterable[int]], *, title: str,
+                        path: str | Path | None = None) -> "Figure":
+    """Histogram of token counts per text, one outline per tokenizer."""
+    plt = _pyplot()
+    fig, ax = plt.subplots()
+    data = {name: list(values) for name, values in lengths.items()}
+    top = max(max(v) for v in data.values())
+    bins = range(0, top + 10, max(1, math.ceil(top / 40)))
+    for name, values in data.items():
+        ax.hist(values, bins=bins, histtype="step", linewidth=2, label=f"{name} (mean {sum(values) / len(values):.0f})")
+    ax.set_xlabel("tokens per story")
+    ax.set_ylabel("number of stories")
+    ax.set_title(title)
+    ax.legend()
+    return save(fig, path)
+
+
+def attention_figure(weights, tokens: Sequence[str], *, title: str, path: str | Path | None = None,
+                     columns: int = 4) -> "Figure":
+    """Heatmaps of attention weights, one panel per head: row = query token, column = key token.
+
+    ``weights`` is a (heads, T, T) array or tensor of softmax probabilities.
+    """
+    import numpy as np
+    import seaborn as sns
+
+    plt = _pyplot()
+    weights = np.asarray(weights.detach().cpu() if hasattr(weights, "detach") else weights)
+    heads = weights.shape[0]
+    rows = math.ceil(heads / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 3.4 * rows), squeeze=False)
+    labels = [t.replace("\n", "\\n") for t in tokens]
+    for head in range(rows * columns):
+        ax = axes[head // columns][head % columns]
+        if head >= heads:
+            ax.axis("off")
+            continue
+        sns.heatmap(weights[head], ax=ax, vmin=0, vmax=1, cmap="viridis", cbar=head % columns == columns - 1,
+                    xticklabels=labels, yticklabels=labels if head % columns == 0 else False, square=True)
+        ax.set_title(f"head {head}")
+        ax.tick_params(labelsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def learning_order_figure(rows: Sequence[Mapping[str, float]], *, title: str,
+                          path: str | Path | None = None) -> "Figure":
+    """Grammar, consistency and answer accuracy (shares, 0-1) against training tokens.
+
+    ``rows`` hold ``tokens`` and any of ``grammar``, ``consistency``,
+    ``answers``; a measure missing from every row is left out.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots()
+    names = {"grammar": "grammatical sentences", "consistency": "continuations keeping the prompt's characters",
+             "answers": "story questions answered exactly"}
+    drawn = 0
+    for key, label in names.items():
+        points = [(r["tokens"], r[key]) for r in rows if r.get(key) is not None]
+        if points:
+            xs, ys = zip(*points)
+            ax.plot(xs, ys, marker="o", linewidth=2, label=label)
+            drawn += 1
+    if not drawn:
+        plt.close(fig)
+        raise ValueError("no learning-order measurements to plot")
+    ax.set_xlabel("training tokens seen")
+    ax.set_ylabel("share (0 to 1)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(title)
+    ax.legend(loc="best")
+    return save(fig, path)

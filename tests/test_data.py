@@ -1,0 +1,277 @@
+"""Data pipeline: tokenizers, real-format loaders, clear errors, packing, caching, prompts and masks."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import ALPACA_335, ALPACA_LONG, TINYSTORIES_TRAIN, TINYSTORIES_VALID, require_shared
+from helpers.config import get_profile
+from helpers.data import (
+    PROMPT_TEMPLATES, DataError, encode_instruction, finetuning_examples, format_prompt, load_instructions,
+    load_stories, load_tokenizer, pack_concat, pack_per_story, pad_batch, pretraining_blocks,
+    profile_tokenizer, read_instruction_file, read_story_file, train_story_tokenizer,
+)
+
+
+@pytest.fixture(scope="module")
+def gpt2(gpt2_dir):
+    import os
+
+    os.environ["HELPERS_TOKENIZER"] = str(gpt2_dir)
+    return load_tokenizer(get_profile("paper").data)
+
+
+# ------------------------------------------------------------------ tokenizers
+
+
+def test_gpt2_tokenizer_from_the_environment_folder(gpt2):
+    assert gpt2("Hello world")["input_ids"] == [15496, 995]
+    assert len(gpt2) == 50257 and gpt2.eos_token_id == 50256 and gpt2.eos_token == "<|endoftext|>"
+    text = "Once upon a time, there was a little girl named Lily."
+    ids = [7454, 2402, 257, 640, 11, 612, 373, 257, 1310, 2576, 3706, 20037, 13]
+    assert gpt2(text)["input_ids"] == ids and gpt2.decode(ids) == text
+    assert gpt2.pad_token is None  # GPT-2 has none: batches are padded with eos and masked
+
+
+def test_paper_profile_tokenizer_matches_the_model(gpt2):
+    tok = profile_tokenizer(get_profile("paper"))
+    assert len(tok) == 50257
+    with pytest.raises(DataError, match="has 50257 tokens but model.vocab_size is 4096; set model.vocab_size=50257"):
+        profile_tokenizer(get_profile("paper", {"model.vocab_size": 4096}))
+
+
+def test_missing_tokenizer_folder_is_named(tmp_path):
+    cfg = get_profile("paper", {"data.tokenizer": str(tmp_path / "nowhere")}).data
+    with pytest.raises(DataError, match=f"tokenizer folder '{tmp_path / 'nowhere'}' does not exist"):
+        load_tokenizer(cfg)
+
+
+def test_story_bpe_is_deterministic_and_round_trips(tmp_path):
+    cfg_a = get_profile("lesson", {"data.cache_dir": str(tmp_path / "a")}).data
+    cfg_b = get_profile("lesson", {"data.cache_dir": str(tmp_path / "b")}).data
+    folder_a, folder_b = train_story_tokenizer(cfg_a), train_story_tokenizer(cfg_b)
+    assert (folder_a / "tokenizer.json").read_text() == (folder_b / "tokenizer.json").read_text()
+    tok = load_tokenizer(cfg_a)
+    assert len(tok) == 2048 and tok.eos_token_id == 0 and tok.convert_ids_to_tokens(0) == "<|endoftext|>"
+    text = 'Lily said, "Look, a dinosaur!"\nPhotosynthesis is unknown here.'
+    assert tok.decode(tok(text)["input_ids"]) == text
+    # a known corpus sentence needs far fewer tokens than characters
+    assert len(tok("Once upon a time, there was a little girl named Lily.")["input_ids"]) <= 13
+
+
+# ------------------------------------------------------------------ story files
+
+
+def test_real_tinystories_txt():
+    require_shared()
+    stories = read_story_file(TINYSTORIES_TRAIN)
+    assert len(stories) == 2317  # 2,316 complete stories and the one cut at 2 MiB
+    assert stories[0].startswith("One day, a little girl named Lily found a needle in her room.")
+    assert stories[1].startswith("Once upon a time, there was a little car named Beep.")
+    assert stories[-1].endswith("She said it was")
+    assert all("<|endoftext|>" not in s and s == s.strip() for s in stories)
+
+
+def test_txt_without_separators_splits_at_blank_lines():
+    require_shared()
+    blocks = read_story_file(TINYSTORIES_VALID)
+    assert len(blocks) == 4300
+    assert blocks[0].startswith('Spot. Spot saw the shiny car and said, "Wow, Kitty, your car')
+
+
+def test_json_jsonl_and_parquet_with_text(tmp_path):
+    rows = [{"text": "One. Two."}, {"text": "Three!"}]
+    (tmp_path / "s.json").write_text(json.dumps(rows))
+    (tmp_path / "s.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"text": ["One. Two.", "Three!"], "other": [1, 2]}), tmp_path / "s.parquet")
+    for name in ("s.json", "s.jsonl", "s.parquet"):
+        assert read_story_file(tmp_path / name) == ["One. Two.", "Three!"], name
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("missing.txt", None, "stories file '{p}' does not exist"),
+    ("empty.txt", b"  \n", "stories file '{p}' is empty"),
+    ("latin.txt", b"Once upon\n a time \xff there", "stories file '{p}' is not UTF-8 text: byte 0xff at offset 18 (line 2)"),
+    ("bad.json", b'[{"text": "a"},\n {"text": }]', "'{p}' is not valid JSON: Expecting value at line 2 column 11"),
+    ("notlist.json", b'{"text": "a"}', "'{p}' must hold a JSON list of records, got dict"),
+    ("nofield.json", b'[{"text": "a"}, {"story": "b"}]', "'{p}' record 1: expected an object with a 'text' field"),
+    ("wrongtype.json", b'[{"text": 5}]', "'{p}' record 0: 'text' must be a string, got int"),
+    ("bad.jsonl", b'{"text": "a"}\n{"text": "b"\n', "'{p}' is not valid JSON: Expecting ',' delimiter at line 2 column 13"),
+    ("lines.jsonl", b'{"text": "a"}\n\n{"txt": "b"}\n', "'{p}' line 3: expected an object with a 'text' field"),
+    ("stories.csv", b"text\nabc\n", "stories file '{p}': unsupported type .csv; use .txt, .json, .jsonl or .parquet"),
+])
+def test_bad_story_files_name_file_and_record(tmp_path, name, content, message):
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(DataError) as err:
+        read_story_file(path)
+    assert str(err.value) == message.format(p=path)
+
+
+# ------------------------------------------------------------------ instruction files
+
+
+def test_real_alpaca_files():
+    require_shared()
+    records = read_instruction_file(ALPACA_335)
+    assert len(records) == 335 and sum(bool(r["input"]) for r in records) == 172
+    assert records[0]["instruction"] == "Give three tips for staying healthy."
+    assert records[1]["output"] == "The three primary colors are red, blue, and yellow."
+    assert records[8]["output"].startswith("<nooutput>")
+    assert len(read_instruction_file(ALPACA_LONG)) == 2000
+
+
+@pytest.mark.parametrize("content, message", [
+    (b'[{"instruction": "a", "output": "b"}, {"instruction": "c"}]', "'{p}' record 1 has no 'output' field"),
+    (b'[{"output": "b"}]', "'{p}' record 0 has no 'instruction' field"),
+    (b'[{"instruction": "a", "input": 3, "output": "b"}]', "'{p}' record 0: 'input' must be a string, got int"),
+    (b'[{"instruction": " ", "output": "b"}]', "'{p}' record 0: 'instruction' is empty"),
+    (b'["just text"]', "'{p}' record 0: expected an object, got str"),
+    (b"[]", "'{p}' holds no records"),
+    (b'[{"instruction": "a", "output": "b"}', "'{p}' is not valid JSON: Expecting ',' delimiter at line 1 column 37"),
+])
+def test_bad_alpaca_records_are_named(tmp_path, content, message):
+    path = tmp_path / "alpaca_data.json"
+    path.write_bytes(content)
+    with pytest.raises(DataError) as err:
+        read_instruction_file(path)
+    assert str(err.value) == message.format(p=path)
+
+
+def test_alpaca_split_is_deterministic_and_disjoint():
+    require_shared()
+    cfg = get_profile("lesson", {"data.instructions": str(ALPACA_335)}).data
+    train, val = load_instructions(cfg)
+    assert (len(train), len(val)) == (301, 34)  # 1/10 held out, as in the paper
+    assert load_instructions(cfg) == (train, val)
+    key = lambda r: (r["instruction"], r["input"], r["output"])  # noqa: E731
+    assert not {key(r) for r in train} & {key(r) for r in val}
+    assert len({key(r) for r in train + val}) == 335
+
+
+def test_embedded_questions_come_from_disjoint_stories():
+    cfg = get_profile("lesson", {"data.instruction_limit": 300}).data
+    train, val = load_instructions(cfg)
+    assert (len(train), len(val)) == (300, 30)
+    assert {r["kind"] for r in train} == {"who", "what", "where", "feeling", "yes_no"}
+    assert not {r["input"] for r in train} & {r["input"] for r in val}
+
+
+def test_local_story_file_holds_out_the_last_share():
+    require_shared()
+    cfg = get_profile("paper", {"data.stories": str(TINYSTORIES_TRAIN)}).data
+    train, val = load_stories(cfg, "train"), load_stories(cfg, "validation")
+    assert (len(train), len(val)) == (2201, 116)  # 5% of 2,317
+    assert val[-1].endswith("She said it was")
+
+
+# ------------------------------------------------------------------ packing
+
+
+def test_pack_concat_exact():
+    arr, counts = pack_concat([[1, 2, 3], [4, 5], [6]], eos_id=0, block_size=4)
+    assert arr.dtype == np.uint16
+    assert arr.tolist() == [[1, 2, 3, 0], [4, 5, 0, 6]]
+    assert counts == {"stories": 3, "tokens": 9, "blocks": 2, "tokens_dropped": 1}
+
+
+def test_pack_per_story_drops_short_pieces_like_the_paper():
+    arr, counts = pack_per_story([[1, 2, 3, 4, 5], [6, 7], [8, 9, 10, 11]], block_size=2)
+    assert arr.tolist() == [[1, 2], [3, 4], [6, 7], [8, 9], [10, 11]]
+    assert counts == {"stories": 3, "tokens": 11, "blocks": 5, "tokens_dropped": 1}
+
+
+def test_blocks_are_cached_and_rebuilt_when_the_file_changes(tmp_path, gpt2):
+    require_shared()
+    source = tmp_path / "stories.txt"
+    text = TINYSTORIES_TRAIN.read_text(encoding="utf-8")
+    source.write_text(text[:200_000], encoding="utf-8")
+    cfg = get_profile("paper", {"data.stories": str(source), "data.cache_dir": str(tmp_path / "cache")}).data
+    first = pretraining_blocks(cfg, "train", gpt2, progress=False)
+    stories = load_stories(cfg, "train")
+    expected = sum(len(gpt2(s)["input_ids"]) + 1 for s in stories)
+    assert first.meta["tokens"] == expected and first.meta["stories"] == len(stories)
+    assert len(first) == expected // 128 and first.array.shape == (expected // 128, 128)
+    stream = [t for s in stories for t in gpt2(s)["input_ids"] + [50256]]
+    assert first.array[0].tolist() == stream[:128] and first.array[-1].tolist() == stream[(len(first) - 1) * 128:len(first) * 128]
+    mtime = first.path.stat().st_mtime_ns
+    again = pretraining_blocks(cfg, "train", gpt2, progress=False)
+    assert again.path == first.path and again.path.stat().st_mtime_ns == mtime  # reused, not rewritten
+    source.write_text(text[:150_000], encoding="utf-8")
+    changed = pretraining_blocks(cfg, "train", gpt2, progress=False)
+    assert changed.path != first.path and len(changed) < len(first)
+    assert not list((tmp_path / "cache").rglob("*.tmp*"))
+
+
+def test_per_story_packing_throws_tokens_away(tmp_path, gpt2):
+    require_shared()
+    common = {"data.stories": str(TINYSTORIES_TRAIN), "data.cache_dir": str(tmp_path), "data.train_stories": 500}
+    concat = pretraining_blocks(get_profile("paper", common).data, "train", gpt2, progress=False)
+    paper = pretraining_blocks(get_profile("paper", {**common, "data.packing": "per_story"}).data, "train", gpt2,
+                               progress=False)
+    assert paper.meta["tokens"] == concat.meta["tokens"] - 500  # no eos tokens between stories
+    assert paper.meta["tokens_dropped"] == paper.meta["tokens"] - 128 * len(paper)
+    assert paper.meta["tokens_dropped"] > 0.3 * paper.meta["tokens"]  # most stories end in a short piece
+    assert concat.meta["tokens_dropped"] < 128
+
+
+def test_bad_source_leaves_no_cache_files(tmp_path, gpt2):
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"Once \xfe upon")
+    cfg = get_profile("paper", {"data.stories": str(bad), "data.cache_dir": str(tmp_path / "cache")}).data
+    with pytest.raises(DataError, match="is not UTF-8 text"):
+        pretraining_blocks(cfg, "train", gpt2, progress=False)
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*"))
+
+
+# ------------------------------------------------------------------ prompts and masks
+
+
+def test_prompt_templates_are_the_papers():
+    with_input = format_prompt({"instruction": "Edit this.", "input": "He ran.", "output": "x"})
+    assert with_input == (
+        "Below is an instruction that describes a task, paired with an input that provides further "
+        "context. Write a response that appropriately completes the request.\n\n"
+        "### Instruction:\nEdit this.\n\n### Input:\nHe ran.\n\n### Response: ")
+    assert format_prompt({"instruction": "Give tips.", "input": "", "output": "x"}) == (
+        "Below is an instruction that describes a task. Write a response that appropriately completes "
+        "the request.\n\n### Instruction:\nGive tips.\n\n### Response: ")
+    assert format_prompt({"instruction": "Give tips.", "input": "  ", "output": "x"}) == \
+        PROMPT_TEMPLATES["prompt_no_input"].format(instruction="Give tips.")
+
+
+def test_labels_hide_exactly_the_prompt(gpt2):
+    record = {"instruction": "What are the three primary colors?", "input": "",
+              "output": "The three primary colors are red, blue, and yellow."}
+    example = encode_instruction(record, gpt2, max_length=512)
+    prompt = gpt2(format_prompt(record))["input_ids"]
+    response = gpt2(record["output"])["input_ids"]
+    assert example["input_ids"] == prompt + response + [50256]
+    assert example["labels"] == [-100] * len(prompt) + response + [50256]
+    assert gpt2.decode(example["input_ids"]) == format_prompt(record) + record["output"] + "<|endoftext|>"
+
+
+def test_truncation_and_dropping(gpt2):
+    record = {"instruction": "Say hi.", "input": "", "output": "Hi there, friend."}
+    full = encode_instruction(record, gpt2, max_length=512)
+    cut = encode_instruction(record, gpt2, max_length=len(full["input_ids"]) - 2)
+    assert cut["input_ids"] == full["input_ids"][:-2] and cut["labels"] == full["labels"][:-2]
+    require_shared()
+    cfg = get_profile("paper", {"data.instructions": str(ALPACA_335), "data.instruction_max_length": 48}).data
+    train, val = finetuning_examples(cfg, gpt2)
+    assert train.dropped > 0 and len(train) + train.dropped == 301
+    assert all(len(e["input_ids"]) <= 48 and any(x != -100 for x in e["labels"][1:]) for e in train.examples)
+
+
+def test_pad_batch_masks_padding():
+    batch = pad_batch([{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}, {"input_ids": [8], "labels": [8]}], pad_id=9)
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 9, 9]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert batch["labels"].tolist() == [[-100, 6, 7], [8, -100, -100]]
