@@ -402,7 +402,7 @@ def _check_out_dir(out: Path, description: dict, resume: bool) -> None:
             "it, or choose another folder"
         )
     previous = json.loads(run_file.read_text())
-    diffs = _differences(previous, description)
+    diffs = _differences({key: previous.get(key) for key in description}, description)
     if diffs:
         raise RunError(f"cannot resume {str(out)!r}: it holds a different run ({'; '.join(diffs[:5])})")
 
@@ -500,7 +500,17 @@ def _load_model_and_tokenizer(stage: Stage, profile: Profile, init: Path | None)
         tokenizer = AutoTokenizer.from_pretrained(str(init))
         model = load_model(init)
     tokenizer.model_max_length = int(1e9)
+    _seed_everything(getattr(profile, stage).seed)  # as Trainer does once the model exists
     return model, tokenizer
+
+
+def _seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
 
 
 def _train_fast(stage, profile, out, init, resume, progress, description) -> RunResult:
@@ -642,12 +652,16 @@ def _train_fast(stage, profile, out, init, resume, progress, description) -> Run
         if log_now or save_now:
             losses = dist.all_sum(torch.stack(window.losses)).cpu()
             bad = [i for i, x in enumerate(losses.tolist()) if not math.isfinite(x)]
+            problem = None
             if bad:
+                problem = f"loss became {losses[bad[0]].item()} at step {done - len(losses) + bad[0] + 1}"
+            elif save_now and not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+                problem = f"weights became non-finite at step {done} (its loss was still finite)"
+            if problem:
                 bar.close()
-                first = done - len(losses) + bad[0] + 1
                 last_good = latest_checkpoint(out)
                 raise TrainingDiverged(
-                    f"{stage} loss became {losses[bad[0]].item()} at step {first}; stopped. "
+                    f"{stage} {problem}; stopped. "
                     + (f"The last good checkpoint is {last_good}." if last_good else "No checkpoint was saved yet.")
                 )
         if log_now:
@@ -870,7 +884,7 @@ def _train_hf(stage, profile, out, init, resume, progress, description) -> RunRe
         data_seed=cfg.seed,
         report_to="none",
         disable_tqdm=not (progress and dist.main),
-        dataloader_drop_last=True,
+        dataloader_drop_last=False,  # the sampler already yields whole global batches
         remove_unused_columns=False,
         use_cpu=device.type == "cpu",
         torch_compile=cfg.compile,

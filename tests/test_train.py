@@ -1,0 +1,250 @@
+"""The training engine: schedule, run folders, exact resume after SIGKILL, DDP, Trainer parity, failures."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import TINY, tiny_profile
+from helpers.train import (
+    RunError, TrainingDiverged, cosine_with_warmup, latest_checkpoint, pretrain, read_metrics, warmup_steps_for,
+)
+
+NO_DROPOUT = {"model.resid_pdrop": 0.0, "model.embd_pdrop": 0.0, "model.attn_pdrop": 0.0}
+
+
+def _cli(*args: str, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "helpers", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, **kwargs)
+
+
+def _sets(overrides: dict) -> list[str]:
+    return [item for key, value in overrides.items() for item in ("--set", f"{key}={value}")]
+
+
+# ------------------------------------------------------------------ schedule and optimizer
+
+
+@pytest.mark.parametrize("warmup, total", [(100, 1000), (0, 50), (5, 5), (3, 17), (10, 7)])
+def test_schedule_equals_transformers_at_every_step(warmup, total):
+    from transformers import get_cosine_schedule_with_warmup
+
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=5e-4)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, warmup, total)
+    for step in range(total + 3):
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(5e-4 * cosine_with_warmup(step, warmup, total),
+                                                                 rel=1e-12, abs=1e-18), step
+        optimizer.step()
+        scheduler.step()
+
+
+def test_warmup_ratio_rounds_up_like_trainer():
+    cfg = tiny_profile(**{"finetune.warmup_steps": 0, "finetune.warmup_ratio": 0.03}).finetune
+    assert warmup_steps_for(cfg, 2441) == 74 and warmup_steps_for(cfg, 10) == 1
+    assert warmup_steps_for(tiny_profile().pretrain, 999) == 5
+
+
+def test_weight_decay_skips_biases_and_norms():
+    from helpers.model import build_model
+    from helpers.train import _optimizer
+
+    model = build_model(tiny_profile().model)
+    decay, no_decay = _optimizer(model, tiny_profile().pretrain, torch.device("cpu")).param_groups
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert all(names[id(p)].endswith(".weight") and ".ln_" not in names[id(p)] for p in decay["params"])
+    assert {names[id(p)] for p in no_decay["params"]} >= {"transformer.ln_f.weight", "transformer.ln_f.bias",
+                                                          "transformer.h.0.attn.c_attn.bias"}
+    assert sum(p.numel() for p in decay["params"] + no_decay["params"]) == model.num_parameters()
+
+
+# ------------------------------------------------------------------ a run folder
+
+
+def test_pretraining_run_folder(pretrained_run):
+    records = read_metrics(pretrained_run)
+    assert [r["step"] for r in records] == [5, 10, 15, 20, 25, 30]
+    for record in records:
+        assert {"step", "epoch", "tokens", "train_loss", "learning_rate", "grad_norm", "tokens_per_sec",
+                "elapsed_s"} <= set(record)
+        assert record["tokens"] == record["step"] * 8 * 128
+    evals = [r for r in records if "eval_loss" in r]
+    assert [r["step"] for r in evals] == [10, 20, 30]
+    assert all(r["perplexity"] == pytest.approx(math.exp(r["eval_loss"])) for r in evals)
+    assert records[-1]["train_loss"] < records[0]["train_loss"] - 1.0  # it learns
+    assert evals[-1]["eval_loss"] < math.log(2048)  # better than guessing among 2048 tokens
+    run = json.loads((pretrained_run / "run.json").read_text())
+    assert run["stage"] == "pretrain" and run["total_steps"] == 30 and run["global_batch"] == 8
+    assert run["profile"]["pretrain"]["max_steps"] == 30 and run["data"]["block_size"] == 128
+    # keep_checkpoints=10 in the lesson profile: all three remain, each complete
+    assert sorted(p.name for p in pretrained_run.glob("checkpoint-*")) == ["checkpoint-10", "checkpoint-20", "checkpoint-30"]
+    for path in pretrained_run.glob("checkpoint-*"):
+        assert {"config.json", "model.safetensors", "tokenizer.json", "trainer_state.pt", "rng-0.pt"} <= {
+            p.name for p in path.iterdir()}
+    assert not list(pretrained_run.glob(".*tmp*"))
+
+
+def test_keep_only_the_last_checkpoints(tmp_path):
+    out = tmp_path / "run"
+    pretrain(tiny_profile(**{"pretrain.max_steps": 12, "pretrain.save_every": 3, "pretrain.keep_checkpoints": 2}),
+             out, progress=False)
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-12", "checkpoint-9"]
+    assert latest_checkpoint(out).name == "checkpoint-12"
+
+
+def test_finetuning_run(finetuned_run):
+    records = read_metrics(finetuned_run)
+    assert [r["step"] for r in records] == [5, 10]
+    assert all("eval_loss" in r for r in records)
+    run = json.loads((finetuned_run / "run.json").read_text())
+    assert run["stage"] == "finetune" and run["data"]["train_examples"] == 200
+    assert run["init"].endswith("pretrain")
+    assert records[-1]["tokens"] > 0
+
+
+# ------------------------------------------------------------------ exact resume after a real SIGKILL
+
+
+def test_resume_after_sigkill_reaches_the_same_losses(tmp_path):
+    settings = {**TINY, "pretrain.max_steps": 24, "pretrain.save_every": 6, "pretrain.log_every": 2,
+                "pretrain.eval_every": 6, "data.train_stories": 300}
+    args = ["pretrain", "--quiet", *_sets(settings)]
+    reference = _cli(*args, "--out", str(tmp_path / "whole"), timeout=600)
+    assert reference.returncode == 0, reference.stderr
+
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "helpers", *args, "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while not (out / "checkpoint-12").exists():
+        assert proc.poll() is None, "the run ended before it could be killed"
+        assert time.time() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (out / "model.safetensors").exists()  # killed before the end
+    assert latest_checkpoint(out).name in {"checkpoint-12", "checkpoint-18"}
+
+    again = _cli(*args, "--out", str(out), "--resume", timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert "resuming after step" in again.stdout
+    whole, resumed = read_metrics(tmp_path / "whole"), read_metrics(out)
+    keys = ("step", "tokens", "train_loss", "learning_rate", "grad_norm", "eval_loss")
+    assert [[r.get(k) for k in keys] for r in resumed] == [[r.get(k) for k in keys] for r in whole]
+    assert not list(out.glob(".*tmp*"))
+
+
+# ------------------------------------------------------------------ two processes (DDP, gloo)
+
+
+def test_two_processes_match_one(tmp_path):
+    settings = {**TINY, **NO_DROPOUT, "pretrain.max_steps": 8, "pretrain.log_every": 2, "pretrain.eval_every": 4,
+                "pretrain.save_every": 4, "pretrain.batch_size": 4, "data.train_stories": 300}
+    one = _cli("pretrain", "--quiet", "--out", str(tmp_path / "one"),
+               *_sets({**settings, "pretrain.grad_accum": 2}), timeout=600)
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          "-m", "helpers", "pretrain", "--quiet", "--out", str(tmp_path / "two"), *_sets(settings)],
+                         capture_output=True, text=True, timeout=600)
+    assert two.returncode == 0, two.stderr[-3000:]
+    a, b = read_metrics(tmp_path / "one"), read_metrics(tmp_path / "two")
+    assert [r["step"] for r in a] == [r["step"] for r in b] == [2, 4, 6, 8]
+    assert [r["tokens"] for r in a] == [r["tokens"] for r in b]
+    for x, y in zip(a, b):
+        assert y["train_loss"] == pytest.approx(x["train_loss"], rel=1e-5)
+        assert ("eval_loss" in x) == ("eval_loss" in y) == (x["step"] % 4 == 0)
+        if "eval_loss" in x:
+            assert y["eval_loss"] == pytest.approx(x["eval_loss"], rel=1e-5)
+    assert json.loads((tmp_path / "two" / "run.json").read_text())["world_size"] == 2
+    assert {p.name for p in (tmp_path / "two" / "checkpoint-8").glob("rng-*")} == {"rng-0.pt", "rng-1.pt"}
+
+
+# ------------------------------------------------------------------ the paper's Trainer beside the fast engine
+
+
+def test_fast_engine_equals_trainer(tmp_path):
+    profile = tiny_profile(**NO_DROPOUT, **{"pretrain.max_steps": 10, "pretrain.grad_accum": 2,
+                                            "pretrain.log_every": 2, "pretrain.eval_every": 5})
+    pretrain(profile, tmp_path / "fast", engine="fast", progress=False)
+    pretrain(profile, tmp_path / "hf", engine="hf", progress=False)
+    fast, hf = read_metrics(tmp_path / "fast"), read_metrics(tmp_path / "hf")
+    assert [r["step"] for r in fast] == [r["step"] for r in hf] == [2, 4, 5, 6, 8, 10]
+    for x, y in zip(fast, hf):
+        assert x["tokens"] == y["tokens"]
+        for key in ("train_loss", "grad_norm", "eval_loss", "learning_rate"):
+            assert (x.get(key) is None) == (y.get(key) is None), (x, y)
+            if x.get(key) is not None:
+                assert y[key] == pytest.approx(x[key], rel=2e-5), (key, x["step"])
+    from transformers import AutoModelForCausalLM
+
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "hf").num_parameters() == 496_640
+
+
+# ------------------------------------------------------------------ failures
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    out = tmp_path / "boom"
+    profile = tiny_profile(**{"pretrain.learning_rate": 1e6, "pretrain.warmup_steps": 3, "pretrain.max_grad_norm": 1e30,
+                              "pretrain.log_every": 1, "pretrain.save_every": 1, "pretrain.eval_every": 100})
+    with pytest.raises(TrainingDiverged) as err:
+        pretrain(profile, out, progress=False)
+    message = str(err.value)
+    step = int(message.split(" at step ")[1].split(";")[0].split(" ")[0])
+    assert message.startswith("pretrain loss became nan at step ") or " weights became non-finite " in message
+    assert message.endswith(f"The last good checkpoint is {out / f'checkpoint-{step - 1}'}.")
+    from safetensors.torch import load_file
+
+    weights = load_file(str(out / f"checkpoint-{step - 1}" / "model.safetensors"))
+    assert all(bool(torch.isfinite(t).all()) for t in weights.values())
+    assert not (out / "model.safetensors").exists()
+
+
+def test_cli_refuses_bad_requests_and_touches_nothing(tmp_path, pretrained_run):
+    missing = _cli("finetune", "--out", str(tmp_path / "ft"), "--init", str(tmp_path / "nothing"))
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == (
+        f"error: init checkpoint '{tmp_path / 'nothing'}' not found or incomplete (missing config.json, "
+        f"model.safetensors); run pretraining first: python -m helpers pretrain --out {tmp_path / 'nothing'}")
+    assert not (tmp_path / "ft").exists()
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    busy = _cli("pretrain", "--out", str(other))
+    assert busy.returncode == 2 and "already holds files that are not a run of this package (notes.txt)" in busy.stderr
+    assert [p.name for p in other.iterdir()] == ["notes.txt"]
+
+    before = sorted(p.name for p in pretrained_run.iterdir())
+    again = _cli("pretrain", "--out", str(pretrained_run), *_sets(TINY))
+    assert again.returncode == 2 and "already holds a run; pass --resume" in again.stderr
+    changed = _cli("pretrain", "--out", str(pretrained_run), "--resume", *_sets({**TINY, "pretrain.learning_rate": 1}))
+    assert changed.returncode == 2
+    assert "holds a different run (profile.pretrain.learning_rate: 0.002 there, 1.0 now)" in changed.stderr
+    assert sorted(p.name for p in pretrained_run.iterdir()) == before
+
+    typo = _cli("pretrain", "--out", str(tmp_path / "x"), "--set", "pretrain.lr=1")
+    assert typo.returncode == 2
+    assert typo.stderr.strip() == "error: unknown setting 'pretrain.lr' (did you mean 'pretrain.learning_rate'?)"
+    flag = _cli("pretrain", "--out", str(tmp_path / "x"), "--engine", "turbo")
+    assert flag.returncode == 2 and "invalid choice: 'turbo'" in flag.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_help_explains_every_option():
+    out = _cli("pretrain", "--help")
+    assert out.returncode == 0
+    for option in ("--profile", "--set", "--out", "--resume", "--engine", "--data", "--quiet"):
+        assert option in out.stdout
+    assert "--init" in _cli("finetune", "--help").stdout
