@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also evaluate this model (hub id or folder), e.g. gpt2; skipped with one line when unreachable")
     p.add_argument("--learning-order", action="store_true",
                    help="measure grammar and consistency at every checkpoint of a pretraining run")
-    p.add_argument("--samples", type=int, default=None, help="generations per prompt set (default: profile's)")
+    p.add_argument("--samples", type=int, default=None, help="held-out story beginnings to continue (default: 16)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("config", help="print a profile's settings as JSON",

@@ -137,8 +137,13 @@ class TrainConfig:
     eval_max_batches: int | None = None
     seed: int = 42
     compile: bool = False
-    loss: Literal["chunked", "full"] = "chunked"
-    loss_chunk: int = 4096
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
+    # How the fast engine computes the output layer and its cross-entropy:
+    # "chunked" (this package, never holds all logits), "full" (GPT2LMHeadModel's
+    # own loss), or the optional GPU libraries "cce" (Cut Cross-Entropy) and
+    # "liger" (Liger Kernel's fused linear cross-entropy).
+    loss: Literal["chunked", "full", "cce", "liger"] = "chunked"
+    loss_chunk: int = 0  # rows of logits per chunk; 0 picks one for the device
 
 
 @dataclass

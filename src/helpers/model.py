@@ -49,12 +49,17 @@ def hf_quiet():
             hf_logging.enable_progress_bar()
 
 
-def load_model(path: str | Path) -> "GPT2LMHeadModel":
-    """A saved model (run folder or checkpoint) with scaled-dot-product attention."""
+def load_model(path: str | Path, attn_implementation: str = "sdpa") -> "GPT2LMHeadModel":
+    """A saved model (run folder or checkpoint).
+
+    Scaled-dot-product attention by default; ``attn_implementation="eager"``
+    when the attention weights themselves are wanted (``output_attentions``),
+    which the fused kernel never materialises.
+    """
     from transformers import AutoModelForCausalLM
 
     with hf_quiet():
-        model = AutoModelForCausalLM.from_pretrained(str(path), attn_implementation="sdpa")
+        model = AutoModelForCausalLM.from_pretrained(str(path), attn_implementation=attn_implementation)
     return _name_loss(model)
 
 

@@ -149,6 +149,7 @@ def attention_figure(weights, tokens: Sequence[str], *, title: str, path: str | 
                     xticklabels=labels, yticklabels=labels if head % columns == 0 else False, square=True)
         ax.set_title(f"head {head}")
         ax.tick_params(labelsize=8)
+        ax.grid(False)  # grid lines would cut through the cells
     fig.suptitle(title)
     fig.tight_layout()
     return save(fig, path)
@@ -156,15 +157,16 @@ def attention_figure(weights, tokens: Sequence[str], *, title: str, path: str | 
 
 def learning_order_figure(rows: Sequence[Mapping[str, float]], *, title: str,
                           path: str | Path | None = None) -> "Figure":
-    """Grammar, consistency and answer accuracy (shares, 0-1) against training tokens.
+    """Grammar, consistency and answers (shares, 0-1) against training tokens.
 
     ``rows`` hold ``tokens`` and any of ``grammar``, ``consistency``,
-    ``answers``; a measure missing from every row is left out.
+    ``answer_template``, ``answers``; a measure missing from every row is
+    left out.
     """
     plt = _pyplot()
     fig, ax = plt.subplots()
     names = {"grammar": "grammatical sentences", "consistency": "continuations keeping the prompt's characters",
-             "answers": "story questions answered exactly"}
+             "answer_template": "answers of the right form", "answers": "story questions answered exactly"}
     drawn = 0
     for key, label in names.items():
         points = [(r["tokens"], r[key]) for r in rows if r.get(key) is not None]

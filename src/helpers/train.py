@@ -43,6 +43,7 @@ __all__ = [
     "pretrain",
     "finetune",
     "train",
+    "ensure_run",
     "read_metrics",
     "latest_checkpoint",
 ]
@@ -167,10 +168,11 @@ class _Batches:
     accumulation, and resuming at step ``s`` needs nothing but ``s``.
     """
 
-    def __init__(self, n_items: int, cfg: TrainConfig, world: int):
+    def __init__(self, n_items: int, cfg: TrainConfig, world: int, device=None):
         self.n, self.batch, self.accum, self.world, self.seed = n_items, cfg.batch_size, cfg.grad_accum, world, cfg.seed
         self.global_batch = self.batch * self.accum * self.world
         self.steps_per_epoch = n_items // self.global_batch
+        self.device = device  # where the order lives: on a GPU, no copy per step
         self._perm_epoch, self._perm = -1, None
 
     def order(self, epoch: int) -> "torch.Tensor":
@@ -178,7 +180,8 @@ class _Batches:
 
         if epoch != self._perm_epoch:
             gen = torch.Generator().manual_seed(self.seed + epoch)
-            self._perm, self._perm_epoch = torch.randperm(self.n, generator=gen), epoch
+            perm = torch.randperm(self.n, generator=gen)
+            self._perm, self._perm_epoch = (perm if self.device is None else perm.to(self.device)), epoch
         return self._perm
 
     def step_items(self, step: int) -> "torch.Tensor":
@@ -286,10 +289,16 @@ def _prepare_data(stage: Stage, profile: Profile, tokenizer, device, dist: _Dist
 
 
 def _loss_module(model, loss: str, chunk: int, dtype):
-    """The model plus its loss as one module, so DDP and compile see a single forward."""
+    """The model plus its loss as one module, so DDP and compile see a single forward.
+
+    Its forward returns (summed loss, scored tokens) whichever way the output
+    layer is computed.
+    """
     import torch
 
     from .model import lm_loss
+
+    head = _external_head(loss, dtype) if loss in {"cce", "liger"} else None
 
     class CausalLMLoss(torch.nn.Module):
         def __init__(self):
@@ -302,9 +311,39 @@ def _loss_module(model, loss: str, chunk: int, dtype):
                 count = (labels[:, 1:] != -100).sum()
                 return out.loss.float() * count, count
             hidden = self.model.transformer(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            if head is not None:
+                return head(hidden, self.model.lm_head.weight, labels), (labels[:, 1:] != -100).sum()
             return lm_loss(hidden, self.model.lm_head.weight, labels, chunk, dtype)
 
     return CausalLMLoss()
+
+
+def _external_head(loss: str, dtype):
+    """Summed next-token loss from an optional GPU library (imported only when asked for)."""
+    import torch
+
+    dtype = dtype or torch.float32
+    try:
+        if loss == "cce":
+            from cut_cross_entropy import linear_cross_entropy
+
+            def cce(hidden, weight, labels):
+                return linear_cross_entropy(hidden.to(dtype), weight.to(dtype), labels, reduction="sum",
+                                            shift=1).float()
+
+            return cce
+        from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
+
+        fused = LigerFusedLinearCrossEntropyLoss(reduction="sum")
+
+        def liger(hidden, weight, labels):
+            rows = hidden[:, :-1].reshape(-1, hidden.shape[-1]).to(dtype)
+            return fused(weight.to(dtype), rows, labels[:, 1:].reshape(-1)).float()
+
+        return liger
+    except ImportError as err:
+        package = {"cce": "cut-cross-entropy", "liger": "liger-kernel"}[loss]
+        raise RunError(f"loss={loss!r} needs the optional package {package} ({err})") from None
 
 
 def _optimizer(model, cfg: TrainConfig, device):
@@ -477,6 +516,38 @@ def train(
     return _train_fast(stage, profile, out, init_path, resume, progress, description)
 
 
+def ensure_run(
+    stage: Stage,
+    profile: Profile,
+    out_dir: str | Path,
+    *,
+    init: str | Path | None = None,
+    engine: Literal["fast", "hf"] = "fast",
+    progress: bool = True,
+) -> RunResult:
+    """Train unless ``out_dir`` already holds this very run, finished; resume it if it stopped halfway.
+
+    What lessons call: rerunning a notebook reuses its finished run instead
+    of training again or failing, and a folder holding a run with other
+    settings is refused with the differences named.
+    """
+    out = Path(out_dir)
+    run_file = out / "run.json"
+    if run_file.exists():
+        init_path = _check_init(init)
+        description = _describe(stage, engine, profile, init_path, int(os.environ.get("WORLD_SIZE", "1")))
+        _check_out_dir(out, description, resume=True)
+        if all((out / f).exists() for f in MODEL_FILES):
+            records = read_metrics(out)
+            trains = [r["train_loss"] for r in records if r.get("train_loss") is not None]
+            evals = [r["eval_loss"] for r in records if r.get("eval_loss") is not None]
+            print(f"{stage}: reusing the finished run in {out} (delete the folder to train again)", flush=True)
+            return RunResult(out, records[-1]["step"], records[-1]["tokens"], trains[-1] if trains else None,
+                             evals[-1] if evals else None, records[-1]["elapsed_s"])
+        return train(stage, profile, out, init=init, resume=True, engine=engine, progress=progress)
+    return train(stage, profile, out, init=init, engine=engine, progress=progress)
+
+
 def pretrain(profile: Profile, out_dir: str | Path, **options) -> RunResult:
     """Pretrain the profile's model from scratch on its stories."""
     return train("pretrain", profile, out_dir, **options)
@@ -530,12 +601,14 @@ def _train_fast(stage, profile, out, init, resume, progress, description) -> Run
 
     model, tokenizer = _load_model_and_tokenizer(stage, profile, init)
     train_data, val_data, data_summary = _prepare_data(stage, profile, tokenizer, device, dist, progress)
-    batches = _Batches(len(train_data), cfg, dist.world)
+    batches = _Batches(len(train_data), cfg, dist.world, device if stage == "pretrain" else None)
     if batches.steps_per_epoch == 0:
         raise RunError(f"{stage} data has {len(train_data)} items, fewer than one global batch of "
                        f"{batches.global_batch}; lower {stage}.batch_size or add data")
     total = cfg.max_steps or math.ceil(cfg.epochs * batches.steps_per_epoch)
     warmup = warmup_steps_for(cfg, total)
+    if cfg.loss in {"cce", "liger"} and device.type != "cuda":
+        raise RunError(f"{stage}.loss={cfg.loss!r} runs Triton kernels and needs a CUDA GPU; use 'chunked' here")
 
     model.to(device)
     model.train()
@@ -544,7 +617,7 @@ def _train_fast(stage, profile, out, init, resume, progress, description) -> Run
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
     chunk = cfg.loss_chunk or default_loss_chunk(device.type)
     if cfg.compile:  # in place, so parameter names (and checkpoints) stay unchanged
-        (model if cfg.loss == "full" else model.transformer).compile()
+        (model if cfg.loss == "full" else model.transformer).compile(mode=cfg.compile_mode)
     module = _loss_module(model, cfg.loss, chunk, amp_dtype)
     runner = module
     if dist.world > 1:
