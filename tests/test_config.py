@@ -35,6 +35,7 @@ def test_lesson_keeps_the_shape_and_shrinks_the_amounts():
     assert lesson.data.block_size == paper.data.block_size
     assert lesson.data.tokenizer == "story-bpe" and lesson.model.vocab_size == lesson.data.story_vocab_size
     assert lesson.pretrain.max_steps and lesson.pretrain.precision == "fp32"
+    assert (lesson.model.resid_pdrop, lesson.model.embd_pdrop, lesson.model.attn_pdrop) == (0.0, 0.0, 0.0)
 
 
 def test_profiles_are_fresh_copies():
