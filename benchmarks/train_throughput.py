@@ -99,7 +99,7 @@ def run_variant(name: str, engine: str, overrides: dict, base: dict, steps: int,
     from helpers.train import read_metrics, train
 
     settings = {**base, **overrides, "pretrain.max_steps": steps, "pretrain.log_every": log_every,
-                "pretrain.eval_every": 10 ** 9, "pretrain.save_every": 10 ** 9, "pretrain.keep_checkpoints": 1}
+                "pretrain.eval_every": 0, "pretrain.save_every": 0}
     profile = get_profile("paper", settings)
     out = workdir / f"{name}-{time.time_ns()}"
     cuda = profile.device != "cpu" and torch.cuda.is_available()
@@ -159,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compare-steps", type=int, default=0,
                         help="also train the plain path and --compare-variant this many steps without dropout "
                              "and report how far their loss curves are apart")
-    parser.add_argument("--compare-variant", default="fast-cce-b256")
+    parser.add_argument("--compare-variant", default="best", help="a variant name, or 'best' (the fastest measured)")
+    parser.add_argument("--variant-set", choices=["cpu", "cuda"], help="which list of variants (default: the device's)")
     parser.add_argument("--budget-s", type=float, default=float("inf"), help="skip variants once this much time is spent")
     parser.add_argument("--json", type=Path, help="write all results here")
     args = parser.parse_args(argv)
@@ -172,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     steps = args.steps or (60 if cuda else 8)
     log_every = args.log_every or (10 if cuda else 2)
     repeats = args.repeats or (1 if cuda else 3)
-    variants = CUDA_VARIANTS if cuda else CPU_VARIANTS + (CPU_COMPILE if args.compile else [])
+    variant_set = args.variant_set or args.device
+    variants = CUDA_VARIANTS if variant_set == "cuda" else CPU_VARIANTS + (CPU_COMPILE if args.compile else [])
     if args.variants:
         variants = [v for v in variants if v[0] in args.variants]
     base = {"device": args.device, "data.stories": "embedded", "data.train_stories": args.stories or (60000 if cuda else 3000),
@@ -216,8 +218,10 @@ def main(argv: list[str] | None = None) -> int:
                 _write(args.json, info, runs, errors, None, None)
         rows = [summarise(name, what, runs[name], flops, peak) for name, _, what, _ in variants if runs[name]]
         comparison = None
-        if args.compare_steps:
-            comparison = compare_curves(args.compare_variant, base, args.compare_steps, Path(tmp), variants)
+        if args.compare_steps and rows:
+            fastest = max((r for r in rows if r["variant"] != "hf"), key=lambda r: r["tokens_per_sec"], default=None)
+            name = fastest["variant"] if args.compare_variant == "best" and fastest else args.compare_variant
+            comparison = compare_curves(name, base, args.compare_steps, Path(tmp), variants)
     _write(args.json, info, runs, errors, rows, comparison)
     print()
     print(table(rows, "hf"))

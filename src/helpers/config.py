@@ -138,8 +138,8 @@ class TrainConfig:
     precision: Precision = "fp16"
     tf32: bool = False
     log_every: int = 100
-    eval_every: int = 100
-    save_every: int = 100
+    eval_every: int = 100  # 0: never evaluate (benchmarks)
+    save_every: int = 100  # 0: no checkpoints, only the final model
     keep_checkpoints: int = 3
     eval_max_batches: int | None = None
     seed: int = 42

@@ -719,8 +719,8 @@ def _train_fast(stage, profile, out, init, resume, progress, description) -> Run
         done = step + 1
         window.tokens += counter.after(done) - counter.after(step)
         log_now = done % cfg.log_every == 0 or done == total
-        eval_now = done % cfg.eval_every == 0 or done == total
-        save_now = done % cfg.save_every == 0 or done == total
+        eval_now = cfg.eval_every > 0 and (done % cfg.eval_every == 0 or done == total)
+        save_now = cfg.save_every > 0 and (done % cfg.save_every == 0 or done == total)
         record: dict[str, Any] = {}
         if log_now or save_now:
             losses = dist.all_sum(torch.stack(window.losses)).cpu()
@@ -945,10 +945,11 @@ def _train_hf(stage, profile, out, init, resume, progress, description) -> RunRe
         max_grad_norm=cfg.max_grad_norm,
         lr_scheduler_type="cosine",
         warmup_steps=warmup,
-        eval_strategy="steps",
-        eval_steps=cfg.eval_every,
+        eval_strategy="steps" if cfg.eval_every > 0 else "no",
+        eval_steps=cfg.eval_every if cfg.eval_every > 0 else None,
         logging_steps=cfg.log_every,
-        save_steps=cfg.save_every,
+        save_strategy="steps" if cfg.save_every > 0 else "no",
+        save_steps=cfg.save_every if cfg.save_every > 0 else 500,
         save_total_limit=cfg.keep_checkpoints,
         fp16=precision == "fp16",
         bf16=precision == "bf16",
