@@ -41,21 +41,23 @@ CPU_VARIANTS = [
 CPU_COMPILE = [("fast-compile", "fast", "chunked + torch.compile of the blocks",
                 {"pretrain.loss": "chunked", "pretrain.compile": True})]
 B256 = {"pretrain.batch_size": 256, "pretrain.grad_accum": 1}
+BF16 = {"pretrain.precision": "bf16"}
 CUDA_VARIANTS = [
     ("hf", "hf", "transformers.Trainer, the paper's TrainingArguments (fp16, 32 x 8)", {"pretrain.precision": "fp16"}),
     ("fast-fp16", "fast", "fast loop, fp16 + grad scaler, full logits, 32 x 8",
      {"pretrain.precision": "fp16", "pretrain.loss": "full"}),
-    ("fast-plain", "fast", "fast loop, bf16, full logits, 32 x 8", {"pretrain.loss": "full"}),
-    ("fast-chunked", "fast", "bf16, chunked output layer, 32 x 8", {"pretrain.loss": "chunked"}),
-    ("fast-chunked-b256", "fast", "bf16, chunked, one 256 x 128 micro-batch", {"pretrain.loss": "chunked", **B256}),
+    ("fast-plain", "fast", "fast loop, bf16, full logits, 32 x 8", {"pretrain.loss": "full", **BF16}),
+    ("fast-chunked", "fast", "bf16, chunked output layer, 32 x 8", {"pretrain.loss": "chunked", **BF16}),
+    ("fast-chunked-b256", "fast", "bf16, chunked, one 256 x 128 micro-batch",
+     {"pretrain.loss": "chunked", **B256, **BF16}),
     ("fast-compile-b256", "fast", "bf16, chunked, compiled blocks, 256 x 128",
-     {"pretrain.loss": "chunked", "pretrain.compile": True, **B256}),
+     {"pretrain.loss": "chunked", "pretrain.compile": True, **B256, **BF16}),
     ("fast-liger-b256", "fast", "bf16, Liger fused linear CE, compiled blocks, 256 x 128",
-     {"pretrain.loss": "liger", "pretrain.compile": True, **B256}),
-    ("fast-cce-b256", "fast", "bf16, Cut Cross-Entropy, compiled blocks, 256 x 128",
-     {"pretrain.loss": "cce", "pretrain.compile": True, **B256}),
-    ("fast-cce-graphs", "fast", "bf16, Cut Cross-Entropy, compiled blocks with CUDA graphs, 256 x 128",
-     {"pretrain.loss": "cce", "pretrain.compile": True, "pretrain.compile_mode": "reduce-overhead", **B256}),
+     {"pretrain.loss": "liger", "pretrain.compile": True, **B256, **BF16}),
+    ("fast-cce-b256", "fast", "bf16, Cut Cross-Entropy (exact), compiled blocks, 256 x 128",
+     {"pretrain.loss": "cce", "pretrain.compile": True, **B256, **BF16}),
+    ("fast-cce-graphs", "fast", "bf16, Cut Cross-Entropy (exact), blocks compiled with CUDA graphs, 256 x 128",
+     {"pretrain.loss": "cce", "pretrain.compile": True, "pretrain.compile_mode": "reduce-overhead", **B256, **BF16}),
 ]
 NO_DROPOUT = {"model.resid_pdrop": 0.0, "model.embd_pdrop": 0.0, "model.attn_pdrop": 0.0}
 
@@ -161,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
                              "and report how far their loss curves are apart")
     parser.add_argument("--compare-variant", default="best", help="a variant name, or 'best' (the fastest measured)")
     parser.add_argument("--variant-set", choices=["cpu", "cuda"], help="which list of variants (default: the device's)")
+    parser.add_argument("--profile-variant", help="also run this variant under torch.profiler and print its top kernels")
+    parser.add_argument("--profile-steps", type=int, default=40)
     parser.add_argument("--budget-s", type=float, default=float("inf"), help="skip variants once this much time is spent")
     parser.add_argument("--json", type=Path, help="write all results here")
     args = parser.parse_args(argv)
@@ -223,6 +227,10 @@ def main(argv: list[str] | None = None) -> int:
             name = fastest["variant"] if args.compare_variant == "best" and fastest else args.compare_variant
             comparison = compare_curves(name, base, args.compare_steps, Path(tmp), variants)
     _write(args.json, info, runs, errors, rows, comparison)
+    if args.profile_variant:
+        chosen = next((v for v in variants if v[0] == args.profile_variant), None)
+        if chosen is not None:
+            print(kernel_table(chosen, base, args.profile_steps))
     print()
     print(table(rows, "hf"))
     for name, error in errors.items():
@@ -253,6 +261,18 @@ def compare_curves(variant: str, base: dict, steps: int, workdir: Path, variants
     return {"variant": variant, "steps": steps, "max_abs_diff": max(diffs),
             "max_rel_diff": max(abs(a[s] - b[s]) / a[s] for s in common),
             "final": [a[common[-1]], b[common[-1]]], "plain": a, "fast": b}
+
+
+def kernel_table(variant, base: dict, steps: int = 40) -> str:
+    """Where the time of one variant goes: its top kernels under torch.profiler (compilation included on the CPU side)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with tempfile.TemporaryDirectory() as tmp, profile(activities=activities) as prof:
+        run_variant(variant[0], variant[1], variant[3], base, steps, 10, 0, Path(tmp))
+    sort = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
+    return f"profile of {variant[0]}, {steps} steps:\n" + prof.key_averages().table(sort_by=sort, row_limit=18)
 
 
 def _write(path: Path | None, info: dict, runs: dict, errors: dict, rows, comparison) -> None:

@@ -169,11 +169,12 @@ def lm_loss(
 def _chunk_pass(rows, weight, targets, chunk, dtype, want_grads):
     """Loss (and, if asked, gradients) of softmax(rows @ weight.T) chunk by chunk.
 
-    Per chunk: logits E = W h^T in the compute dtype, E <- exp(E - max) in
-    fp32; one product E^T [W | 1] gives both sum_v p_v W_v (for the hidden
-    gradient) and the softmax denominator s. The weight gradient is
-    E (h / s) minus the one-hot term, added with index_add. Nothing the size
-    of the whole logits matrix ever exists.
+    Per chunk: logits E = W h^T in the compute dtype, then the softmax
+    numerator P = exp(E - max) (max and exp taken in fp32); one product
+    P^T [W | 1] gives both sum_v p_v W_v (for the hidden gradient) and the
+    softmax denominator s. The weight gradient is P (h / s) minus the
+    one-hot term, added with index_add. Nothing the size of the whole logits
+    matrix ever exists.
     """
     import torch
 
@@ -183,18 +184,16 @@ def _chunk_pass(rows, weight, targets, chunk, dtype, want_grads):
     loss = torch.zeros((), dtype=torch.float32, device=rows.device)
     grad_rows = torch.empty_like(rows) if want_grads else None
     grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=rows.device) if want_grads else None
+    numerator = _softmax_numerator_fused() if rows.device.type == "cuda" else _softmax_numerator
     for start in range(0, n, chunk):
         h = rows[start:start + chunk].to(dtype)
         t = targets[start:start + chunk]
-        logits = torch.mm(w_c, h.T).float()  # (vocab, rows)
-        peak = logits.amax(dim=0)
+        probs, peak = numerator(torch.mm(w_c, h.T))  # (vocab, rows): exp(logit - max), max
         target_logit = (h.float() * w_c[t].float()).sum(dim=1)
-        logits.sub_(peak).exp_()
         if not want_grads:
-            total = logits.sum(dim=0)
+            total = probs.sum(dim=0, dtype=torch.float32)
             loss += (total.log() + peak - target_logit).sum()
             continue
-        probs = logits.to(dtype)
         mixed = torch.mm(probs.T, w_plus).float()  # (rows, width + 1)
         total = mixed[:, width]
         loss += (total.log() + peak - target_logit).sum()
@@ -206,6 +205,35 @@ def _chunk_pass(rows, weight, targets, chunk, dtype, want_grads):
             grad_weight += torch.mm(probs, scaled).float()
         grad_weight.index_add_(0, t, h.float(), alpha=-1.0)
     return loss, grad_rows, grad_weight
+
+
+def _softmax_numerator(logits):
+    """exp(logits - column max) in the logits' dtype, and the max (fp32): eager, in place for fp32."""
+    import torch
+
+    if logits.dtype == torch.float32:
+        peak = logits.amax(dim=0)
+        return logits.sub_(peak).exp_(), peak
+    wide = logits.float()
+    peak = wide.amax(dim=0)
+    return wide.sub_(peak).exp_().to(logits.dtype), peak
+
+
+@functools.cache
+def _softmax_numerator_fused():
+    """:func:`_softmax_numerator` compiled for GPUs: two passes over bf16 logits instead of six in fp32.
+
+    Measured on an H200, the eager version's casts, max, subtraction and
+    exponential were two thirds of a training step at 256 x 128 tokens.
+    """
+    import torch
+
+    def numerator(logits):
+        wide = logits.float()
+        peak = wide.amax(dim=0)
+        return torch.exp(wide - peak).to(logits.dtype), peak
+
+    return torch.compile(numerator, dynamic=True)
 
 
 @functools.cache

@@ -135,6 +135,8 @@ def _setup_processes(device: str) -> _Dist:
         device = f"cuda:{local}"
     dev = torch.device(device)
     if dev.type == "cuda":
+        if dev.index is None:
+            dev = torch.device("cuda", torch.cuda.current_device())
         torch.cuda.set_device(dev)
     if world > 1:
         import torch.distributed as dist
@@ -327,9 +329,13 @@ def _external_head(loss: str, dtype):
         if loss == "cce":
             from cut_cross_entropy import linear_cross_entropy
 
+            # filter_eps=None: exact gradients. CCE's default skips softmax
+            # entries below a threshold, which early in training (a nearly
+            # uniform softmax over 50257 tokens) drops most of the gradient:
+            # measured on an H200, loss 6.42 instead of 6.02 after 200 steps.
             def cce(hidden, weight, labels):
                 return linear_cross_entropy(hidden.to(dtype), weight.to(dtype), labels, reduction="sum",
-                                            shift=1).float()
+                                            shift=True, filter_eps=None).float()
 
             return cce
         from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
