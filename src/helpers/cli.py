@@ -68,6 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=None, help="held-out story beginnings to continue (default: 16)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    p = sub.add_parser("report", help="run the five lessons headless and write the report",
+                       description="Execute notebooks/01-05 in order through papermill (executed copies in "
+                                   "build/notebooks/), then write build/report.md from their runs and figures.")
+    p.add_argument("--profile", default="lesson", choices=["lesson", "paper"],
+                   help="profile injected into every lesson's parameters cell (default: lesson)")
+    p.add_argument("--notebooks", default="notebooks", metavar="DIR", help="folder of the lessons (default: notebooks)")
+    p.add_argument("--out", default="build", metavar="DIR", help="where executed notebooks and report.md go (default: build)")
+
     p = sub.add_parser("config", help="print a profile's settings as JSON",
                        description="Print the resolved settings of a profile (after --set overrides).")
     common(p)
@@ -83,6 +91,19 @@ def _profile(args: argparse.Namespace, data_key: str | None):
     return get_profile(args.profile, overrides)
 
 
+def _report(args: argparse.Namespace) -> int:
+    """Run the lessons, then gather their numbers and figures into one markdown file."""
+    from pathlib import Path
+
+    from .report import lesson_paths, run_lessons, write_report
+
+    notebooks, out = Path(args.notebooks).resolve(), Path(args.out).resolve()
+    run_lessons(args.profile, notebooks=notebooks, out_dir=out / "notebooks")
+    report = write_report(lesson_paths(base=notebooks), out / "report.md", profile=args.profile)
+    print(f"report written to {report}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the process exit status."""
     from .config import ConfigError
@@ -96,6 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "config":
             print(_profile(args, None).to_json())
             return 0
+        if args.command == "report":
+            return _report(args)
         if args.command in {"pretrain", "finetune"}:
             from .train import train
 
