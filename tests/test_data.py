@@ -275,3 +275,14 @@ def test_pad_batch_masks_padding():
     assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 9, 9]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
     assert batch["labels"].tolist() == [[-100, 6, 7], [8, -100, -100]]
+
+
+def test_embedded_blocks_follow_the_generator(tmp_path, gpt2, monkeypatch):
+    from helpers import data
+
+    cfg = get_profile("paper", {"data.stories": "embedded", "data.train_stories": 50,
+                                "data.cache_dir": str(tmp_path)}).data
+    first = pretraining_blocks(cfg, "train", gpt2, progress=False)
+    assert pretraining_blocks(cfg, "train", gpt2, progress=False).path == first.path
+    monkeypatch.setattr(data, "corpus_version", lambda: "edited-grammar")
+    assert pretraining_blocks(cfg, "train", gpt2, progress=False).path != first.path

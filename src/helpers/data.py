@@ -26,6 +26,7 @@ Finetuning examples
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -46,6 +47,7 @@ __all__ = [
     "EOT",
     "PROMPT_TEMPLATES",
     "cache_root",
+    "corpus_version",
     "tokenizer_source",
     "load_tokenizer",
     "train_story_tokenizer",
@@ -150,7 +152,8 @@ def train_story_tokenizer(cfg: DataConfig, stories: int = 5000) -> Path:
     Byte-level like GPT-2's, so any text round-trips exactly; id 0 is
     ``<|endoftext|>``, which also serves as beginning, end and padding.
     """
-    folder = cache_root(cfg) / "tokenizers" / f"story-bpe-{cfg.story_vocab_size}-seed{cfg.corpus_seed}-n{stories}"
+    name = f"story-bpe-{cfg.story_vocab_size}-seed{cfg.corpus_seed}-n{stories}-{corpus_version()}"
+    folder = cache_root(cfg) / "tokenizers" / name
     if (folder / "tokenizer.json").exists():
         return folder
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -180,6 +183,14 @@ def train_story_tokenizer(cfg: DataConfig, stories: int = 5000) -> Path:
     else:
         os.replace(tmp, folder)
     return folder
+
+
+@functools.cache
+def corpus_version() -> str:
+    """A digest of the story generator's source: any edit to the grammar invalidates cached data."""
+    from . import stories
+
+    return hashlib.sha256(Path(stories.__file__).read_bytes()).hexdigest()[:12]
 
 
 def _tokenizer_fingerprint(tok: "PreTrainedTokenizerBase") -> str:
@@ -472,7 +483,7 @@ def _source_fingerprint(cfg: DataConfig, split: str) -> dict:
         info.update(path=str(path), size=stat.st_size, mtime_ns=stat.st_mtime_ns,
                     val_fraction=None if cfg.val_stories else cfg.val_fraction)
     if source == "embedded":
-        info["seed"] = cfg.corpus_seed
+        info.update(seed=cfg.corpus_seed, corpus=corpus_version())
     info["limit"] = cfg.train_stories if split == "train" else cfg.val_stories_count
     return info
 
