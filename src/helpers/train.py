@@ -691,8 +691,10 @@ def _train_fast(stage, profile, out, init, resume, progress, description) -> Run
         model.train()
         return float(total_loss / count)
 
+    # At most one redraw a second: a notebook's progress widget sends messages per redraw, and
+    # thousands of them overflow the kernel's output queue (nbval then loses the cell's end).
     bar = tqdm(total=total, initial=start_step, desc=stage, unit="step", disable=not (progress and dist.main),
-               dynamic_ncols=True)
+               dynamic_ncols=True, mininterval=1.0)
     window.start = time.perf_counter()
     run_start = time.perf_counter() - elapsed0
     last_train, last_eval = None, None
@@ -758,7 +760,8 @@ def _train_fast(stage, profile, out, init, resume, progress, description) -> Run
                       "elapsed_s": time.perf_counter() - run_start}
             with metrics_path.open("a") as fh:
                 fh.write(json.dumps(record) + "\n")
-            bar.set_postfix({k: f"{record[k]:.4g}" for k in ("train_loss", "eval_loss", "tokens_per_sec") if k in record})
+            bar.set_postfix({k: f"{record[k]:.4g}" for k in ("train_loss", "eval_loss", "tokens_per_sec") if k in record},
+                            refresh=False)
         if save_now:
             _save_checkpoint(out, done, model, tokenizer, optimizer, scheduler, scaler, dist, cfg.keep_checkpoints, {
                 "step": done, "elapsed_s": time.perf_counter() - run_start,
