@@ -193,6 +193,33 @@ def test_fast_engine_equals_trainer(tmp_path):
     assert AutoModelForCausalLM.from_pretrained(tmp_path / "hf").num_parameters() == 496_640
 
 
+# ------------------------------------------------------------------ bf16 output layer on a CPU
+
+
+@pytest.mark.skipif(not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="this CPU has no native bf16")
+def test_cpu_bf16_computes_only_the_output_layer_in_bf16(tmp_path, capsys):
+    steps = {**NO_DROPOUT, "pretrain.max_steps": 10, "pretrain.log_every": 2, "pretrain.eval_every": 5,
+             "pretrain.save_every": 0}
+    pretrain(tiny_profile(**steps), tmp_path / "fp32", progress=False)
+    pretrain(tiny_profile(**steps, **{"pretrain.precision": "bf16"}), tmp_path / "bf16", progress=False)
+    pretrain(tiny_profile(**steps, **{"pretrain.precision": "bf16", "pretrain.loss": "full"}), tmp_path / "full",
+             progress=False)
+    printed = capsys.readouterr().out
+    assert "on cpu in bf16 (output layer; blocks in fp32)" in printed
+    assert "note: bf16 asked for, but cpu runs fp32" in printed  # the full loss has no bf16 path on a CPU
+    runs = {name: json.loads((tmp_path / name / "run.json").read_text()) for name in ("fp32", "bf16", "full")}
+    assert [runs[n]["precision"] for n in ("fp32", "bf16", "full")] == ["fp32", "bf16", "fp32"]
+    fp32, bf16 = read_metrics(tmp_path / "fp32"), read_metrics(tmp_path / "bf16")
+    for x, y in zip(fp32, bf16):
+        for key in ("train_loss", "eval_loss"):
+            if x.get(key) is not None:  # bf16 products: close to fp32, but not the same numbers
+                assert y[key] == pytest.approx(x[key], rel=5e-3), (key, x["step"])
+    assert any(x["train_loss"] != y["train_loss"] for x, y in zip(fp32, bf16))
+    from safetensors.torch import load_file
+
+    assert {t.dtype for t in load_file(tmp_path / "bf16" / "model.safetensors").values()} == {torch.float32}
+
+
 # ------------------------------------------------------------------ failures
 
 
