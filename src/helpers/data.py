@@ -255,14 +255,7 @@ def read_story_file(path: str | Path) -> list[str]:
                 raise _json_error(path, err, line_offset=number - 1) from None
             stories.append(_story_field(path, number, record, unit="line"))
     elif suffix == ".json":
-        text = _read_text(path, "stories")
-        try:
-            records = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise _json_error(path, err) from None
-        if not isinstance(records, list):
-            raise DataError(f"{str(path)!r} must hold a JSON list of records, got {type(records).__name__}")
-        stories = [_story_field(path, i, r) for i, r in enumerate(records)]
+        stories = [_story_field(path, i, r) for i, r in enumerate(_json_list(path, "stories"))]
     elif suffix == ".txt":
         text = _read_text(path, "stories").replace("\r\n", "\n")
         if EOT in text:
@@ -279,6 +272,17 @@ def read_story_file(path: str | Path) -> list[str]:
     return stories
 
 
+def _json_list(path: Path, what: str) -> list[Any]:
+    """The JSON list a ``.json`` file holds, or one error naming the file (and where its syntax breaks)."""
+    try:
+        records = json.loads(_read_text(path, what))
+    except json.JSONDecodeError as err:
+        raise _json_error(path, err) from None
+    if not isinstance(records, list):
+        raise DataError(f"{str(path)!r} must hold a JSON list of records, got {type(records).__name__}")
+    return records
+
+
 def _story_field(path: Path, index: int, record: Any, unit: str = "record") -> str:
     if not isinstance(record, dict) or "text" not in record:
         raise DataError(f"{str(path)!r} {unit} {index}: expected an object with a 'text' field")
@@ -291,13 +295,7 @@ def _story_field(path: Path, index: int, record: Any, unit: str = "record") -> s
 def read_instruction_file(path: str | Path) -> list[dict[str, str]]:
     """Records of a local ``alpaca_data.json`` (a JSON list of instruction/input/output)."""
     path = Path(path).expanduser()
-    text = _read_text(path, "instructions")
-    try:
-        records = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise _json_error(path, err) from None
-    if not isinstance(records, list):
-        raise DataError(f"{str(path)!r} must hold a JSON list of records, got {type(records).__name__}")
+    records = _json_list(path, "instructions")
     if not records:
         raise DataError(f"{str(path)!r} holds no records")
     return [validate_instruction(r, f"{str(path)!r} record {i}") for i, r in enumerate(records)]
