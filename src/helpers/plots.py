@@ -22,6 +22,7 @@ __all__ = [
     "token_length_figure",
     "attention_figure",
     "learning_order_figure",
+    "repetition_figure",
 ]
 
 METRIC_LABELS = {
@@ -182,4 +183,41 @@ def learning_order_figure(rows: Sequence[Mapping[str, float]], *, title: str,
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(title)
     ax.legend(loc="best")
+    return save(fig, path)
+
+
+def repetition_figure(rows: Sequence[Mapping[str, object]], *, title: str,
+                      path: str | Path | None = None) -> "Figure":
+    """Repeated 4-grams (left, lower loops less) and distinct-2 (right) per model and decoding.
+
+    ``rows`` are :func:`helpers.evaluate.repetition_table` rows: ``model``,
+    ``repeated_4gram_share``, ``distinct_2`` and, optionally, ``mean words``
+    (added to the label). Bars are gray for a model name holding "stories"
+    (real text as a yardstick), orange for "sampled", blue otherwise.
+    """
+    plt = _pyplot()
+    if not rows:
+        raise ValueError("no repetition rows to plot")
+    names = [str(r["model"]) for r in rows]
+    colors = ["tab:gray" if "stories" in n else "tab:orange" if "sampled" in n else "tab:blue" for n in names]
+    labels = []
+    for name, row in zip(names, rows):
+        words = row.get("mean words")
+        real = isinstance(words, (int, float)) and not math.isnan(words)
+        labels.append(f"{name} (~{words:.0f} words)" if real and "stories" not in name else name)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(rows) + 1.6), sharey=True)
+    for ax, key, label in [(axes[0], "repeated_4gram_share", "repeated 4-grams (share)"),
+                           (axes[1], "distinct_2", "distinct-2")]:
+        values = [float("nan") if r.get(key) is None else float(r[key]) for r in rows]
+        ax.barh(range(len(rows)), values, color=colors)
+        for y, value in enumerate(values):
+            if not math.isnan(value):
+                ax.text(value + 0.01, y, f"{value:.2f}", va="center", fontsize=10)
+        ax.set_xlim(0, 1.1)
+        ax.set_xlabel(label)
+        ax.grid(axis="y", visible=False)
+    axes[0].set_yticks(range(len(rows)), labels)
+    axes[0].invert_yaxis()
+    fig.suptitle(title)
+    fig.tight_layout()
     return save(fig, path)

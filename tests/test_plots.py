@@ -1,0 +1,86 @@
+"""helpers.plots: every figure shows exactly the numbers it is given, labelled, and saves as a PNG."""
+
+from __future__ import annotations
+
+import matplotlib.colors as mcolors
+import numpy as np
+import pytest
+
+from helpers import plots
+from helpers.train import read_metrics
+
+
+def _is_png(path) -> bool:
+    return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_metric_figure_draws_the_logged_values(pretrained_run, tmp_path):
+    records = read_metrics(pretrained_run)
+    path = tmp_path / "deep" / "loss.png"
+    fig = plots.metric_figure({"tiny run": pretrained_run}, "train_loss", title="Training loss", path=path)
+    (line,) = fig.axes[0].lines
+    assert list(line.get_xdata()) == [r["step"] for r in records]
+    assert list(line.get_ydata()) == [r["train_loss"] for r in records]
+    assert fig.axes[0].get_xlabel() == "optimizer step"
+    assert fig.axes[0].get_ylabel() == "training loss (nats per token)"
+    assert fig.axes[0].get_title() == "Training loss"
+    assert _is_png(path)
+
+    evals = [r for r in records if r.get("eval_loss") is not None]
+    fig = plots.metric_figure({"a": pretrained_run, "b": evals}, "eval_loss", title="t", x="tokens")
+    assert [list(line.get_xdata()) for line in fig.axes[0].lines] == [[r["tokens"] for r in evals]] * 2
+    assert fig.axes[0].get_xlabel() == "training tokens seen"
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["a", "b"]
+
+
+def test_metric_figure_refuses_a_metric_no_run_has(pretrained_run):
+    with pytest.raises(ValueError, match="no run has any 'bleu' values to plot"):
+        plots.metric_figure({"run": pretrained_run}, "bleu", title="t")
+
+
+def test_learning_order_figure_leaves_out_missing_measures(tmp_path):
+    rows = [{"tokens": 100, "grammar": 0.1}, {"tokens": 200, "grammar": 0.5, "answers": 0.2}]
+    fig = plots.learning_order_figure(rows, title="order", path=tmp_path / "order.png")
+    lines = fig.axes[0].lines
+    assert [(list(l.get_xdata()), list(l.get_ydata())) for l in lines] == [([100, 200], [0.1, 0.5]), ([200], [0.2])]
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [
+        "grammatical sentences", "story questions answered exactly"]
+    assert _is_png(tmp_path / "order.png")
+    with pytest.raises(ValueError, match="no learning-order measurements"):
+        plots.learning_order_figure([{"tokens": 1}], title="t")
+
+
+def test_repetition_figure_bars_colours_and_labels(tmp_path):
+    rows = [{"model": "pretrained, greedy", "repeated_4gram_share": 0.25, "distinct_2": 0.75, "mean words": 61.6},
+            {"model": "pretrained, sampled", "repeated_4gram_share": 0.0, "distinct_2": 0.95, "mean words": 58.0},
+            {"model": "the stories themselves", "repeated_4gram_share": 0.5, "distinct_2": 0.5, "mean words": 60.0},
+            {"model": "gpt2, greedy", "repeated_4gram_share": None, "distinct_2": 0.2}]
+    fig = plots.repetition_figure(rows, title="Repetition", path=tmp_path / "rep.png")
+    left, right = fig.axes
+    assert [bar.get_width() for bar in left.patches][:3] == [0.25, 0.0, 0.5]
+    assert np.isnan(left.patches[3].get_width())
+    assert [bar.get_width() for bar in right.patches] == [0.75, 0.95, 0.5, 0.2]
+    assert [mcolors.to_hex(bar.get_facecolor()) for bar in right.patches] == [
+        mcolors.to_hex(c) for c in ("tab:blue", "tab:orange", "tab:gray", "tab:blue")]
+    assert [t.get_text() for t in left.get_yticklabels()] == [
+        "pretrained, greedy (~62 words)", "pretrained, sampled (~58 words)", "the stories themselves", "gpt2, greedy"]
+    assert left.get_xlabel() == "repeated 4-grams (share)" and right.get_xlabel() == "distinct-2"
+    assert _is_png(tmp_path / "rep.png")
+    with pytest.raises(ValueError, match="no repetition rows"):
+        plots.repetition_figure([], title="t")
+
+
+def test_token_length_figure_names_each_tokenizer_with_its_mean():
+    fig = plots.token_length_figure({"bpe": [10, 20, 30], "chars": [100, 140]}, title="lengths")
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["bpe (mean 20)", "chars (mean 120)"]
+    assert fig.axes[0].get_xlabel() == "tokens per story"
+
+
+def test_attention_figure_one_panel_per_head():
+    weights = np.tril(np.ones((6, 4, 4)))
+    weights /= weights.sum(-1, keepdims=True)
+    fig = plots.attention_figure(weights, ["a", "b", "\n", "d"], title="heads", columns=4)
+    shown = [ax for ax in fig.axes if ax.get_title().startswith("head")]
+    assert [ax.get_title() for ax in shown] == [f"head {h}" for h in range(6)]
+    assert [t.get_text() for t in shown[0].get_xticklabels()] == ["a", "b", "\\n", "d"]
+    assert sum(not ax.axison for ax in fig.axes) == 2  # the two unused panels of the 2 x 4 grid
