@@ -46,6 +46,14 @@ def test_learning_order_figure_leaves_out_missing_measures(tmp_path):
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [
         "grammatical sentences", "story questions answered exactly"]
     assert _is_png(tmp_path / "order.png")
+    assert len(fig.axes[0].texts) == 0  # no finetuning rows, no boundary
+    staged = [{"stage": "pretrain", "tokens": 100, "grammar": 0.4},
+              {"stage": "finetune", "tokens": 100, "grammar": 0.4, "answers": 0.0},
+              {"stage": "finetune", "tokens": 150, "grammar": 0.0, "answers": 0.3}]
+    ax = plots.learning_order_figure(staged, title="order").axes[0]
+    boundary = [line for line in ax.lines if line.get_linestyle() == "--"]
+    assert len(boundary) == 1 and list(boundary[0].get_xdata()) == [100, 100]
+    assert [t.get_text() for t in ax.texts] == ["finetuning "]
     with pytest.raises(ValueError, match="no learning-order measurements"):
         plots.learning_order_figure([{"tokens": 1}], title="t")
 

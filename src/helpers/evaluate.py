@@ -575,9 +575,10 @@ def learning_order(pretrain_run: str | Path, *, finetune_run: str | Path | None 
     continued (sampled with ``seed``, or greedy) and measured with
     :func:`grammar_share` and :func:`consistency_share`. Each row holds
     ``stage``, ``step``, ``tokens`` (training tokens seen, from
-    ``metrics.jsonl``) and the two shares. With ``finetune_run``, its
-    checkpoints follow, their ``tokens`` counted on top of the whole
-    pretraining, with ``answers`` (exact-match accuracy) and
+    ``metrics.jsonl``) and the two shares. With ``finetune_run``, a row at
+    finetuning step 0 measures the model it started from (its ``init``), and
+    its checkpoints follow, their ``tokens`` counted on top of the whole
+    pretraining, each with ``answers`` (exact-match accuracy) and
     ``answer_template`` (answers of the right form) from :func:`qa_accuracy`
     on ``questions`` held-out story questions (both ``None`` when the run's
     instructions are not the embedded story questions). ``profile``
@@ -597,11 +598,16 @@ def learning_order(pretrain_run: str | Path, *, finetune_run: str | Path | None 
         runs.append(("finetune", Path(finetune_run)))
     for _, run in runs:
         _check_run(run)
-    plan = [(stage, run, step, folder) for stage, run in runs for step, folder in _stages(run)]
+    plan = [(stage, run, step, folder) for stage, run in runs[:1] for step, folder in _stages(run)]
+    for stage, run in runs[1:]:  # step 0 is where finetuning started: no answer taught yet
+        init = Path(_run_info(run).get("init") or pretrain_run)
+        plan.append((stage, run, 0, init if _has_model(init) else pretrain_run))  # a relative init may not resolve here
+        plan += [(stage, run, step, folder) for step, folder in _stages(run)]
     pre_records = read_metrics(pretrain_run)
     pre_total = _tokens_at(pre_records, max(r["step"] for r in pre_records)) or 0
     rows: list[dict[str, Any]] = []
     cache: dict[Path, tuple] = {}
+    measured: dict[tuple, dict[str, float]] = {}  # the same model on the same prompts is measured once
     for stage, run, step, folder in tqdm(plan, desc="learning order", unit="checkpoint", disable=not progress):
         if run not in cache:
             run_profile = profile or _run_profile(run)
@@ -614,14 +620,17 @@ def learning_order(pretrain_run: str | Path, *, finetune_run: str | Path | None 
                           _resolve_device(device or run_profile.device))
         tokenizer, records, qa, story_set, dev = cache[run]
         model = load_model(folder).to(dev)
-        tokens = _tokens_at(records, step)
+        tokens = 0 if step == 0 else _tokens_at(records, step)
         row: dict[str, Any] = {"stage": stage, "step": step,
                                "tokens": tokens if stage == "pretrain" else pre_total + (tokens or 0)}
         if stage == "finetune":
             answered = qa_accuracy(model, tokenizer, qa, progress=False) if qa else {}
             row.update(answers=answered.get("accuracy"), answer_template=answered.get("template"))
-        row.update(_story_measures(model, tokenizer, story_set, max_new_tokens=max_new_tokens,
-                                   do_sample=do_sample, seed=seed, device=dev))
+        key = (folder.resolve(), tuple(b for b, _ in story_set))
+        if key not in measured:
+            measured[key] = _story_measures(model, tokenizer, story_set, max_new_tokens=max_new_tokens,
+                                            do_sample=do_sample, seed=seed, device=dev)
+        row.update(measured[key])
         rows.append(row)
     return rows
 

@@ -162,7 +162,9 @@ def learning_order_figure(rows: Sequence[Mapping[str, float]], *, title: str,
 
     ``rows`` hold ``tokens`` and any of ``grammar``, ``consistency``,
     ``answer_template``, ``answers``; a measure missing from every row is
-    left out.
+    left out. Rows with ``stage="finetune"`` (as from
+    :func:`helpers.evaluate.learning_order`) get a dashed line where
+    finetuning starts.
     """
     plt = _pyplot()
     fig, ax = plt.subplots()
@@ -178,6 +180,10 @@ def learning_order_figure(rows: Sequence[Mapping[str, float]], *, title: str,
     if not drawn:
         plt.close(fig)
         raise ValueError("no learning-order measurements to plot")
+    start = min((r["tokens"] for r in rows if r.get("stage") == "finetune"), default=None)
+    if start is not None:
+        ax.axvline(start, color="gray", linestyle="--", linewidth=1)
+        ax.text(start, 0.25, "finetuning ", color="gray", ha="right", va="center", rotation=90)
     ax.set_xlabel("training tokens seen")
     ax.set_ylabel("share (0 to 1)")
     ax.set_ylim(-0.02, 1.02)
