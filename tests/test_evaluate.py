@@ -289,6 +289,7 @@ def test_learning_order_rows(pretrained_run, finetuned_run):
     assert tokens[-1] == tokens[2] + fine[-1]["tokens"]
     for row in rows:
         assert 0.0 <= row["grammar"] <= 1.0 and 0.0 <= row["consistency"] <= 1.0
+    # the same weights with the same seed write the same continuations
     assert (rows[3]["grammar"], rows[3]["consistency"]) == (rows[2]["grammar"], rows[2]["consistency"])
     assert all("answers" not in r for r in rows[:3])
     assert all(0.0 <= r["answers"] <= 1.0 and 0.0 <= r["answer_template"] <= 1.0 for r in rows[3:])

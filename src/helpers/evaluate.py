@@ -607,7 +607,6 @@ def learning_order(pretrain_run: str | Path, *, finetune_run: str | Path | None 
     pre_total = _tokens_at(pre_records, max(r["step"] for r in pre_records)) or 0
     rows: list[dict[str, Any]] = []
     cache: dict[Path, tuple] = {}
-    measured: dict[tuple, dict[str, float]] = {}  # the same model on the same prompts is measured once
     for stage, run, step, folder in tqdm(plan, desc="learning order", unit="checkpoint", disable=not progress):
         if run not in cache:
             run_profile = profile or _run_profile(run)
@@ -626,11 +625,8 @@ def learning_order(pretrain_run: str | Path, *, finetune_run: str | Path | None 
         if stage == "finetune":
             answered = qa_accuracy(model, tokenizer, qa, progress=False) if qa else {}
             row.update(answers=answered.get("accuracy"), answer_template=answered.get("template"))
-        key = (folder.resolve(), tuple(b for b, _ in story_set))
-        if key not in measured:
-            measured[key] = _story_measures(model, tokenizer, story_set, max_new_tokens=max_new_tokens,
-                                            do_sample=do_sample, seed=seed, device=dev)
-        row.update(measured[key])
+        row.update(_story_measures(model, tokenizer, story_set, max_new_tokens=max_new_tokens,
+                                   do_sample=do_sample, seed=seed, device=dev))
         rows.append(row)
     return rows
 
