@@ -154,7 +154,7 @@ def _precision(requested: str, device: "torch.device", loss: str = "full") -> st
     the chunked loss, on a CPU that multiplies bf16 natively (AVX-512 BF16 or
     AMX), computes the output layer and its cross-entropy in bf16 (fp32
     softmax and accumulation) and leaves the blocks in fp32. That layer is
-    most of a CPU step and its products run 2-3x faster in bf16, while
+    most of a CPU step and its products run 1.6-3x faster in bf16, while
     autocasting the small blocks makes them slower.
     """
     import torch
