@@ -41,7 +41,7 @@ from helpers.judge import (
 )
 
 MODEL = "gpt-3.5-turbo"
-FAKE_KEY = "sk-test-CANARY-7f3a9c1e5b-DO-NOT-LEAK"
+FAKE_KEY = "-".join(["sk", "test", "CANARY", "7f3a9c1e5b", "DO", "NOT", "LEAK"])  # a canary, joined so it reads as no key
 from conftest import PAPER as REFERENCE
 
 # The grading reply printed in the paper's transcript (GPT-3.5's second turn).

@@ -15,6 +15,15 @@ from helpers.report import NOTEBOOKS
 NOTEBOOK_DIR = ROOT / "notebooks"
 
 
+def _run_lesson(name: str, out: Path, **parameters) -> nbformat.NotebookNode:
+    """Execute one lesson with papermill, as the report job does, and return the executed notebook."""
+    import papermill
+
+    papermill.execute_notebook(str(NOTEBOOK_DIR / name), str(out), cwd=str(NOTEBOOK_DIR), parameters=parameters,
+                               kernel_name="python3", progress_bar=False)
+    return nbformat.read(out, as_version=4)
+
+
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_committed_notebooks_are_clean(name):
     path = NOTEBOOK_DIR / name
@@ -33,13 +42,7 @@ def test_committed_notebooks_are_clean(name):
 
 
 def test_papermill_injects_parameters(tmp_path):
-    import papermill
-
-    out = tmp_path / "01.ipynb"
-    papermill.execute_notebook(str(NOTEBOOK_DIR / "01_tokenization.ipynb"), str(out), cwd=str(NOTEBOOK_DIR),
-                               parameters={"story_index": 7, "figures_dir": str(tmp_path / "figs")},
-                               kernel_name="python3", progress_bar=False)
-    nb = nbformat.read(out, as_version=4)
+    nb = _run_lesson("01_tokenization.ipynb", tmp_path / "01.ipynb", story_index=7, figures_dir=str(tmp_path / "figs"))
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1 and "story_index = 7" in injected[0].source
     from helpers.stories import generate_story
@@ -54,45 +57,36 @@ def test_a_missing_run_names_the_lesson_to_run_first(tmp_path):
     import papermill
 
     with pytest.raises(papermill.PapermillExecutionError) as err:
-        papermill.execute_notebook(str(NOTEBOOK_DIR / "04_finetuning.ipynb"), str(tmp_path / "04.ipynb"),
-                                   cwd=str(NOTEBOOK_DIR), kernel_name="python3", progress_bar=False,
-                                   parameters={"runs_dir": str(tmp_path / "empty"),
-                                               "figures_dir": str(tmp_path / "figs")})
+        _run_lesson("04_finetuning.ipynb", tmp_path / "04.ipynb", runs_dir=str(tmp_path / "empty"),
+                    figures_dir=str(tmp_path / "figs"))
     assert err.value.ename == "MissingPrerequisite"
     assert "run 03_pretraining.ipynb first" in err.value.evalue
 
 
 def test_lessons_take_their_data_sources_from_parameters(tmp_path):
     """Lessons 3 and 4 on real TinyStories and Alpaca files, shrunk by parameters to seconds of training."""
-    import papermill
-
     from conftest import ALPACA_335, TINYSTORIES_TRAIN, require_shared
 
     require_shared()
     runs, figs = tmp_path / "runs", tmp_path / "figs"
     overrides = {"data.train_stories": 400, "data.val_stories_count": 40, "pretrain.max_steps": 20,
                  "pretrain.warmup_steps": 5, "pretrain.eval_every": 10, "pretrain.save_every": 10}
-    papermill.execute_notebook(str(NOTEBOOK_DIR / "03_pretraining.ipynb"), str(tmp_path / "03.ipynb"),
-                               cwd=str(NOTEBOOK_DIR), kernel_name="python3", progress_bar=False,
-                               parameters={"stories": str(TINYSTORIES_TRAIN), "device": "cpu", "overrides": overrides,
-                                           "runs_dir": str(runs), "figures_dir": str(figs),
-                                           "sample_checkpoints": [10], "packing_stories": 200, "max_new_tokens": 8})
+    nb = _run_lesson("03_pretraining.ipynb", tmp_path / "03.ipynb", stories=str(TINYSTORIES_TRAIN), device="cpu",
+                     overrides=overrides, runs_dir=str(runs), figures_dir=str(figs), sample_checkpoints=[10],
+                     packing_stories=200, max_new_tokens=8)
     run = json.loads((runs / "pretrain" / "run.json").read_text())
     assert run["profile"]["data"]["stories"] == str(TINYSTORIES_TRAIN)
     assert run["profile"]["device"] == "cpu" and run["total_steps"] == 20 and run["data"]["train_stories"] == 400
-    printed = "".join(o.get("text", "") for c in nbformat.read(tmp_path / "03.ipynb", as_version=4).cells
-                      if c.cell_type == "code" for o in c.outputs)
+    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "== step 10" in printed and "20 steps of 16 sequences" in printed
     assert {p.name for p in figs.iterdir()} == {"pretrain_lr.png", "pretrain_loss_train.png",
                                                "pretrain_loss_eval.png", "pretrain_ppl.png"}
 
     finetuning = {"finetune.max_steps": 6, "finetune.warmup_steps": 0, "finetune.eval_every": 3,
                   "finetune.save_every": 0, "finetune.eval_max_batches": 2, "data.instruction_max_length": 256}
-    papermill.execute_notebook(str(NOTEBOOK_DIR / "04_finetuning.ipynb"), str(tmp_path / "04.ipynb"),
-                               cwd=str(NOTEBOOK_DIR), kernel_name="python3", progress_bar=False,
-                               parameters={"instructions": str(ALPACA_335), "device": "cpu", "overrides": finetuning,
-                                           "runs_dir": str(runs), "figures_dir": str(figs),
-                                           "n_shown": 2, "n_scored": 4, "max_new_tokens": 4})
+    _run_lesson("04_finetuning.ipynb", tmp_path / "04.ipynb", instructions=str(ALPACA_335), device="cpu",
+                overrides=finetuning, runs_dir=str(runs), figures_dir=str(figs), n_shown=2, n_scored=4,
+                max_new_tokens=4)
     run = json.loads((runs / "finetune" / "run.json").read_text())
     assert run["profile"]["data"]["instructions"] == str(ALPACA_335) and run["total_steps"] == 6
     assert run["init"] == str(runs / "pretrain")
