@@ -77,3 +77,23 @@ def finetuned_run(tmp_path_factory, pretrained_run) -> Path:
     out = tmp_path_factory.mktemp("runs") / "finetune"
     finetune(tiny_profile(), out, init=pretrained_run, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def pre(pretrained_run):
+    """The 30-step pretrained model and its tokenizer, loaded once."""
+    from transformers import AutoTokenizer
+
+    from helpers.model import load_model
+
+    return load_model(pretrained_run), AutoTokenizer.from_pretrained(str(pretrained_run))
+
+
+@pytest.fixture(scope="session")
+def fin(finetuned_run):
+    """The 10-step finetuned model and its tokenizer, loaded once."""
+    from transformers import AutoTokenizer
+
+    from helpers.model import load_model
+
+    return load_model(finetuned_run), AutoTokenizer.from_pretrained(str(finetuned_run))

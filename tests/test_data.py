@@ -10,18 +10,19 @@ import pytest
 from conftest import ALPACA_335, ALPACA_LONG, TINYSTORIES_TRAIN, TINYSTORIES_VALID, require_shared
 from helpers.config import get_profile
 from helpers.data import (
-    PROMPT_TEMPLATES, DataError, encode_instruction, finetuning_examples, format_prompt, load_instructions,
-    load_stories, load_tokenizer, pack_concat, pack_per_story, pad_batch, pretraining_blocks,
-    profile_tokenizer, read_instruction_file, read_story_file, train_story_tokenizer,
+    PROMPT_TEMPLATES, encode_instruction, finetuning_examples, format_prompt, pack_concat, pack_per_story,
+    pad_batch, pretraining_blocks,
 )
+from helpers.sources import DataError, load_instructions, load_stories, read_instruction_file, read_story_file
+from helpers.tokenizer import load_tokenizer, profile_tokenizer, train_story_tokenizer
 
 
 @pytest.fixture(scope="module")
 def gpt2(gpt2_dir):
-    import os
-
-    os.environ["HELPERS_TOKENIZER"] = str(gpt2_dir)
-    return load_tokenizer(get_profile("paper").data)
+    """GPT-2's tokenizer read from the folder ``HELPERS_TOKENIZER`` names (set for this module only)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HELPERS_TOKENIZER", str(gpt2_dir))
+        yield load_tokenizer(get_profile("paper").data)
 
 
 # ------------------------------------------------------------------ tokenizers
@@ -36,7 +37,8 @@ def test_gpt2_tokenizer_from_the_environment_folder(gpt2):
     assert gpt2.pad_token is None  # GPT-2 has none: batches are padded with eos and masked
 
 
-def test_paper_profile_tokenizer_matches_the_model(gpt2):
+def test_paper_profile_tokenizer_matches_the_model(gpt2, gpt2_dir, monkeypatch):
+    monkeypatch.setenv("HELPERS_TOKENIZER", str(gpt2_dir))
     tok = profile_tokenizer(get_profile("paper"))
     assert len(tok) == 50257
     with pytest.raises(DataError, match="has 50257 tokens but model.vocab_size is 4096; set model.vocab_size=50257"):

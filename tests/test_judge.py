@@ -33,12 +33,12 @@ from helpers.judge import (
     Grade,
     build_conversation,
     grade,
-    grades_table,
     judge_available,
     judge_many,
     parse_grades,
     summarise,
 )
+from helpers.markdown import grades_table
 
 MODEL = "gpt-3.5-turbo"
 FAKE_KEY = "-".join(["sk", "test", "CANARY", "7f3a9c1e5b", "DO", "NOT", "LEAK"])  # a canary, joined so it reads as no key

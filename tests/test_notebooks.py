@@ -10,7 +10,7 @@ import nbformat
 import pytest
 
 from conftest import ROOT
-from helpers.report import NOTEBOOKS
+from helpers.lessons import NOTEBOOKS
 
 NOTEBOOK_DIR = ROOT / "notebooks"
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from helpers import plots
-from helpers.train import read_metrics
+from helpers.runs import read_metrics
 
 
 def _is_png(path) -> bool:
@@ -59,23 +59,26 @@ def test_learning_order_figure_leaves_out_missing_measures(tmp_path):
 
 
 def test_repetition_figure_bars_colours_and_labels(tmp_path):
-    rows = [{"model": "pretrained, greedy", "repeated_4gram_share": 0.25, "distinct_2": 0.75, "mean words": 61.6},
-            {"model": "pretrained, sampled", "repeated_4gram_share": 0.0, "distinct_2": 0.95, "mean words": 58.0},
-            {"model": "the stories themselves", "repeated_4gram_share": 0.5, "distinct_2": 0.5, "mean words": 60.0},
-            {"model": "gpt2, greedy", "repeated_4gram_share": None, "distinct_2": 0.2}]
-    fig = plots.repetition_figure(rows, title="Repetition", path=tmp_path / "rep.png")
+    rows = [{"model": "pretrained, greedy", "label": "A", "repeated_4gram_share": 0.25, "distinct_2": 0.75},
+            {"model": "pretrained, sampled", "label": "B", "repeated_4gram_share": 0.0, "distinct_2": 0.95},
+            {"model": "the stories themselves", "label": "C", "repeated_4gram_share": 0.5, "distinct_2": 0.5},
+            {"model": "gpt2, greedy", "label": "D", "repeated_4gram_share": None, "distinct_2": 0.2}]
+    colors = ["tab:red", "tab:green", "tab:gray", "tab:purple"]
+    fig = plots.repetition_figure(rows, title="Repetition", colors=colors, label="label", path=tmp_path / "rep.png")
     left, right = fig.axes
     assert [bar.get_width() for bar in left.patches][:3] == [0.25, 0.0, 0.5]
     assert np.isnan(left.patches[3].get_width())
     assert [bar.get_width() for bar in right.patches] == [0.75, 0.95, 0.5, 0.2]
-    assert [mcolors.to_hex(bar.get_facecolor()) for bar in right.patches] == [
-        mcolors.to_hex(c) for c in ("tab:blue", "tab:orange", "tab:gray", "tab:blue")]
-    assert [t.get_text() for t in left.get_yticklabels()] == [
-        "pretrained, greedy (~62 words)", "pretrained, sampled (~58 words)", "the stories themselves", "gpt2, greedy"]
+    assert [mcolors.to_hex(bar.get_facecolor()) for bar in right.patches] == [mcolors.to_hex(c) for c in colors]
+    assert [t.get_text() for t in left.get_yticklabels()] == ["A", "B", "C", "D"]
     assert left.get_xlabel() == "repeated 4-grams (share)" and right.get_xlabel() == "distinct-2"
     assert _is_png(tmp_path / "rep.png")
+    one = plots.repetition_figure(rows, title="t", colors=colors, columns=[("distinct_2", "distinct-2")])
+    assert len(one.axes) == 1 and [t.get_text() for t in one.axes[0].get_yticklabels()][0] == "pretrained, greedy"
     with pytest.raises(ValueError, match="no repetition rows"):
-        plots.repetition_figure([], title="t")
+        plots.repetition_figure([], title="t", colors=[])
+    with pytest.raises(ValueError, match="4 rows but 3 colours"):
+        plots.repetition_figure(rows, title="t", colors=colors[:3])
 
 
 def test_token_length_figure_names_each_tokenizer_with_its_mean():
@@ -85,10 +88,13 @@ def test_token_length_figure_names_each_tokenizer_with_its_mean():
 
 
 def test_attention_figure_one_panel_per_head():
-    weights = np.tril(np.ones((6, 4, 4)))
+    weights = np.tril(np.random.default_rng(0).random((6, 4, 4)) + 0.1)
     weights /= weights.sum(-1, keepdims=True)
     fig = plots.attention_figure(weights, ["a", "b", "\n", "d"], title="heads", columns=4)
     shown = [ax for ax in fig.axes if ax.get_title().startswith("head")]
+    for head, ax in enumerate(shown):  # row = query, column = key: each panel is its head, not transposed
+        drawn = np.asarray(ax.collections[0].get_array()).reshape(4, 4)
+        assert np.array_equal(drawn, weights[head]), head
     assert [ax.get_title() for ax in shown] == [f"head {h}" for h in range(6)]
     assert [t.get_text() for t in shown[0].get_xticklabels()] == ["a", "b", "\\n", "d"]
     assert sum(not ax.axison for ax in fig.axes) == 2  # the two unused panels of the 2 x 4 grid

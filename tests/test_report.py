@@ -1,10 +1,14 @@
-"""The report gathers the lessons' numbers and figures."""
+"""The report gathers the lessons' numbers and figures; lessons find their folders and prerequisites."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
-from helpers.report import MissingPrerequisite, lesson_paths, require_run, write_report
+from helpers.lessons import MissingPrerequisite, lesson_paths, require_run
+from helpers.markdown import fmt
+from helpers.report import write_report
+from helpers.runs import read_metrics
 
 
 def test_report_from_runs_and_figures(tmp_path, pretrained_run, finetuned_run):
@@ -12,14 +16,23 @@ def test_report_from_runs_and_figures(tmp_path, pretrained_run, finetuned_run):
     runs.mkdir()
     shutil.copytree(pretrained_run, runs / "pretrain")
     shutil.copytree(finetuned_run, runs / "finetune")
+    (runs / "finetune" / "eval.json").write_text(json.dumps({  # an evaluation of the finetuned run
+        "perplexity": {"perplexity": 12.3456},
+        "qa": {"accuracy": 0.25, "template": 0.75, "by_kind": {"who": {"accuracy": 0.5, "template": 1.0}}}}))
     figures = tmp_path / "figures"
     figures.mkdir()
     (figures / "pretrain_lr.png").write_bytes(b"\x89PNG")
     report = write_report(lesson_paths(runs, figures), tmp_path / "build" / "report.md").read_text()
-    assert "| pretraining | 10.1827 |" in report and "| finetuning | 394.8 |" in report
-    assert "| 30 | 30,720 |" in report  # steps and tokens of the 30-step fixture run (8 x 128 per step)
+    pre, fine = read_metrics(pretrained_run), read_metrics(finetuned_run)
+    pre_time = f"{fmt(pre[-1]['elapsed_s'] / 60, 3)} min on cpu (fp32)"
+    # pretraining: no eval.json, so the last logged validation perplexity; finetuning: eval.json's
+    assert (f"| pretraining | 10.18 | {fmt(pre[-1]['perplexity'])} | 30 | 30,720 | {pre_time} |") in report
+    assert f"| finetuning | 394.8 | 12.35 | 10 | {fine[-1]['tokens']:,} |" in report
+    assert "| who | 0.5 | 1 |" in report and "| all | 0.25 | 0.75 |" in report
     assert "![Pretraining learning rate (the paper's Fig. 10)](../figures/pretrain_lr.png)" in report
     assert "learning_order.png" not in report  # only figures that exist
+    shutil.rmtree(runs / "finetune")
+    assert "| finetuning | 394.8 | not run |" in write_report(lesson_paths(runs, figures), tmp_path / "r.md").read_text()
 
 
 def test_paths_and_prerequisites(tmp_path, monkeypatch, pretrained_run):

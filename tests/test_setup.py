@@ -11,9 +11,10 @@ CONDA_NAMES = {"torch": "pytorch"}  # conda-forge calls a few packages different
 
 
 def _requirements() -> dict[str, str]:
+    """The package's dependencies and its test extra, name -> version range."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     out = {}
-    for spec in project["dependencies"]:
+    for spec in project["dependencies"] + project["optional-dependencies"]["test"]:
         name, version = re.match(r"([A-Za-z0-9_.-]+)\s*(.*)", spec).groups()
         out[CONDA_NAMES.get(name.lower(), name.lower())] = version.replace(" ", "")
     return out

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
 import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
-
 import pytest
 import torch
 
 from conftest import TINY, tiny_profile
-from helpers.train import (
-    RunError, TrainingDiverged, cosine_with_warmup, latest_checkpoint, pretrain, read_metrics, warmup_steps_for,
-)
+from helpers.optim import build_optimizer, cosine_with_warmup, warmup_steps_for
+from helpers.runs import checkpoint_dir, latest_checkpoint, read_metrics
+from helpers.train import TrainingDiverged, pretrain
 
 NO_DROPOUT = {"model.resid_pdrop": 0.0, "model.embd_pdrop": 0.0, "model.attn_pdrop": 0.0}
 
@@ -56,10 +54,9 @@ def test_warmup_ratio_rounds_up_like_trainer():
 
 def test_weight_decay_skips_biases_and_norms():
     from helpers.model import build_model
-    from helpers.train import _optimizer
 
     model = build_model(tiny_profile().model)
-    decay, no_decay = _optimizer(model, tiny_profile().pretrain, torch.device("cpu")).param_groups
+    decay, no_decay = build_optimizer(model, tiny_profile().pretrain, torch.device("cpu")).param_groups
     names = {id(p): n for n, p in model.named_parameters()}
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
     assert all(names[id(p)].endswith(".weight") and ".ln_" not in names[id(p)] for p in decay["params"])
@@ -112,39 +109,109 @@ def test_finetuning_run(finetuned_run):
     assert records[-1]["tokens"] > 0
 
 
+# ------------------------------------------------------------------ finetuning starts from the pretrained model
+
+
+def test_finetuning_starts_from_the_pretrained_weights(tmp_path, pretrained_run):
+    """With learning rate 0 nothing moves: the run's weights and validation loss are the init model's."""
+    from safetensors.torch import load_file
+
+    from transformers import AutoTokenizer
+
+    from helpers.data import finetuning_examples
+    from helpers.inference import perplexity
+    from helpers.model import build_model, load_model
+    from helpers.train import finetune
+
+    profile = tiny_profile(**{"finetune.learning_rate": 0.0, "finetune.max_steps": 2, "finetune.eval_every": 2,
+                              "finetune.save_every": 0, "finetune.eval_max_batches": None})
+    finetune(profile, tmp_path / "ft", init=pretrained_run, progress=False)
+    before, after = load_file(pretrained_run / "model.safetensors"), load_file(tmp_path / "ft" / "model.safetensors")
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    tokenizer = AutoTokenizer.from_pretrained(str(pretrained_run))
+    held_out = finetuning_examples(profile.data, tokenizer)[1]
+    expected = perplexity(load_model(pretrained_run), held_out, batch_size=profile.finetune.eval_batch_size,
+                          progress=False)["loss"]
+    assert read_metrics(tmp_path / "ft")[-1]["eval_loss"] == pytest.approx(expected, rel=1e-6)
+    fresh = perplexity(build_model(profile.model, seed=profile.pretrain.seed), held_out, progress=False)["loss"]
+    assert abs(fresh - expected) > 0.05  # a fresh model would have logged something else
+
+
 # ------------------------------------------------------------------ exact resume after a real SIGKILL
 
+# Each case logs every 3 steps and saves every 5, so the checkpoint a resumed run starts from holds a
+# non-empty logging window (steps 4 and 5), and the process kills itself after step 9: between two
+# checkpoints, with a record (step 9) that the resumed run must drop and write again.
+RESUME_CASES = {
+    "pretrain, steps": ("pretrain", {"pretrain.max_steps": 14, "data.train_stories": 300,
+                                     "model.resid_pdrop": 0.1, "model.embd_pdrop": 0.1, "model.attn_pdrop": 0.1}),
+    "pretrain, epochs": ("pretrain", {"pretrain.max_steps": None, "pretrain.epochs": 2.5, "data.train_stories": 40}),
+    "finetune, steps": ("finetune", {"finetune.max_steps": 14, "finetune.batch_size": 2}),
+    "finetune, epochs": ("finetune", {"finetune.max_steps": None, "finetune.epochs": 1.5, "data.instruction_limit": 24,
+                                      "finetune.batch_size": 2}),
+}
+CRASH_AFTER = 9
 
-def test_resume_after_sigkill_reaches_the_same_losses(tmp_path):
-    # the paper's dropout, so that resuming must restore the random state exactly
-    settings = {**TINY, "pretrain.max_steps": 24, "pretrain.save_every": 6, "pretrain.log_every": 2,
-                "pretrain.eval_every": 6, "data.train_stories": 300,
-                "model.resid_pdrop": 0.1, "model.embd_pdrop": 0.1, "model.attn_pdrop": 0.1}
-    args = ["pretrain", "--quiet", *_sets(settings)]
+
+def _resume_settings(stage: str, extra: dict) -> dict:
+    cadence = {f"{stage}.log_every": 3, f"{stage}.save_every": 5, f"{stage}.eval_every": 5,
+               f"{stage}.warmup_steps": 2, f"{stage}.keep_checkpoints": 0}
+    return {**TINY, **cadence, **extra}
+
+
+@pytest.mark.parametrize("case", list(RESUME_CASES))
+def test_resume_after_a_crash_between_checkpoints_reaches_the_same_records(case, tmp_path, pretrained_run):
+    stage, extra = RESUME_CASES[case]
+    args = [stage, "--quiet", *_sets(_resume_settings(stage, extra))]
+    if stage == "finetune":
+        args += ["--init", str(pretrained_run)]
     reference = _cli(*args, "--out", str(tmp_path / "whole"), timeout=600)
     assert reference.returncode == 0, reference.stderr
+    whole = read_metrics(tmp_path / "whole")
+    assert whole[-1]["step"] > CRASH_AFTER + 3  # the crash happens well before the end
 
-    out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "helpers", *args, "--out", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 600
-    while not (out / "checkpoint-12").exists():
-        assert proc.poll() is None, "the run ended before it could be killed"
-        assert time.time() < deadline
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-    assert not (out / "model.safetensors").exists()  # killed before the end
-    assert latest_checkpoint(out).name in {"checkpoint-12", "checkpoint-18"}
+    out = tmp_path / "crashed"
+    crashed = _cli(*args, "--out", str(out), env={"HELPERS_CRASH_AFTER_STEP": str(CRASH_AFTER)}, timeout=600)
+    assert crashed.returncode == -signal.SIGKILL
+    assert latest_checkpoint(out) == checkpoint_dir(out, 5) and not (out / "model.safetensors").exists()
+    assert read_metrics(out)[-1]["step"] == CRASH_AFTER  # written after the checkpoint: must go again
+    state = torch.load(checkpoint_dir(out, 5) / "trainer_state.pt", weights_only=False)
+    assert len(state["window_losses"]) == 2  # steps 4 and 5, logged only at step 6
 
     again = _cli(*args, "--out", str(out), "--resume", timeout=600)
     assert again.returncode == 0, again.stderr
-    assert "resuming after step" in again.stdout
-    whole, resumed = read_metrics(tmp_path / "whole"), read_metrics(out)
-    keys = ("step", "tokens", "train_loss", "learning_rate", "grad_norm", "eval_loss")
-    assert [[r.get(k) for k in keys] for r in resumed] == [[r.get(k) for k in keys] for r in whole]
+    assert "resuming after step 5" in again.stdout
+    keys = ("step", "epoch", "tokens", "train_loss", "learning_rate", "grad_norm", "eval_loss")
+    assert [[r.get(k) for k in keys] for r in read_metrics(out)] == [[r.get(k) for k in keys] for r in whole]
     assert not list(out.glob(".*tmp*"))
+
+
+def test_ensure_run_reuses_resumes_and_refuses(tmp_path, capsys):
+    from helpers.runs import RunError
+    from helpers.train import ensure_run
+
+    settings = _resume_settings("pretrain", {"pretrain.max_steps": 12, "data.train_stories": 300})
+    profile = tiny_profile(**settings)
+    out = tmp_path / "run"
+    crashed = _cli("pretrain", "--quiet", "--out", str(out), *_sets(settings),
+                   env={"HELPERS_CRASH_AFTER_STEP": str(CRASH_AFTER)}, timeout=600)
+    assert crashed.returncode == -signal.SIGKILL
+    resumed = ensure_run("pretrain", profile, out, progress=False)  # what rerunning a lesson does
+    assert "resuming after step 5" in capsys.readouterr().out
+    pretrain(profile, tmp_path / "whole", progress=False)
+    keys = ("step", "tokens", "train_loss", "grad_norm", "eval_loss")
+    whole = read_metrics(tmp_path / "whole")
+    assert [[r.get(k) for k in keys] for r in read_metrics(out)] == [[r.get(k) for k in keys] for r in whole]
+
+    files = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    capsys.readouterr()
+    again = ensure_run("pretrain", profile, out, progress=False)
+    assert capsys.readouterr().out == f"pretrain: reusing the finished run in {out} (delete the folder to train again)\n"
+    assert again == resumed.__class__(out, 12, whole[-1]["tokens"], whole[-1]["train_loss"], whole[-1]["eval_loss"],
+                                      read_metrics(out)[-1]["elapsed_s"])
+    with pytest.raises(RunError, match=r"holds a different run \(profile.pretrain.learning_rate: 0.003 there, 0.001 now\)"):
+        ensure_run("pretrain", tiny_profile(**settings, **{"pretrain.learning_rate": 1e-3}), out, progress=False)
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == files  # reused and refused: nothing touched
 
 
 # ------------------------------------------------------------------ two processes (DDP, gloo)
@@ -193,6 +260,28 @@ def test_fast_engine_equals_trainer(tmp_path):
     assert AutoModelForCausalLM.from_pretrained(tmp_path / "hf").num_parameters() == 496_640
 
 
+def test_fast_engine_equals_trainer_when_finetuning(tmp_path, pretrained_run):
+    """Padded instruction batches, a masked prompt and accumulation: both engines log the same numbers."""
+    from helpers.train import finetune
+
+    # One validation batch holds all 20 held-out examples: Trainer averages batch means, the fast
+    # engine weighs every scored token alike, and the two agree only when there is one batch.
+    profile = tiny_profile(**{"finetune.max_steps": 6, "finetune.grad_accum": 2, "finetune.log_every": 2,
+                              "finetune.eval_every": 3, "finetune.save_every": 0, "finetune.eval_batch_size": 20,
+                              "finetune.eval_max_batches": None})
+    finetune(profile, tmp_path / "fast", init=pretrained_run, engine="fast", progress=False)
+    finetune(profile, tmp_path / "hf", init=pretrained_run, engine="hf", progress=False)
+    fast, hf = read_metrics(tmp_path / "fast"), read_metrics(tmp_path / "hf")
+    assert [r["step"] for r in fast] == [r["step"] for r in hf] == [2, 3, 4, 6]
+    for x, y in zip(fast, hf):
+        assert x["tokens"] == y["tokens"]
+        for key in ("train_loss", "grad_norm", "eval_loss", "learning_rate"):
+            assert (x.get(key) is None) == (y.get(key) is None), (x, y)
+            if x.get(key) is not None:
+                assert y[key] == pytest.approx(x[key], rel=2e-5), (key, x["step"])
+    assert json.loads((tmp_path / "hf" / "run.json").read_text())["init"] == str(pretrained_run)
+
+
 # ------------------------------------------------------------------ bf16 output layer on a CPU
 
 
@@ -223,6 +312,51 @@ def test_cpu_bf16_computes_only_the_output_layer_in_bf16(tmp_path, capsys):
 # ------------------------------------------------------------------ failures
 
 
+def test_gpu_loss_libraries_are_refused_on_a_cpu_and_named_when_missing(tmp_path):
+    from helpers.model import MissingLossLibrary, external_head
+    from helpers.runs import RunError
+
+    for loss in ("cce", "liger"):
+        with pytest.raises(RunError, match=f"pretrain.loss='{loss}' runs Triton kernels and needs a CUDA GPU"):
+            pretrain(tiny_profile(**{"pretrain.loss": loss, "device": "cpu"}), tmp_path / loss, progress=False)
+        assert not (tmp_path / loss).exists()
+    package = {"cce": "cut-cross-entropy", "liger": "liger-kernel"}
+    for loss, module in (("cce", "cut_cross_entropy"), ("liger", "liger_kernel")):
+        if importlib.util.find_spec(module) is not None:
+            continue  # installed here: nothing to name
+        with pytest.raises(MissingLossLibrary, match=f"loss='{loss}' needs the optional package {package[loss]} "
+                                                     f"\\(pip install {package[loss]}\\)"):
+            external_head(loss, torch.bfloat16)
+
+
+def test_tf32_flags_are_restored_after_a_run():
+    from helpers.devices import tf32_matmuls
+
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+        with pytest.raises(KeyError):
+            with tf32_matmuls(True, torch.device("cuda")):
+                assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+                raise KeyError("a run that fails halfway")
+        assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (False, False)
+        with tf32_matmuls(True, torch.device("cpu")):  # a CPU run leaves the flags alone
+            assert not torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
+def test_cli_trains_without_evaluation(tmp_path):
+    """eval_every=0 (documented for benchmarks): no validation loss, and the summary line says so."""
+    settings = {**TINY, "pretrain.max_steps": 4, "pretrain.eval_every": 0, "pretrain.save_every": 0}
+    done = _cli("pretrain", "--quiet", "--out", str(tmp_path / "run"), *_sets(settings), timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == (
+        f"pretrain done: 4 steps, last training loss {read_metrics(tmp_path / 'run')[-1]['train_loss']:.3f}, "
+        f"no evaluation (eval_every=0); model in {tmp_path / 'run'}")
+    assert all("eval_loss" not in r for r in read_metrics(tmp_path / "run"))
+
+
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     out = tmp_path / "boom"
     profile = tiny_profile(**{"pretrain.learning_rate": 1e6, "pretrain.warmup_steps": 3, "pretrain.max_grad_norm": 1e30,
@@ -232,10 +366,10 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     message = str(err.value)
     step = int(message.split(" at step ")[1].split(";")[0].split(" ")[0])
     assert message.startswith("pretrain loss became nan at step ") or " weights became non-finite " in message
-    assert message.endswith(f"The last good checkpoint is {out / f'checkpoint-{step - 1}'}.")
+    assert message.endswith(f"The last good checkpoint is {checkpoint_dir(out, step - 1)}.")
     from safetensors.torch import load_file
 
-    weights = load_file(str(out / f"checkpoint-{step - 1}" / "model.safetensors"))
+    weights = load_file(str(checkpoint_dir(out, step - 1) / "model.safetensors"))
     assert all(bool(torch.isfinite(t).all()) for t in weights.values())
     assert not (out / "model.safetensors").exists()
 

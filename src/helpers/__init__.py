@@ -1,7 +1,8 @@
 """Helpers for the Story-Based QA GPT course: data, model, training, evaluation, figures.
 
-Heavy libraries (torch, transformers, datasets, openai) are imported inside the
-functions that need them, so ``import helpers`` stays fast and works anywhere.
+Each module owns one concern (the README's "How the package is laid out"
+lists them); ``import helpers`` itself loads nothing but this line, and each
+``helpers.<module>`` imports what it needs.
 """
 
 __version__ = "0.1.0"

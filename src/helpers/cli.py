@@ -9,9 +9,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Sequence
 
-__all__ = ["main", "build_parser"]
+from .config import ConfigError, Profile, get_profile, parse_overrides
+from .evaluate import evaluate_run
+from .judge import DEFAULT_MODEL
+from .lessons import lesson_paths, run_lessons
+from .report import write_report
+from .runs import RunError
+from .sources import DataError
+from .train import TrainingDiverged, train
+
+__all = ["main", "build_parser"]
 
 SET_HELP = ("override one setting, e.g. --set pretrain.max_steps=200 --set model.n_layer=4; "
             "sections: model, data, pretrain, finetune; also device (repeatable)")
@@ -60,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--judge", action="store_true",
                    help="grade story completions with an LLM through the openai client "
                         "(needs OPENAI_API_KEY and/or OPENAI_BASE_URL; skipped with one line otherwise)")
-    p.add_argument("--judge-model", default="gpt-3.5-turbo", help="model name for the judge (default: gpt-3.5-turbo)")
+    p.add_argument("--judge-model", default=DEFAULT_MODEL, help=f"model name for the judge (default: {DEFAULT_MODEL})")
     p.add_argument("--compare", metavar="MODEL",
                    help="also evaluate this model (hub id or folder), e.g. gpt2; skipped with one line when unreachable")
     p.add_argument("--learning-order", action="store_true",
@@ -82,9 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _profile(args: argparse.Namespace, data_key: str | None):
-    from .config import get_profile, parse_overrides
-
+def _profile(args: argparse.Namespace, data_key: str | None) -> Profile:
     overrides = parse_overrides(args.overrides)
     if args.data and data_key:
         overrides[data_key] = args.data
@@ -93,10 +101,6 @@ def _profile(args: argparse.Namespace, data_key: str | None):
 
 def _report(args: argparse.Namespace) -> int:
     """Run the lessons, then gather their numbers and figures into one markdown file."""
-    from pathlib import Path
-
-    from .report import lesson_paths, run_lessons, write_report
-
     notebooks, out = Path(args.notebooks).resolve(), Path(args.out).resolve()
     run_lessons(args.profile, notebooks=notebooks, out_dir=out / "notebooks")
     report = write_report(lesson_paths(base=notebooks), out / "report.md", profile=args.profile)
@@ -106,31 +110,20 @@ def _report(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the process exit status."""
-    from .config import ConfigError
-    from .data import DataError
-
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        from .train import RunError, TrainingDiverged
-
         if args.command == "config":
             print(_profile(args, None).to_json())
             return 0
         if args.command == "report":
             return _report(args)
         if args.command in {"pretrain", "finetune"}:
-            from .train import train
-
             profile = _profile(args, "data.stories" if args.command == "pretrain" else "data.instructions")
             result = train(args.command, profile, args.out, init=getattr(args, "init", None),
                            resume=args.resume, engine=args.engine, progress=not args.quiet)
-            ppl = f", perplexity {result.perplexity:.2f}" if result.perplexity else ""
-            print(f"{args.command} done: {result.steps} steps, eval loss {result.eval_loss:.4f}{ppl}; "
-                  f"model in {result.out_dir}")
+            print(f"{args.command} done: {result.steps} steps, {result.losses_line()}; model in {result.out_dir}")
             return 0
-        from .evaluate import evaluate_run
-
         profile = _profile(args, "data.stories")
         report = evaluate_run(args.run, profile, judge=args.judge, judge_model=args.judge_model,
                               compare=args.compare, learning_order=args.learning_order,

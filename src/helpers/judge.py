@@ -46,7 +46,6 @@ __all__ = [
     "judge_available",
     "grade",
     "judge_many",
-    "grades_table",
     "summarise",
 ]
 
@@ -373,21 +372,3 @@ def summarise(grades: Sequence[Grade]) -> dict[str, Any]:
     summary["n_parsed"] = len(parsed)
     summary["n_failed"] = sum(1 for g in grades if g.error is not None)
     return summary
-
-
-def _cell(value: float | None) -> str:
-    return "–" if value is None else f"{value:g}"
-
-
-def grades_table(grades: Sequence[Grade]) -> str:
-    """A markdown table: one row per item, then the mean over parsed items."""
-    header = "| # | grammar | creativity | consistency | plot | age group | status |"
-    lines = [header, "|---:|---:|---:|---:|---:|:---:|:---|"]
-    for index, g in enumerate(grades, start=1):
-        status = f"error: {g.error}" if g.error else ("ok" if g.parsed else "unparsed")
-        scores = " | ".join(_cell(getattr(g, name)) for name in SCORE_NAMES)
-        lines.append(f"| {index} | {scores} | {g.age_group or '–'} | {status} |")
-    summary = summarise(grades)
-    means = " | ".join("–" if summary[n] is None else f"{summary[n]:.2f}" for n in SCORE_NAMES)
-    lines.append(f"| **mean** | {means} | – | {summary['n_parsed']} of {summary['n_items']} parsed |")
-    return "\n".join(lines)

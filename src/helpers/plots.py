@@ -1,7 +1,7 @@
 """Every figure of the course, drawn one way: labelled axes, units, readable on a projector.
 
 Training figures read nothing but a run's ``metrics.jsonl`` (through
-:func:`helpers.train.read_metrics`), so the report's curves are exactly what
+:func:`helpers.runs.read_metrics`), so the report's curves are exactly what
 the engine logged. Each function returns the matplotlib ``Figure`` and, when
 given ``path``, also writes it as a PNG.
 """
@@ -10,14 +10,22 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
-if TYPE_CHECKING:  # pragma: no cover
-    from matplotlib.figure import Figure
+import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+
+from .runs import read_metrics
+
+if matplotlib.get_backend().lower() not in {"module://matplotlib_inline.backend_inline", "inline"}:
+    matplotlib.use("Agg")  # files only, outside a notebook: no window, no display needed
+import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 
 __all__ = [
     "METRIC_LABELS",
     "save",
+    "close",
     "metric_figure",
     "token_length_figure",
     "attention_figure",
@@ -48,17 +56,17 @@ RC = {
 
 
 def _pyplot():
-    import matplotlib
-
-    if matplotlib.get_backend().lower() not in {"module://matplotlib_inline.backend_inline", "inline"}:
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """pyplot with the course's style applied (a notebook may have changed rcParams since)."""
     plt.rcParams.update(RC)
     return plt
 
 
-def save(fig: "Figure", path: str | Path | None) -> "Figure":
+def close(fig: Figure) -> None:
+    """Free a figure that was only written to a file, never shown."""
+    plt.close(fig)
+
+
+def save(fig: Figure, path: str | Path | None) -> Figure:
     """Write ``fig`` as a 150-dpi PNG (folders created) when ``path`` is given."""
     if path is not None:
         path = Path(path)
@@ -75,13 +83,11 @@ def metric_figure(
     x: str = "step",
     path: str | Path | None = None,
     logy: bool = False,
-) -> "Figure":
+) -> Figure:
     """One metric of one or more runs against optimizer steps (or ``x="tokens"``).
 
     ``runs`` maps a legend label to a run folder or to already-read records.
     """
-    from .train import read_metrics
-
     plt = _pyplot()
     fig, ax = plt.subplots()
     drawn = 0
@@ -110,7 +116,7 @@ def metric_figure(
 
 
 def token_length_figure(lengths: Mapping[str, Iterable[int]], *, title: str,
-                        path: str | Path | None = None) -> "Figure":
+                        path: str | Path | None = None) -> Figure:
     """Histogram of token counts per text, one outline per tokenizer."""
     plt = _pyplot()
     fig, ax = plt.subplots()
@@ -127,13 +133,12 @@ def token_length_figure(lengths: Mapping[str, Iterable[int]], *, title: str,
 
 
 def attention_figure(weights, tokens: Sequence[str], *, title: str, path: str | Path | None = None,
-                     columns: int = 4) -> "Figure":
+                     columns: int = 4) -> Figure:
     """Heatmaps of attention weights, one panel per head: row = query token, column = key token.
 
     ``weights`` is a (heads, T, T) array or tensor of softmax probabilities.
     """
-    import numpy as np
-    import seaborn as sns
+    import seaborn as sns  # optional: only this figure draws heatmaps with it
 
     plt = _pyplot()
     weights = np.asarray(weights.detach().cpu() if hasattr(weights, "detach") else weights)
@@ -157,13 +162,13 @@ def attention_figure(weights, tokens: Sequence[str], *, title: str, path: str | 
 
 
 def learning_order_figure(rows: Sequence[Mapping[str, float]], *, title: str,
-                          path: str | Path | None = None) -> "Figure":
+                          path: str | Path | None = None) -> Figure:
     """Grammar, consistency and answers (shares, 0-1) against training tokens.
 
     ``rows`` hold ``tokens`` and any of ``grammar``, ``consistency``,
     ``answer_template``, ``answers``; a measure missing from every row is
     left out. Rows with ``stage="finetune"`` (as from
-    :func:`helpers.evaluate.learning_order`) get a dashed line where
+    :func:`helpers.learning_order.learning_order`) get a dashed line where
     finetuning starts.
     """
     plt = _pyplot()
@@ -192,38 +197,35 @@ def learning_order_figure(rows: Sequence[Mapping[str, float]], *, title: str,
     return save(fig, path)
 
 
-def repetition_figure(rows: Sequence[Mapping[str, object]], *, title: str,
-                      path: str | Path | None = None) -> "Figure":
-    """Repeated 4-grams (left, lower loops less) and distinct-2 (right) per model and decoding.
+def repetition_figure(rows: Sequence[Mapping[str, object]], *, title: str, colors: Sequence[str],
+                      columns: Sequence[tuple[str, str]] = (("repeated_4gram_share", "repeated 4-grams (share)"),
+                                                            ("distinct_2", "distinct-2")),
+                      label: str = "model", path: str | Path | None = None) -> Figure:
+    """Horizontal bars of repetition measures, one panel per ``(column, axis label)`` of ``columns``.
 
-    ``rows`` are :func:`helpers.evaluate.repetition_table` rows: ``model``,
-    ``repeated_4gram_share``, ``distinct_2`` and, optionally, ``mean words``
-    (added to the label). Bars are gray for a model name holding "stories"
-    (real text as a yardstick), orange for "sampled", blue otherwise.
+    ``rows`` are :func:`helpers.text_metrics.repetition_table` rows (or any
+    rows holding ``label`` and the columns), drawn top to bottom; ``colors``
+    gives each row's bar colour. A measure that is ``None`` leaves its bar
+    out. Shares lie in 0-1, so every panel spans 0 to 1.1.
     """
     plt = _pyplot()
     if not rows:
         raise ValueError("no repetition rows to plot")
-    names = [str(r["model"]) for r in rows]
-    colors = ["tab:gray" if "stories" in n else "tab:orange" if "sampled" in n else "tab:blue" for n in names]
-    labels = []
-    for name, row in zip(names, rows):
-        words = row.get("mean words")
-        real = isinstance(words, (int, float)) and not math.isnan(words)
-        labels.append(f"{name} (~{words:.0f} words)" if real and "stories" not in name else name)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(rows) + 1.6), sharey=True)
-    for ax, key, label in [(axes[0], "repeated_4gram_share", "repeated 4-grams (share)"),
-                           (axes[1], "distinct_2", "distinct-2")]:
+    if len(colors) != len(rows):
+        raise ValueError(f"{len(rows)} rows but {len(colors)} colours")
+    fig, axes = plt.subplots(1, len(columns), figsize=(5.5 * len(columns), 0.45 * len(rows) + 1.6), sharey=True,
+                             squeeze=False)
+    for ax, (key, axis_label) in zip(axes[0], columns):
         values = [float("nan") if r.get(key) is None else float(r[key]) for r in rows]
-        ax.barh(range(len(rows)), values, color=colors)
+        ax.barh(range(len(rows)), values, color=list(colors))
         for y, value in enumerate(values):
             if not math.isnan(value):
                 ax.text(value + 0.01, y, f"{value:.2f}", va="center", fontsize=10)
         ax.set_xlim(0, 1.1)
-        ax.set_xlabel(label)
+        ax.set_xlabel(axis_label)
         ax.grid(axis="y", visible=False)
-    axes[0].set_yticks(range(len(rows)), labels)
-    axes[0].invert_yaxis()
+    axes[0][0].set_yticks(range(len(rows)), [str(r[label]) for r in rows])
+    axes[0][0].invert_yaxis()
     fig.suptitle(title)
     fig.tight_layout()
     return save(fig, path)

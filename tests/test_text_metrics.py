@@ -1,0 +1,119 @@
+"""Measures of text that need no model: repetition, grammar, consistency, answers."""
+
+from __future__ import annotations
+
+import pytest
+
+from helpers.stories import corpus, entities
+from helpers.story_grammar import GIRL_NAMES
+from helpers.text_metrics import (
+    answer_fits_kind, consistency_share, grammar_share, repetition, repetition_table, score_answers,
+)
+
+
+# The paper's two story continuations for "Once upon a time," (section 4.4).
+PAPER_GPT2 = (
+    "the world was a place of great beauty and great danger. The world was a place of great danger, and the "
+    "world was a place of great danger. The world was a place of great danger, and the world was a place of "
+    "great danger. The world was a place of great danger, and the world was a place of great danger."
+)
+PAPER_SMALL = (
+    "there was a little girl named Lily who loved to draw with her cat. One day, she was playing outside and "
+    "suddenly noticed something shiny in the garden. She wanted to build something in the distance. Kitty ran "
+    "to her friend Tim and said, \"Welcome. You have to make me happy.\""
+)
+
+
+# ----------------------------------------------------------------- repetition
+
+
+def test_repetition_exact_values():
+    loop = repetition("The world was a place of great danger, and the world was a place of great danger.")
+    assert loop == {"words": 17, "distinct_1": 9 / 17, "distinct_2": 9 / 16, "distinct_3": 9 / 15,
+                    "repeated_4gram_share": pytest.approx(5 / 14)}
+    fresh = repetition("Don't stop, Lily ran home!")
+    assert fresh == {"words": 5, "distinct_1": 1.0, "distinct_2": 1.0, "distinct_3": 1.0,
+                     "repeated_4gram_share": 0.0}
+    assert repetition("Hi there.") == {"words": 2, "distinct_1": 1.0, "distinct_2": 1.0, "distinct_3": None,
+                                          "repeated_4gram_share": None}
+
+
+def test_papers_gpt2_loop_scores_high_repetition():
+    gpt2, small = repetition(PAPER_GPT2), repetition(PAPER_SMALL)
+    assert gpt2["repeated_4gram_share"] > 0.7 > 0.0 == small["repeated_4gram_share"]
+    assert gpt2["distinct_2"] < 0.3 < 0.9 < small["distinct_2"]
+
+
+def test_repetition_table_averages_per_model():
+    rows = repetition_table({"a": ["one two three four", "one one one one one"], "b": ["Hi there."]})
+    assert rows[0]["model"] == "a" and rows[0]["texts"] == 2
+    assert rows[0]["distinct_1"] == pytest.approx((1.0 + 0.2) / 2)
+    assert rows[0]["repeated_4gram_share"] == pytest.approx((0.0 + 0.5) / 2)
+    assert rows[1]["distinct_3"] is None and rows[1]["distinct_1"] == 1.0
+
+
+# ----------------------------------------------------------------- learning-order measures
+
+
+def test_grammar_share():
+
+    assert grammar_share([s.text for s in corpus("validation", 5)]) == 1.0
+    assert grammar_share(["ball the Lily red had. Dog cat the ran park!", "happy was very the."]) == 0.0
+    assert grammar_share([" She had a red ball. She was so"]) == 1.0  # the cut-off fragment is left out
+    assert grammar_share([' She had a red ball. "Let\'s go!']) == 1.0  # an open quote is unfinished
+    assert grammar_share([" She had a red ball. Ball red a had she."]) == 0.5
+    assert grammar_share(["no sentence ends here", ""]) == 0.0
+
+
+def test_consistency_share():
+
+    story = next(s for s in corpus("validation", 50) if entities(s.beginning(3))["objects"])
+    beginning = entities(story.beginning(3))
+    assert beginning["names"] == {story.hero} and len(beginning["objects"]) == 1
+    (thing,) = beginning["objects"]
+    one, two = [n for n in GIRL_NAMES if n != story.hero][:2]
+    pairs = [(story, f" Then {story.hero} found the {thing}."),               # hero and thing: consistent
+             (story, f" Then she found the {thing}."),                        # a pronoun is no mention
+             (story, f" {story.hero} and {one} played with the {thing}."),    # one friend is allowed
+             (story, f" {story.hero}, {one} and {two} saw the {thing}."),     # two strangers: lost track
+             (story, f" Then {story.hero} smiled.")]                          # the {thing} is forgotten
+    assert consistency_share(pairs) == pytest.approx(2 / 5)
+    assert consistency_share(pairs[:1]) == 1.0
+    assert consistency_share([]) == 0.0
+
+
+@pytest.mark.parametrize("kind, answer, fits", [
+    ("who", "Grandma.", True), ("who", "Lily", True), ("who", "the park", False),
+    ("where", "In the beach", False), ("where", "at the beach", True), ("where", "under a bench", True),
+    ("feeling", "Glad!", True), ("feeling", "Tom", False),
+    ("what", "The red ball.", True), ("what", "a noisy tractor", True), ("what", "a kitten", True),
+    ("what", "ball red", False), ("yes_no", "Yes.", True), ("yes_no", "maybe", False), ("other", "yes", None),
+])
+def test_answer_fits_kind(kind, answer, fits):
+    assert answer_fits_kind(kind, answer) is fits
+
+
+
+def test_score_answers_counts_only_whole_answers():
+    records = [{"instruction": "Who?", "output": "Lily", "kind": "who"},
+               {"instruction": "What?", "output": "a red ball", "kind": "what"},
+               {"instruction": "Where?", "output": "in the park", "kind": "where"},
+               {"instruction": "Yes?", "output": "no", "kind": "yes_no"}]
+    right = ["Lily.", "The red ball!\nand more text", "  In the park ", "No"]
+    scored = score_answers(records, right)
+    assert (scored["accuracy"], scored["correct"], scored["n"], scored["template"]) == (1.0, 4, 4, 1.0)
+    assert scored["by_kind"]["what"] == {"accuracy": 1.0, "correct": 1, "n": 1, "template": 1.0}
+    # wrong, empty, partial (a piece of the answer, or the answer inside more words): all score 0
+    for answers in (["Tom", "a blue ball", "in the garden", "yes"],
+                    ["", "", "", ""],
+                    ["Li", "red", "park", "n"],
+                    ["Lily and Tom", "a red ball and a kite", "in the park with Mom", "no, never"]):
+        scored = score_answers(records, answers)
+        assert scored["correct"] == 0 and scored["accuracy"] == 0.0, answers
+    partial = score_answers(records, ["Lily", "", "in the park", "maybe"])
+    assert (partial["correct"], partial["template"]) == (2, 0.5)
+    assert [r["got"] for r in partial["examples"]] == ["Lily", "", "in the park", "maybe"]
+    other = score_answers([{"instruction": "Say hi", "output": "hi"}], ["hi"])
+    assert other["by_kind"] == {"other": {"accuracy": 1.0, "correct": 1, "n": 1, "template": None}}
+    with pytest.raises(ValueError, match="2 records but 1 answers"):
+        score_answers(records[:2], ["Lily"])
