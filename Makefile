@@ -10,10 +10,6 @@ VENV       ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 PROFILE    ?= lesson
 PYTEST_ARGS ?=
-# Offline, GPT-2's tokenizer comes from a local folder: the reference data
-# beside the checkout when it is there (a user with the hub needs nothing).
-HELPERS_TOKENIZER ?= $(wildcard $(CURDIR)/../shared/data/gpt2-tokenizer)
-export HELPERS_TOKENIZER
 
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import ALPACA_335, ALPACA_LONG, TINYSTORIES_TRAIN, TINYSTORIES_VALID, require_shared
+from conftest import ALPACA_335, ALPACA_LONG, DATA, TINYSTORIES_TRAIN, TINYSTORIES_VALID, require_shared
 from helpers.config import get_profile
 from helpers.data import (
     PROMPT_TEMPLATES, encode_instruction, finetuning_examples, format_prompt, pack_concat, pack_per_story,
@@ -43,6 +43,35 @@ def test_paper_profile_tokenizer_matches_the_model(gpt2, gpt2_dir, monkeypatch):
     assert len(tok) == 50257
     with pytest.raises(DataError, match="has 50257 tokens but model.vocab_size is 4096; set model.vocab_size=50257"):
         profile_tokenizer(get_profile("paper", {"model.vocab_size": 4096}))
+
+
+def test_shipped_gpt2_files_are_openais_and_give_the_hubs_ids(gpt2, monkeypatch):
+    """No network, no HELPERS_TOKENIZER, no ../shared: "gpt2" is the copy inside the package, the same tokenizer."""
+    import hashlib
+
+    from helpers import tokenizer as tokenizers
+
+    sums = dict(line.split()[::-1] for line in (DATA / "SHA256SUMS").read_text().splitlines() if line.strip())
+    for name in ("vocab.json", "merges.txt"):  # unchanged from the release
+        digest = hashlib.sha256((tokenizers.SHIPPED_GPT2 / name).read_bytes()).hexdigest()
+        assert digest == sums[f"gpt2-tokenizer/{name}"]
+    assert "Modified MIT License" in (tokenizers.SHIPPED_GPT2 / "LICENSE").read_text()
+    monkeypatch.delenv("HELPERS_TOKENIZER", raising=False)
+    monkeypatch.setattr(tokenizers.constants, "HF_HUB_OFFLINE", True)
+    tokenizers._hub_gpt2_available.cache_clear()
+    try:
+        assert tokenizers.tokenizer_source("gpt2") == str(tokenizers.SHIPPED_GPT2)
+        shipped = profile_tokenizer(get_profile("paper"))
+    finally:
+        tokenizers._hub_gpt2_available.cache_clear()
+    assert shipped("Hello world")["input_ids"] == [15496, 995] and len(shipped) == 50257
+    assert shipped.eos_token_id == 50256 and shipped.pad_token is None
+    texts = [TINYSTORIES_TRAIN.read_text()[:200_000], "naïve café 🦕\n\n  two spaces <|endoftext|> end"]
+    texts += [r["instruction"] + "\n" + r["input"] + "\n" + r["output"] for r in read_instruction_file(ALPACA_335)]
+    for text in texts:  # the same ids as the reference folder (tokenizer.json built from the same files)
+        assert shipped(text)["input_ids"] == gpt2(text)["input_ids"]
+    monkeypatch.setenv("HELPERS_TOKENIZER", "/somewhere/else")
+    assert tokenizers.tokenizer_source("gpt2") == "/somewhere/else" and tokenizers.tokenizer_source("x/y") == "x/y"
 
 
 def test_missing_tokenizer_folder_is_named(tmp_path):

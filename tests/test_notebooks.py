@@ -41,7 +41,11 @@ def test_committed_notebooks_are_clean(name):
     assert all(c.get("execution_count") is not None for c in nb.cells if c.cell_type == "code" and c.source.strip())
 
 
-def test_papermill_injects_parameters(tmp_path):
+def test_papermill_injects_parameters_and_lesson_1_runs_offline(tmp_path, monkeypatch):
+    """Lesson 1 with no HELPERS_TOKENIZER, no hub and no ../shared: GPT-2's tokenizer comes with the package."""
+    monkeypatch.delenv("HELPERS_TOKENIZER", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HELPERS_SHARED", str(tmp_path / "no-shared-data"))
     nb = _run_lesson("01_tokenization.ipynb", tmp_path / "01.ipynb", story_index=7, figures_dir=str(tmp_path / "figs"))
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1 and "story_index = 7" in injected[0].source
@@ -50,6 +54,7 @@ def test_papermill_injects_parameters(tmp_path):
     printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert generate_story(7).text.splitlines()[0] in printed
     assert generate_story(0).text.splitlines()[0] not in printed
+    assert "[15496, 995]\n['Hello', 'Ġworld']" in printed and "vocabulary size: 50257" in printed
     assert (tmp_path / "figs" / "token_lengths.png").exists()
 
 

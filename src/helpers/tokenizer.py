@@ -1,35 +1,58 @@
 """Tokenizers: GPT-2's byte-level BPE (the paper's), and a small BPE trained on the embedded stories.
 
 ``load_tokenizer`` answers for a profile's ``data.tokenizer``: ``"gpt2"``
-(from ``$HELPERS_TOKENIZER``, the hub, or its local cache), any folder or
-hub id ``AutoTokenizer`` can read, or ``"story-bpe"``, which trains a
-byte-level BPE of ``data.story_vocab_size`` tokens on the embedded stories
-once and caches it. ``profile_tokenizer`` also checks that the tokenizer fits
-the profile's model.
+(from ``$HELPERS_TOKENIZER``, the local Hugging Face cache or the hub, and
+otherwise from the copy of GPT-2's files shipped in ``gpt2_tokenizer/``, so
+nothing needs the network), any folder or hub id ``AutoTokenizer`` can read,
+or ``"story-bpe"``, which trains a byte-level BPE of ``data.story_vocab_size``
+tokens on the embedded stories once and caches it. ``profile_tokenizer`` also
+checks that the tokenizer fits the profile's model.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from pathlib import Path
 
+from huggingface_hub import constants, try_to_load_from_cache
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from .config import DataConfig, Profile
 from .data import cache_root
+from .hub import hub_unreachable
 from .sources import EOT, DataError
 from .stories import corpus, corpus_version
 
-__all__ = ["tokenizer_source", "load_tokenizer", "train_story_tokenizer", "profile_tokenizer"]
+__all__ = ["SHIPPED_GPT2", "tokenizer_source", "load_tokenizer", "train_story_tokenizer", "profile_tokenizer"]
+
+# GPT-2's vocab.json and merges.txt as OpenAI released them (see the folder's README and LICENSE).
+SHIPPED_GPT2 = Path(__file__).with_name("gpt2_tokenizer")
 
 
 def tokenizer_source(name: str) -> str:
-    """The hub id or folder to load; ``$HELPERS_TOKENIZER`` stands in for ``gpt2``."""
-    if name == "gpt2" and os.environ.get("HELPERS_TOKENIZER"):
+    """The hub id or folder to load for ``data.tokenizer = name``.
+
+    ``"gpt2"`` is, in this order: the folder ``$HELPERS_TOKENIZER`` names; the
+    hub's ``gpt2`` when it is in the local Hugging Face cache or the hub
+    answers; else the copy shipped with this package (the same files). Any
+    other name is used as it is.
+    """
+    if name != "gpt2":
+        return name
+    if os.environ.get("HELPERS_TOKENIZER"):
         return os.environ["HELPERS_TOKENIZER"]
-    return name
+    return "gpt2" if _hub_gpt2_available() else str(SHIPPED_GPT2)
+
+
+@functools.cache
+def _hub_gpt2_available() -> bool:
+    """The hub's gpt2 tokenizer is cached on this machine, or the hub answers (asked once per process)."""
+    if isinstance(try_to_load_from_cache("gpt2", "tokenizer_config.json"), str):
+        return True
+    return not constants.HF_HUB_OFFLINE and hub_unreachable() is None
 
 
 def load_tokenizer(cfg: DataConfig) -> PreTrainedTokenizerBase:
