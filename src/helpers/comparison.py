@@ -13,12 +13,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 from huggingface_hub import constants
-from transformers import (
-    AutoModelForCausalLM,
-    AutoTokenizer,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-)
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from .hub import hub_unreachable
 from .inference import SAMPLING, generate, text_perplexity

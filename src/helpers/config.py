@@ -154,6 +154,9 @@ class TrainConfig:
     # "liger" (Liger Kernel's fused linear cross-entropy).
     loss: Literal["chunked", "full", "cce", "liger"] = "chunked"
     loss_chunk: int = 0  # rows of logits per chunk; 0 picks one for the device
+    # Live curves beside metrics.jsonl: "none", "tensorboard", "wandb" or both, comma-separated
+    # (the paper reported to wandb; both viewers are optional packages).
+    report_to: str = "none"
 
 
 @dataclass

@@ -19,7 +19,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from .batches import FinetuneData, PretrainData, StepOrder, TokenCount
 from .run_setup import RunSetup, publish_final
-from .runs import RunResult, append_metrics, checkpoints, read_metrics
+from .runs import RunResult, checkpoints, read_metrics
 
 __all__ = ["training_arguments", "train_with_trainer"]
 
@@ -96,7 +96,7 @@ class MetricsFile(TrainerCallback):
     """``Trainer``'s logs as ``metrics.jsonl`` records, one per step, written when the step is over."""
 
     def __init__(self, setup: RunSetup, tokens: TokenCount):
-        self.out, self.main, self.tokens = setup.out, setup.procs.main, tokens
+        self.log, self.main, self.tokens = setup.log, setup.procs.main, tokens
         self.steps_per_epoch = setup.order.steps_per_epoch
         self.pending: dict[int, dict] = {}
         self.start = time.perf_counter()
@@ -122,7 +122,7 @@ class MetricsFile(TrainerCallback):
             return
         for step in sorted(s for s in self.pending if s <= up_to):
             record = self.pending.pop(step)
-            append_metrics(self.out, {k: record[k] for k in _RECORD_ORDER if k in record})
+            self.log.write({k: record[k] for k in _RECORD_ORDER if k in record})
 
     def on_step_begin(self, args, state, control, **kwargs):
         self.flush(state.global_step)

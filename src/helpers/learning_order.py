@@ -18,14 +18,7 @@ from .devices import resolve_device
 from .model import load_model
 from .plots import close, learning_order_figure
 from .probes import qa_accuracy, story_measures
-from .runs import (
-    has_model,
-    model_stages,
-    read_metrics,
-    read_run_info,
-    require_model,
-    tokens_at,
-)
+from .runs import has_model, model_stages, read_metrics, read_run_info, require_model, tokens_at
 from .sources import load_instructions
 from .stories import story_prompts
 from .text_metrics import STORY_SENTENCES

@@ -16,12 +16,7 @@ from .data import format_prompt
 from .inference import SAMPLING, generate
 from .paper import PAPER_PROMPTS
 from .stories import Story, story_prompts
-from .text_metrics import (
-    STORY_SENTENCES,
-    consistency_share,
-    grammar_share,
-    score_answers,
-)
+from .text_metrics import STORY_SENTENCES, consistency_share, grammar_share, score_answers
 
 __all__ = ["qa_accuracy", "story_measures", "story_generations"]
 

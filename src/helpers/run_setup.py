@@ -25,14 +25,10 @@ from .devices import Processes, run_precision, seed_everything, setup_processes
 from .model import build_model, hf_quiet, load_model
 from .optim import warmup_steps_for
 from .runs import (
-    RunError,
-    checkpoint_step,
-    latest_checkpoint,
-    missing_model_files,
-    truncate_metrics,
-    write_json,
+    RunError, checkpoint_step, latest_checkpoint, missing_model_files, truncate_metrics, write_json,
 )
 from .tokenizer import profile_tokenizer
+from .tracking import RunLog
 
 __all__ = ["Stage", "RunSetup", "describe", "check_init", "prepare", "save_model_files", "publish_final"]
 
@@ -58,6 +54,7 @@ class RunSetup:
     tokens: TokenCount                     # input tokens seen after each step
     checkpoint: Path | None                # where a resumed run continues from
     start_step: int                        # the step it continues after (0: a new run)
+    log: RunLog | None = None              # metrics.jsonl and the live viewers
 
     @property
     def device(self) -> torch.device:
@@ -128,6 +125,8 @@ def prepare(stage: Stage, profile: Profile, out: Path, init: Path | None, resume
                                       "warmup_steps": setup.warmup, "precision": precision,
                                       "device": str(procs.device), "global_batch": order.global_batch})
         truncate_metrics(out, setup.start_step)
+    setup.log = RunLog(out, cfg.report_to, name=f"{stage} {out.name}", config=description, main=procs.main,
+                       start_step=setup.start_step, setting=f"{stage}.report_to")
     return setup
 
 

@@ -38,26 +38,11 @@ from .devices import resolve_device, rng_state, set_rng_state, tf32_matmuls, wor
 from .hf_trainer import train_with_trainer
 from .model import CausalLMLoss, default_loss_chunk
 from .optim import build_optimizer, build_scheduler
-from .run_setup import (
-    RunSetup,
-    Stage,
-    check_init,
-    describe,
-    prepare,
-    publish_final,
-    save_model_files,
-)
+from .run_setup import RunSetup, Stage, check_init, describe, prepare, publish_final, save_model_files
 from .runs import (
-    RunError,
-    RunResult,
-    append_metrics,
-    check_out_dir,
-    checkpoint_dir,
-    has_model,
-    latest_checkpoint,
-    prune_checkpoints,
-    run_result,
+    RunError, RunResult, check_out_dir, checkpoint_dir, has_model, latest_checkpoint, prune_checkpoints, run_result,
 )
+from .tracking import check_reporters
 
 __all__ = ["TrainingDiverged", "train", "ensure_run", "pretrain", "finetune"]
 
@@ -83,11 +68,12 @@ def train(stage: Stage, profile: Profile, out_dir: str | Path, *, init: str | Pa
     loss = getattr(profile, stage).loss
     if engine == "fast" and loss in {"cce", "liger"} and resolve_device(profile.device) == "cpu":
         raise RunError(f"{stage}.loss={loss!r} runs Triton kernels and needs a CUDA GPU; use 'chunked' here")
+    check_reporters(getattr(profile, stage).report_to, f"{stage}.report_to")
     init_path, out = check_init(init), Path(out_dir)
     description = describe(stage, engine, profile, init_path, world_size())
     check_out_dir(out, description, resume)
     setup = prepare(stage, profile, out, init_path, resume, description, engine, progress)
-    with tf32_matmuls(setup.cfg.tf32, setup.device):
+    with setup.log, tf32_matmuls(setup.cfg.tf32, setup.device):
         return train_with_trainer(setup, progress) if engine == "hf" else _train_fast(setup, progress)
 
 
@@ -336,10 +322,10 @@ def _evaluate(setup: RunSetup, opt: _Optimization) -> float:
 
 
 def _log(setup: RunSetup, record: dict, done: int, run_start: float, bar) -> None:
-    """Append one record to ``metrics.jsonl`` and show its numbers beside the progress bar."""
+    """Write one record (``metrics.jsonl`` and any live viewer) and show its numbers beside the progress bar."""
     record = {"step": done, "epoch": done / setup.order.steps_per_epoch, "tokens": setup.tokens.after(done),
               **record, "elapsed_s": time.perf_counter() - run_start}
-    append_metrics(setup.out, record)
+    setup.log.write(record)
     bar.set_postfix({k: f"{record[k]:.4g}" for k in ("train_loss", "eval_loss", "tokens_per_sec") if k in record},
                     refresh=False)
 
