@@ -27,6 +27,7 @@ def require_shared() -> None:
 
 
 TINY = {
+    "device": "cpu",  # "auto" also says which device it chose: tests that read printed lines need none
     "data.train_stories": 600,
     "data.val_stories_count": 40,
     "pretrain.batch_size": 8,

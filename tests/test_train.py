@@ -329,23 +329,6 @@ def test_gpu_loss_libraries_are_refused_on_a_cpu_and_named_when_missing(tmp_path
             external_head(loss, torch.bfloat16)
 
 
-def test_tf32_flags_are_restored_after_a_run():
-    from helpers.devices import tf32_matmuls
-
-    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    try:
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-        with pytest.raises(KeyError):
-            with tf32_matmuls(True, torch.device("cuda")):
-                assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
-                raise KeyError("a run that fails halfway")
-        assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (False, False)
-        with tf32_matmuls(True, torch.device("cpu")):  # a CPU run leaves the flags alone
-            assert not torch.backends.cuda.matmul.allow_tf32
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
-
-
 def test_cli_trains_without_evaluation(tmp_path):
     """eval_every=0 (documented for benchmarks): no validation loss, and the summary line says so."""
     settings = {**TINY, "pretrain.max_steps": 4, "pretrain.eval_every": 0, "pretrain.save_every": 0}

@@ -8,6 +8,7 @@ and restore every random generator, so those answers are given once.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import random
 from dataclasses import dataclass
@@ -31,10 +32,23 @@ __all__ = [
 
 
 def resolve_device(name: str) -> str:
-    """``"auto"`` becomes ``"cuda"`` when a GPU is visible, else ``"cpu"``; other names pass through."""
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
+    """``"auto"`` becomes ``"cuda"``, else ``"mps"`` (Apple silicon), else ``"cpu"``; other names pass through.
+
+    The first time ``"auto"`` is resolved in a process, one line says what it chose.
+    """
+    return _auto_device() if name == "auto" else name
+
+
+@functools.cache
+def _auto_device() -> str:
+    if torch.cuda.is_available():
+        device, why = "cuda", f"CUDA GPU {torch.cuda.get_device_name(0)}"
+    elif torch.backends.mps.is_available():
+        device, why = "mps", "Apple-silicon GPU (MPS)"
+    else:
+        device, why = "cpu", "no CUDA or MPS GPU"
+    print(f"device auto: {device} ({why})", flush=True)
+    return device
 
 
 def world_size() -> int:
@@ -85,13 +99,16 @@ def setup_processes(device: str) -> Processes:
 def run_precision(requested: str, device: torch.device, loss: str = "full") -> str:
     """The number format that can actually run.
 
-    GPUs run what is asked (``auto``: bf16 where supported). CPUs run fp32,
-    with one exception: ``bf16`` with the chunked loss, on a CPU that
-    multiplies bf16 natively (AVX-512 BF16 or AMX), computes the output layer
-    and its cross-entropy in bf16 (fp32 softmax and accumulation) and leaves
-    the blocks in fp32. That layer is most of a CPU step and its products run
+    CUDA GPUs run what is asked (``auto``: bf16 where supported). Apple's
+    MPS runs fp32 (no loss scaler, no fused kernels). CPUs run fp32, with one
+    exception: ``bf16`` with the chunked loss, on a CPU that multiplies bf16
+    natively (AVX-512 BF16 or AMX), computes the output layer and its
+    cross-entropy in bf16 (fp32 softmax and accumulation) and leaves the
+    blocks in fp32. That layer is most of a CPU step and its products run
     1.6-3x faster in bf16, while autocasting the small blocks makes them slower.
     """
+    if device.type == "mps":
+        return "fp32"
     if device.type != "cuda":
         native = bool(getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)())
         return "bf16" if requested == "bf16" and loss == "chunked" and native else "fp32"
@@ -119,10 +136,12 @@ def tf32_matmuls(enabled: bool, device: torch.device) -> Iterator[None]:
 
 
 def rng_state() -> dict:
-    """Every random generator a training step draws from (Python, NumPy, torch, CUDA)."""
+    """Every random generator a training step draws from (Python, NumPy, torch, CUDA or MPS)."""
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.backends.mps.is_available():
+        state["mps"] = torch.mps.get_rng_state()
     return state
 
 
@@ -133,6 +152,8 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+    if "mps" in state and torch.backends.mps.is_available():
+        torch.mps.set_rng_state(state["mps"])
 
 
 def seed_everything(seed: int) -> None:
