@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import matplotlib.colors as mcolors
 import numpy as np
 import pytest
@@ -25,6 +27,12 @@ def test_metric_figure_draws_the_logged_values(pretrained_run, tmp_path):
     assert fig.axes[0].get_ylabel() == "training loss (nats per token)"
     assert fig.axes[0].get_title() == "Training loss"
     assert _is_png(path)
+    beside = json.loads(path.with_suffix(".json").read_text())  # the numbers behind the figure
+    assert beside["figure"] == "loss.png" and beside["metric"] == "train_loss"
+    series = beside["series"]["tiny run"]
+    assert series["step"] == [r["step"] for r in records]
+    assert series["train_loss"] == pytest.approx([r["train_loss"] for r in records], rel=1e-6)
+    assert series["run"]["tokens"] == records[-1]["tokens"]
 
     evals = [r for r in records if r.get("eval_loss") is not None]
     fig = plots.metric_figure({"a": pretrained_run, "b": evals}, "eval_loss", title="t", x="tokens")
@@ -98,3 +106,27 @@ def test_attention_figure_one_panel_per_head():
     assert [ax.get_title() for ax in shown] == [f"head {h}" for h in range(6)]
     assert [t.get_text() for t in shown[0].get_xticklabels()] == ["a", "b", "\\n", "d"]
     assert sum(not ax.axison for ax in fig.axes) == 2  # the two unused panels of the 2 x 4 grid
+
+
+def test_position_figure_draws_similarities_and_lengths(tmp_path):
+    table = np.random.default_rng(1).normal(size=(20, 4))
+    fig = plots.position_figure(table, block_size=8, title="positions", path=tmp_path / "pos.png")
+    left, right, _ = fig.axes  # the last axes is the colour bar
+    unit = table[:8] / np.linalg.norm(table[:8], axis=1, keepdims=True)
+    assert np.allclose(left.images[0].get_array(), unit @ unit.T)
+    assert np.allclose(right.lines[0].get_ydata(), np.linalg.norm(table, axis=1))
+    beside = json.loads((tmp_path / "pos.json").read_text())
+    assert beside["mean_length_trained"] == pytest.approx(np.linalg.norm(table[:8], axis=1).mean(), rel=1e-5)
+    assert beside["mean_length_untrained"] == pytest.approx(np.linalg.norm(table[8:], axis=1).mean(), rel=1e-5)
+
+
+def test_decoding_figure_one_panel_per_setting(tmp_path):
+    tokens = ["the", "a", "Lily"]
+    distributions = {"greedy": [1.0, 0.0, 0.0], "temperature 1": [0.5, 0.3, 0.2], "top-k 2": [0.625, 0.375, 0.0]}
+    fig = plots.decoding_figure(distributions, tokens, title="next token", path=tmp_path / "dec.png")
+    assert [ax.get_title() for ax in fig.axes] == ["greedy\n1 possible", "temperature 1\n3 possible",
+                                                  "top-k 2\n2 possible"]
+    for ax, probs in zip(fig.axes, distributions.values()):
+        assert [bar.get_height() for bar in ax.patches] == probs
+        assert [t.get_text() for t in ax.get_xticklabels()] == tokens
+    assert json.loads((tmp_path / "dec.json").read_text())["distributions"] == distributions

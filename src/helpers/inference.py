@@ -25,6 +25,7 @@ from .tokenizer import load_tokenizer
 
 __all__ = [
     "SAMPLING",
+    "place",
     "decoding_threads",
     "perplexity",
     "text_perplexity",
@@ -42,7 +43,7 @@ SMALL_MODEL = 10_000_000  # parameters; below this, decoding on a CPU uses one t
 # ----------------------------------------------------------------- devices and threads
 
 
-def _place(model: PreTrainedModel, device: str | torch.device | None) -> torch.device:
+def place(model: PreTrainedModel, device: str | torch.device | None) -> torch.device:
     """Where to compute: the given device (the model moves there) or where the model already is."""
     if device is None:
         return next(model.parameters()).device
@@ -116,7 +117,7 @@ def perplexity(model: PreTrainedModel, batches_source: TokenBlocks | Instruction
     means instead). Returns ``loss`` (nats per token), ``perplexity`` and
     ``tokens`` (how many were scored).
     """
-    device = _place(model, device)
+    device = place(model, device)
     if isinstance(batches_source, TokenBlocks):
         array = batches_source.array
         n = len(array)
@@ -161,7 +162,7 @@ def text_perplexity(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
     """
     if block_size < 2:
         raise ValueError(f"block_size must be at least 2, got {block_size}")
-    device = _place(model, device)
+    device = place(model, device)
     eos = tokenizer.eos_token_id
     windows: list[dict[str, list[int]]] = []
     words = tokens = 0
@@ -201,7 +202,7 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
     not part of the returned text. An empty prompt starts from end-of-text.
     On a CPU a model under 10M parameters decodes on one thread (faster).
     """
-    device = _place(model, device)
+    device = place(model, device)
     model.eval()
     eos = tokenizer.eos_token_id
     encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] or [eos] for p in prompts]

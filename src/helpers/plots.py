@@ -3,14 +3,17 @@
 Training figures read nothing but a run's ``metrics.jsonl`` (through
 :func:`helpers.runs.read_metrics`), so the report's curves are exactly what
 the engine logged. Each function returns the matplotlib ``Figure`` and, when
-given ``path``, also writes it as a PNG.
+given ``path``, also writes it as a PNG and, beside it, the numbers it drew
+as JSON (``name.png`` and ``name.json``): the README and the lessons quote
+numbers from those files, never from memory.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import matplotlib
 import numpy as np
@@ -29,6 +32,8 @@ __all__ = [
     "metric_figure",
     "token_length_figure",
     "attention_figure",
+    "position_figure",
+    "decoding_figure",
     "learning_order_figure",
     "repetition_figure",
 ]
@@ -66,13 +71,33 @@ def close(fig: Figure) -> None:
     plt.close(fig)
 
 
-def save(fig: Figure, path: str | Path | None) -> Figure:
-    """Write ``fig`` as a 150-dpi PNG (folders created) when ``path`` is given."""
+def save(fig: Figure, path: str | Path | None, data: Mapping[str, Any] | None = None) -> Figure:
+    """Write ``fig`` as a 150-dpi PNG (folders created) when ``path`` is given, and ``data`` beside it as JSON.
+
+    ``data`` is what the figure shows, in numbers (floats rounded to 6
+    significant digits); it goes to the same name with ``.json``.
+    """
     if path is not None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=150, bbox_inches="tight")
+        if data is not None:
+            text = json.dumps(_rounded({"figure": path.name, **data}), indent=1, ensure_ascii=False)
+            path.with_suffix(".json").write_text(text + "\n", encoding="utf-8")
     return fig
+
+
+def _rounded(value: Any) -> Any:
+    """Floats to 6 significant digits, all the way down (NaN becomes null)."""
+    if isinstance(value, float):
+        return None if math.isnan(value) else float(f"{value:.6g}")
+    if isinstance(value, Mapping):
+        return {str(k): _rounded(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_rounded(v) for v in value]
+    if hasattr(value, "tolist"):  # numpy arrays and scalars
+        return _rounded(value.tolist())
+    return value
 
 
 def metric_figure(
@@ -90,7 +115,7 @@ def metric_figure(
     """
     plt = _pyplot()
     fig, ax = plt.subplots()
-    drawn = 0
+    drawn, series = 0, {}
     for label, source in runs.items():
         records = read_metrics(source) if isinstance(source, (str, Path)) else list(source)
         points = [(r[x], r[metric]) for r in records if r.get(metric) is not None]
@@ -100,6 +125,8 @@ def metric_figure(
         style = {"marker": "o", "markersize": 4} if len(points) < 30 else {}
         ax.plot(xs, ys, label=label, linewidth=2, **style)
         drawn += 1
+        last = records[-1]
+        series[label] = {x: list(xs), metric: list(ys), "run": {k: last.get(k) for k in ("step", "tokens", "elapsed_s")}}
     if not drawn:
         plt.close(fig)
         raise ValueError(f"no run has any {metric!r} values to plot")
@@ -112,7 +139,7 @@ def metric_figure(
         ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
     if drawn > 1:
         ax.legend()
-    return save(fig, path)
+    return save(fig, path, {"title": title, "metric": metric, "x": x, "series": series})
 
 
 def token_length_figure(lengths: Mapping[str, Iterable[int]], *, title: str,
@@ -129,7 +156,9 @@ def token_length_figure(lengths: Mapping[str, Iterable[int]], *, title: str,
     ax.set_ylabel("number of stories")
     ax.set_title(title)
     ax.legend()
-    return save(fig, path)
+    summary = {name: {"texts": len(v), "mean": sum(v) / len(v), "min": min(v), "max": max(v), "lengths": v}
+               for name, v in data.items()}
+    return save(fig, path, {"title": title, "tokenizers": summary})
 
 
 def attention_figure(weights, tokens: Sequence[str], *, title: str, path: str | Path | None = None,
@@ -158,7 +187,63 @@ def attention_figure(weights, tokens: Sequence[str], *, title: str, path: str | 
         ax.grid(False)  # grid lines would cut through the cells
     fig.suptitle(title)
     fig.tight_layout()
-    return save(fig, path)
+    return save(fig, path, {"title": title, "tokens": list(tokens), "weights": weights})
+
+
+def position_figure(positions, *, block_size: int, title: str, path: str | Path | None = None) -> Figure:
+    """What a learned position table holds: cosine similarity of the first ``block_size`` rows, and every row's length.
+
+    ``positions`` is the (n_positions, width) table ``wpe``; rows at and
+    beyond ``block_size`` never receive a gradient when training blocks are
+    ``block_size`` long.
+    """
+    plt = _pyplot()
+    table = np.asarray(positions.detach().cpu() if hasattr(positions, "detach") else positions, dtype=np.float64)
+    unit = table[:block_size] / np.linalg.norm(table[:block_size], axis=1, keepdims=True)
+    similarity, lengths = unit @ unit.T, np.linalg.norm(table, axis=1)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6))
+    image = left.imshow(similarity, cmap="viridis", vmin=-1, vmax=1)
+    left.set_title("cosine similarity of position vectors")
+    left.set_xlabel("position")
+    left.set_ylabel("position")
+    left.grid(False)
+    fig.colorbar(image, ax=left, fraction=0.046)
+    right.plot(lengths, linewidth=1.5)
+    right.axvline(block_size, color="gray", linestyle="--", label=f"block size {block_size}")
+    right.set_title("length of each position vector")
+    right.set_xlabel("position")
+    right.set_ylabel("L2 norm")
+    right.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    data = {"title": title, "block_size": block_size, "mean_length_trained": float(lengths[:block_size].mean()),
+            "mean_length_untrained": float(lengths[block_size:].mean()) if len(lengths) > block_size else None,
+            "lengths": lengths, "neighbour_similarity": float(np.diag(similarity, 1).mean())}
+    return save(fig, path, data)
+
+
+def decoding_figure(distributions: Mapping[str, Sequence[float]], tokens: Sequence[str], *, title: str,
+                    path: str | Path | None = None) -> Figure:
+    """One next-token distribution reshaped several ways (greedy, temperatures, top-k, top-p), as bars.
+
+    ``distributions`` maps a setting's name to the probabilities of
+    ``tokens`` (the same tokens, most likely first, in every panel).
+    """
+    plt = _pyplot()
+    n = len(distributions)
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 4.2), sharey=True, squeeze=False)
+    positions = np.arange(len(tokens))
+    for ax, (name, probs) in zip(axes[0], distributions.items()):
+        probs = np.asarray(probs, dtype=np.float64)
+        ax.bar(positions, probs, color=["tab:blue" if p > 0 else "lightgray" for p in probs])
+        ax.set_title(f"{name}\n{int((probs > 0).sum())} possible")
+        ax.set_xticks(positions, [t.replace("\n", "\\n") for t in tokens], rotation=90, fontsize=9)
+        ax.set_ylim(0, 1.02)
+        ax.grid(axis="x", visible=False)
+    axes[0][0].set_ylabel("probability of the next token")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save(fig, path, {"title": title, "tokens": list(tokens), "distributions": dict(distributions)})
 
 
 def learning_order_figure(rows: Sequence[Mapping[str, float]], *, title: str,
@@ -194,7 +279,7 @@ def learning_order_figure(rows: Sequence[Mapping[str, float]], *, title: str,
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(title)
     ax.legend(loc="best")
-    return save(fig, path)
+    return save(fig, path, {"title": title, "rows": list(rows)})
 
 
 def repetition_figure(rows: Sequence[Mapping[str, object]], *, title: str, colors: Sequence[str],
@@ -228,4 +313,5 @@ def repetition_figure(rows: Sequence[Mapping[str, object]], *, title: str, color
     axes[0][0].invert_yaxis()
     fig.suptitle(title)
     fig.tight_layout()
-    return save(fig, path)
+    shown = [{"label": str(r[label]), **{key: r.get(key) for key, _ in columns}} for r in rows]
+    return save(fig, path, {"title": title, "rows": shown})

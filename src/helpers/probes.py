@@ -12,13 +12,15 @@ from typing import Any, Sequence
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .data import format_prompt
-from .inference import SAMPLING, generate
+from .data import format_prompt, pad_batch
+from .inference import SAMPLING, generate, place
+from .stats import share
+from .story_cloze import ClozeItem
 from .paper import PAPER_PROMPTS
 from .stories import Story, story_prompts
 from .text_metrics import STORY_SENTENCES, consistency_share, grammar_share, score_answers
 
-__all__ = ["qa_accuracy", "story_measures", "story_generations"]
+__all__ = ["qa_accuracy", "story_measures", "story_generations", "cloze_accuracy"]
 
 
 def qa_accuracy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, records: Sequence[dict], *,
@@ -74,3 +76,57 @@ def story_generations(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
     grammar = {k: grammar_share(v) for k, v in decoded.items()}
     consistency = {k: consistency_share([(s, c) for (_, s), c in zip(prompts, v)]) for k, v in decoded.items()}
     return {"paper_prompt": paper, "stories": stories}, grammar, consistency
+
+
+def cloze_accuracy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, items: Sequence[ClozeItem], *,
+                   batch_size: int = 32, device: str | torch.device | None = None) -> dict[str, Any]:
+    """How often the model ranks the story's answer first among the story's candidates, per kind.
+
+    The model reads each item's context (story, line break, cue); a
+    candidate's score is the log-probability of its first token after the
+    context, which names it uniquely when the candidates start differently;
+    when two candidates share a first token, their whole words are scored
+    (summed log-probabilities). A tie counts as wrong. Returns, per kind and
+    for ``"all"``, the share right with its 95% interval, and the mean
+    chance ``1 / candidates``.
+    """
+    device = place(model, device)
+    model.eval()
+    firsts = [[tokenizer(" " + c, add_special_tokens=False)["input_ids"] for c in item.candidates] for item in items]
+    contexts = [tokenizer(item.context, add_special_tokens=False)["input_ids"] for item in items]
+    right = []
+    with torch.no_grad():
+        for start in range(0, len(items), batch_size):
+            last = _last_log_probs(model, contexts[start:start + batch_size], device)
+            for offset, log_probs in enumerate(last):
+                i = start + offset
+                scores = [float(log_probs[ids[0]]) for ids in firsts[i]]
+                if len({ids[0] for ids in firsts[i]}) < len(firsts[i]):
+                    scores = [_word_log_prob(model, contexts[i], ids, device) for ids in firsts[i]]
+                best = max(scores)
+                answer = items[i].candidates.index(items[i].answer)
+                right.append(scores[answer] == best and scores.count(best) == 1)
+    return _per_kind(items, right)
+
+
+def _last_log_probs(model, contexts: list[list[int]], device) -> torch.Tensor:
+    """Next-token log-probabilities after each context (right-padded into one batch)."""
+    batch = pad_batch([{"input_ids": ids, "labels": ids} for ids in contexts], pad_id=0)
+    logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits
+    ends = torch.tensor([len(ids) - 1 for ids in contexts], device=logits.device)
+    return torch.log_softmax(logits[torch.arange(len(contexts), device=logits.device), ends].float(), dim=-1)
+
+
+def _word_log_prob(model, context: list[int], word: list[int], device) -> float:
+    ids = torch.tensor([context + word], device=device)
+    log_probs = torch.log_softmax(model(input_ids=ids).logits[0].float(), dim=-1)
+    return float(sum(log_probs[len(context) - 1 + k, token] for k, token in enumerate(word)))
+
+
+def _per_kind(items: Sequence[ClozeItem], right: list[bool]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for kind in [*dict.fromkeys(item.kind for item in items), "all"]:
+        chosen = [i for i, item in enumerate(items) if kind in ("all", item.kind)]
+        out[kind] = {**share(sum(right[i] for i in chosen), len(chosen)),
+                     "chance": sum(items[i].chance for i in chosen) / len(chosen)}
+    return out

@@ -1,0 +1,123 @@
+"""Story facts as fill-in-the-blank items: after a story, a cue sentence whose next word the story decides.
+
+A pretrained model has never seen a question, but it can be asked about a
+story in its own language: give it the whole story, then a sentence such as
+``One sunny day, Pete went to the`` and see which of the story's words it
+expects next. The candidates are the story's own names, places, things and
+feelings, so a model that only knows which *kind* of word comes next does
+not get the answer for free, and a model that picks uniformly is right with
+chance ``1 / len(candidates)``. Nothing here needs a model; ranking the
+candidates by a model's likelihood is :func:`helpers.probes.cloze_accuracy`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from .stories import SHAPES, Story, entities
+
+__all__ = ["CLOZE_KINDS", "ClozeItem", "cloze_items", "story_words", "frequency_baseline"]
+
+CLOZE_KINDS = ("who", "where", "what", "feeling")
+
+
+@dataclass(frozen=True)
+class ClozeItem:
+    """One blank: the model reads ``context`` and ranks ``candidates`` as the next words."""
+
+    kind: str                    # who, where, what or feeling
+    story: str                   # the story text, unchanged
+    cue: str                     # the sentence after the story, ending where the answer goes
+    answer: str
+    candidates: tuple[str, ...]  # the story's own words (the answer among them), in order of mention
+
+    @property
+    def context(self) -> str:
+        """What the model reads: the story, a line break, the cue."""
+        return f"{self.story}\n{self.cue}"
+
+    @property
+    def chance(self) -> float:
+        return 1 / len(self.candidates)
+
+
+def story_words(story: Story) -> tuple[str, ...]:
+    """The story's names, places, things and feelings as it writes them, each once, in order of mention."""
+    found = entities(story.text)
+    words = [story.hero, story.friend, story.parent, story.place, story.object, story.animal, story.food,
+             story.feeling, story.end_feeling, *found["names"], *found["places"], *found["animals"],
+             *found["objects"]]
+    present = {w for w in words if w and _mentions(story.text, w)}
+    return tuple(sorted(present, key=lambda w: _position(story.text, w)))
+
+
+def _mentions(text: str, word: str) -> bool:
+    return _position(text, word) >= 0
+
+
+def _position(text: str, word: str) -> int:
+    match = re.search(rf"\b{re.escape(word)}\b", text, flags=re.IGNORECASE)
+    return match.start() if match else -1
+
+
+_WHAT_CUES = {  # the shape's key thing, and a sentence that leads up to it
+    "TOY": "{hero} played with the",
+    "FEAR": "{hero} was afraid of the",
+    "MADE": "{hero} made the",
+    "ANIMAL": "{hero} helped the",
+}
+
+
+def _what_cue(story: Story) -> tuple[str, str] | None:
+    """(cue, answer) for the story's key thing: its toy, its fear, what it makes, or its animal."""
+    key = SHAPES[story.shape].key
+    answer = story.animal if key == "ANIMAL" else story.object
+    return None if answer is None else (_WHAT_CUES[key].format(hero=story.hero), answer)
+
+
+def cloze_items(story: Story) -> list[ClozeItem]:
+    """The story's blanks: who (the hero), where (the place), what (the key thing), feeling (at the end).
+
+    A kind is left out when its answer is not a word of the story or the
+    story offers no other candidate. The cue never contains the answer.
+    """
+    candidates = story_words(story)
+    kid = "girl" if story.hero_gender == "female" else "boy"
+    asks: dict[str, tuple[str, str] | None] = {
+        "who": (f"There once was a {kid} named", story.hero),
+        "where": (f"One sunny day, {story.hero} went to the", story.place),
+        "what": _what_cue(story),
+        "feeling": (f"In the end, {story.hero} felt", story.end_feeling),
+    }
+    items = []
+    for kind, ask in asks.items():
+        if ask is None or len(candidates) < 2:
+            continue
+        cue, answer = ask
+        if answer in candidates and not _mentions(cue, answer):
+            items.append(ClozeItem(kind, story.text, cue, answer, candidates))
+    return items
+
+
+def frequency_baseline(items: Sequence[ClozeItem], training_texts: Iterable[str]) -> dict[str, float]:
+    """Share right, per kind, when always picking the candidate most frequent in the training stories.
+
+    A guess that needs no model and no reading of the story: what a model
+    gets from knowing only which words are common.
+    """
+    counts: Counter[str] = Counter()
+    words = {w.lower() for item in items for w in item.candidates}
+    for text in training_texts:
+        lowered = text.lower()
+        for word in words:
+            counts[word] += len(re.findall(rf"\b{re.escape(word)}\b", lowered))
+    right: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    for item in items:
+        guess = max(item.candidates, key=lambda w: (counts[w.lower()], -item.candidates.index(w)))
+        right[item.kind] += guess == item.answer
+        total[item.kind] += 1
+    return {kind: right[kind] / total[kind] for kind in total}
