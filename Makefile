@@ -10,6 +10,7 @@ VENV       ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 PROFILE    ?= lesson
 PYTEST_ARGS ?=
+REPORT_ARGS ?=
 
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -28,8 +29,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
+# The lesson profile's run also stores each executed lesson back into notebooks/ (their committed outputs).
 report: install
-	$(BIN)/python -m helpers report --profile $(PROFILE)
+	$(BIN)/python -m helpers report --profile $(PROFILE) $(if $(filter lesson,$(PROFILE)),--store) $(REPORT_ARGS)
 
 # Notebooks run in the lesson profile; their runs and figures go under build/
 # so that testing never rewrites the committed figures.

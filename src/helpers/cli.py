@@ -8,6 +8,7 @@ one line (exit status 2) before anything is written.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -18,6 +19,7 @@ from .judge import DEFAULT_MODEL
 from .lessons import lesson_paths, run_lessons
 from .report import write_report
 from .runs import RunError
+from .sources import check_hub_sources
 from .sources import DataError
 from .train import TrainingDiverged, train
 
@@ -83,8 +85,19 @@ def build_parser() -> argparse.ArgumentParser:
                                    "build/notebooks/), then write build/report.md from their runs and figures.")
     p.add_argument("--profile", default="lesson", choices=["lesson", "paper"],
                    help="profile injected into every lesson's parameters cell (default: lesson)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="a profile setting for every lesson (their 'overrides' parameter), e.g. "
+                        "--set pretrain.max_steps=200 (repeatable)")
+    p.add_argument("--param", dest="parameters", action="append", default=[], metavar="NAME=VALUE",
+                   help="a lesson parameter for every lesson that has it, e.g. --param stories=/data/ts.txt "
+                        "--param n_scored=20 (VALUE is read as JSON when it parses, else as text; repeatable)")
     p.add_argument("--notebooks", default="notebooks", metavar="DIR", help="folder of the lessons (default: notebooks)")
     p.add_argument("--out", default="build", metavar="DIR", help="where executed notebooks and report.md go (default: build)")
+    p.add_argument("--runs", metavar="DIR", help="where the lessons' runs go (default: ../runs from the notebooks)")
+    p.add_argument("--figures", metavar="DIR", help="where the figures go (default: ../figures from the notebooks)")
+    p.add_argument("--store", action="store_true",
+                   help="write each executed lesson back into the notebooks folder (how the committed lessons "
+                        "get their outputs)")
 
     p = sub.add_parser("config", help="print a profile's settings as JSON",
                        description="Print the resolved settings of a profile (after --set overrides).")
@@ -102,10 +115,30 @@ def _profile(args: argparse.Namespace, data_key: str | None) -> Profile:
 def _report(args: argparse.Namespace) -> int:
     """Run the lessons, then gather their numbers and figures into one markdown file."""
     notebooks, out = Path(args.notebooks).resolve(), Path(args.out).resolve()
-    run_lessons(args.profile, notebooks=notebooks, out_dir=out / "notebooks")
-    report = write_report(lesson_paths(base=notebooks), out / "report.md", profile=args.profile)
+    overrides = parse_overrides(args.overrides)
+    parameters = dict(_parameter(item) for item in args.parameters)
+    local = {key: parameters[name] for key, name in (("data.stories", "stories"), ("data.instructions", "instructions"))
+             if parameters.get(name)}
+    check_hub_sources(get_profile(args.profile, {**overrides, **local}).data)  # before any lesson runs
+    paths = {key: str(Path(value).resolve()) for key, value in (("runs_dir", args.runs), ("figures_dir", args.figures))
+             if value}
+    run_lessons(args.profile, notebooks=notebooks, out_dir=out / "notebooks", store=args.store,
+                parameters={**parameters, **paths, **({"overrides": overrides} if overrides else {})})
+    report = write_report(lesson_paths(paths.get("runs_dir"), paths.get("figures_dir"), base=notebooks),
+                          out / "report.md", profile=args.profile)
     print(f"report written to {report}")
     return 0
+
+
+def _parameter(item: str) -> tuple[str, object]:
+    """``NAME=VALUE`` from ``--param``: VALUE as JSON when it parses (numbers, lists, null), else as text."""
+    name, sep, value = item.partition("=")
+    if not sep or not name.strip():
+        raise ConfigError(f"--param expects NAME=VALUE, got {item!r}")
+    try:
+        return name.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return name.strip(), value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

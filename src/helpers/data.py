@@ -30,10 +30,10 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from .config import DataConfig
+from .progress import progress_bar
 from .runs import write_bytes
 from .sources import DataError, is_file_source, load_instructions, load_stories
 from .stories import corpus_version
@@ -200,7 +200,7 @@ def pretraining_blocks(cfg: DataConfig, split: str, tokenizer: PreTrainedTokeniz
 def _tokenize(texts: Sequence[str], tokenizer: PreTrainedTokenizerBase, progress: bool, desc: str,
               batch: int = 1000) -> list[list[int]]:
     out: list[list[int]] = []
-    bar = tqdm(total=len(texts), desc=desc, unit="story", disable=not progress or len(texts) < 5000)
+    bar = progress_bar(total=len(texts), desc=desc, unit="story", disable=not progress or len(texts) < 5000)
     for start in range(0, len(texts), batch):
         piece = texts[start:start + batch]
         out.extend(tokenizer(list(piece), add_special_tokens=False)["input_ids"])

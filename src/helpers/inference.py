@@ -15,12 +15,12 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from .config import Profile
 from .data import InstructionSet, TokenBlocks, pad_batch
 from .model import default_loss_chunk, lm_loss, load_model
+from .progress import progress_bar
 from .tokenizer import load_tokenizer
 
 __all__ = [
@@ -92,7 +92,7 @@ def _sum_losses(model, batches, n_batches: int, device, progress: bool, desc: st
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
-        for batch in tqdm(batches, total=n_batches, desc=desc, unit="batch", disable=not progress, leave=False):
+        for batch in progress_bar(batches, total=n_batches, desc=desc, unit="batch", disable=not progress, leave=False):
             batch = {k: v.to(device) if v is not None else None for k, v in batch.items()}
             loss_sum, n = _scored_loss(model, batch, chunk)
             total += loss_sum
@@ -220,7 +220,7 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
     with torch.random.fork_rng(devices=fork), torch.no_grad(), decoding_threads(model, device):
         torch.manual_seed(seed)
         starts = range(0, len(encoded), batch_size)
-        for start in tqdm(starts, desc="generating", unit="batch", disable=not progress, leave=False):
+        for start in progress_bar(starts, desc="generating", unit="batch", disable=not progress, leave=False):
             chunk = encoded[start:start + batch_size]
             width = max(len(ids) for ids in chunk)
             ids = torch.full((len(chunk), width), eos, dtype=torch.long)

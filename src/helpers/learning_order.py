@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
 from transformers import AutoTokenizer
 
 from .config import Profile, get_profile
@@ -18,6 +17,7 @@ from .devices import resolve_device
 from .model import load_model
 from .plots import close, learning_order_figure
 from .probes import qa_accuracy, story_measures
+from .progress import progress_bar
 from .runs import has_model, model_stages, read_metrics, read_run_info, require_model, tokens_at
 from .sources import load_instructions
 from .stories import story_prompts
@@ -76,7 +76,7 @@ def learning_order(pretrain_run: str | Path, *, finetune_run: str | Path | None 
     pre_total = tokens_at(pre_records, max(r["step"] for r in pre_records)) or 0
     rows: list[dict[str, Any]] = []
     cache: dict[Path, tuple] = {}
-    for stage, run, step, folder in tqdm(plan, desc="learning order", unit="checkpoint", disable=not progress):
+    for stage, run, step, folder in progress_bar(plan, desc="learning order", unit="checkpoint", disable=not progress):
         if run not in cache:
             run_profile = profile or _run_profile(run)
             qa = None

@@ -8,11 +8,12 @@ the tests keep the committed figures untouched.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .runs import has_model
+from .runs import has_model, write_text
 
 __all__ = [
     "NOTEBOOKS",
@@ -20,7 +21,9 @@ __all__ = [
     "MissingPrerequisite",
     "lesson_paths",
     "require_run",
+    "REPORT_ORDER",
     "run_lessons",
+    "store_lesson",
 ]
 
 NOTEBOOKS = (
@@ -78,24 +81,63 @@ def require_run(path: str | Path, notebook: str) -> Path:
     return path
 
 
+# Lesson 2's last section reads lesson 3's run, so the report job runs lesson 3 first: the stored
+# attention and position figures then come from the full run, not from lesson 2's short demo.
+REPORT_ORDER = ("01_tokenization.ipynb", "03_pretraining.ipynb", "02_self_attention.ipynb",
+                "04_finetuning.ipynb", "05_evaluation.ipynb")
+
+
 def run_lessons(profile: str = "lesson", *, notebooks: str | Path = "notebooks", out_dir: str | Path = "build/notebooks",
-                parameters: dict | None = None, progress: bool = True) -> list[Path]:
-    """Execute the five lessons in order through papermill; executed copies go to ``out_dir``.
+                parameters: dict | None = None, store: bool = False, progress: bool = True) -> list[Path]:
+    """Execute the five lessons through papermill (lesson 3 before 2); executed copies go to ``out_dir``.
 
     Each notebook runs with ``notebooks`` as its working folder and gets
     ``profile`` (plus ``parameters``) injected into its ``parameters`` cell.
-    A failing lesson stops the job with papermill's error naming the cell;
-    its partly executed copy is kept in ``out_dir`` to read.
+    Progress bars print as text (``HELPERS_PROGRESS=text``), so a stored
+    lesson shows each bar's last state. With ``store``, each executed lesson
+    also replaces its source in ``notebooks`` (:func:`store_lesson`): how the
+    committed lessons get their outputs. A failing lesson stops the job with
+    papermill's error naming the cell; its partly executed copy is kept in
+    ``out_dir`` to read.
     """
     import papermill  # optional: only the report job runs notebooks
 
     notebooks, out_dir = Path(notebooks), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for name in NOTEBOOKS:
-        target = out_dir / name
-        print(f"running {name} (profile {profile})", flush=True)
-        papermill.execute_notebook(str(notebooks / name), str(target), parameters={"profile": profile, **(parameters or {})},
-                                   cwd=str(notebooks), kernel_name="python3", progress_bar=progress)
-        written.append(target)
+    before = os.environ.get("HELPERS_PROGRESS")
+    os.environ["HELPERS_PROGRESS"] = "text"  # the kernels papermill starts inherit it
+    try:
+        for name in REPORT_ORDER:
+            target = out_dir / name
+            print(f"running {name} (profile {profile})", flush=True)
+            papermill.execute_notebook(str(notebooks / name), str(target), cwd=str(notebooks),
+                                       parameters={"profile": profile, **(parameters or {})},
+                                       kernel_name="python3", progress_bar=progress)
+            if store:
+                store_lesson(target, notebooks / name)
+            written.append(target)
+    finally:
+        if before is None:
+            os.environ.pop("HELPERS_PROGRESS", None)
+        else:
+            os.environ["HELPERS_PROGRESS"] = before
     return written
+
+
+def store_lesson(executed: str | Path, target: str | Path) -> Path:
+    """An executed lesson as it is committed: no injected-parameters cell, each progress bar at its last state.
+
+    A text progress bar redraws its line with carriage returns; the stored
+    stream keeps only what a terminal would finally show on each line.
+    """
+    notebook = json.loads(Path(executed).read_text(encoding="utf-8"))
+    notebook["cells"] = [c for c in notebook["cells"] if "injected-parameters" not in c["metadata"].get("tags", [])]
+    for cell in notebook["cells"]:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream":
+                text = "".join(output["text"])
+                lines = [line.rsplit("\r", 1)[-1] for line in text.replace("\r\n", "\n").split("\n")]
+                output["text"] = "\n".join(lines).splitlines(keepends=True)
+    write_text(target, json.dumps(notebook, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+    return Path(target)

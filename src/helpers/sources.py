@@ -12,11 +12,13 @@ file and the record.
 from __future__ import annotations
 
 import json
+import os
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from .config import DataConfig
+from .hub import hub_unreachable
 from .stories import corpus, iter_corpus, qa_records
 
 __all__ = [
@@ -26,6 +28,8 @@ __all__ = [
     "read_instruction_file",
     "validate_instruction",
     "is_file_source",
+    "HUB_DATASETS",
+    "check_hub_sources",
     "load_stories",
     "load_instructions",
 ]
@@ -178,7 +182,8 @@ def load_stories(cfg: DataConfig, split: str) -> list[str]:
         count = limit if limit is not None else (100_000 if split == "train" else 2_000)
         return [s.text for s in corpus(split, count, seed=cfg.corpus_seed)]
     if cfg.stories == "hub":
-        return _hub_texts("roneneldan/TinyStories", split, limit)
+        check_hub_sources(cfg, ["stories"])
+        return _hub_texts(HUB_DATASETS["stories"], split, limit)
     if split == "validation" and cfg.val_stories:
         stories = read_story_file(cfg.val_stories)
     else:
@@ -191,8 +196,37 @@ def load_stories(cfg: DataConfig, split: str) -> list[str]:
     return stories[:limit] if limit is not None else stories
 
 
+HUB_DATASETS = {"stories": "roneneldan/TinyStories", "instructions": "tatsu-lab/alpaca"}
+_LOCAL_FORMS = {
+    "stories": "a TinyStories .txt file (stories separated by <|endoftext|> lines) or a .json/.jsonl/.parquet "
+               "file with a 'text' field",
+    "instructions": "an alpaca_data.json file (a JSON list of instruction/input/output records)",
+}
+
+
+def check_hub_sources(cfg: DataConfig, which: Sequence[str] = ("stories", "instructions")) -> None:
+    """Stop at once, in one message, when a source is ``"hub"`` and the hub does not answer.
+
+    Names the local-file settings (and the lessons' parameters) to use
+    instead. With ``HF_HUB_OFFLINE`` or ``HF_DATASETS_OFFLINE`` set the hub is
+    not asked: the ``datasets`` cache is expected to hold the data.
+    """
+    needed = [key for key in which if getattr(cfg, key) == "hub"]
+    offline = any(os.environ.get(v, "").lower() in {"1", "true", "yes"} for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+    if not needed or offline:
+        return
+    problem = hub_unreachable()
+    if problem is None:
+        return
+    alternatives = "; ".join(f"--set data.{key}=PATH for {_LOCAL_FORMS[key]} (a notebook's parameter {key}=...)"
+                             for key in needed)
+    raise DataError(f"data.{' and data.'.join(needed)}='hub' needs the Hugging Face hub "
+                    f"({', '.join(HUB_DATASETS[k] for k in needed)}), which is unreachable: {problem}. "
+                    f"Without the hub, use local files: {alternatives}")
+
+
 def _hub_texts(name: str, split: str, limit: int | None) -> list[str]:
-    from datasets import load_dataset
+    from datasets import load_dataset  # optional: only hub data needs it
 
     if limit is not None:  # stream only what is needed
         rows = load_dataset(name, split=split, streaming=True)
@@ -213,9 +247,10 @@ def load_instructions(cfg: DataConfig) -> tuple[list[dict], list[dict]]:
         n_val = max(1, round(n_train * cfg.instruction_val_fraction))
         return _story_questions("train", n_train, cfg.corpus_seed), _story_questions("validation", n_val, cfg.corpus_seed)
     if cfg.instructions == "hub":
-        from datasets import load_dataset
+        from datasets import load_dataset  # optional: only hub data needs it
 
-        rows = load_dataset("tatsu-lab/alpaca", split="train")
+        check_hub_sources(cfg, ["instructions"])
+        rows = load_dataset(HUB_DATASETS["instructions"], split="train")
         records = [validate_instruction(dict(r), f"tatsu-lab/alpaca record {i}") for i, r in enumerate(rows)]
     else:
         records = read_instruction_file(cfg.instructions)

@@ -31,17 +31,18 @@ from typing import Literal
 
 import torch
 from safetensors.torch import load_file
-from tqdm.auto import tqdm
 
 from .config import Profile
 from .devices import resolve_device, rng_state, set_rng_state, tf32_matmuls, world_size
 from .hf_trainer import train_with_trainer
 from .model import CausalLMLoss, default_loss_chunk
 from .optim import build_optimizer, build_scheduler
+from .progress import progress_bar
 from .run_setup import RunSetup, Stage, check_init, describe, prepare, publish_final, save_model_files
 from .runs import (
     RunError, RunResult, check_out_dir, checkpoint_dir, has_model, latest_checkpoint, prune_checkpoints, run_result,
 )
+from .sources import check_hub_sources
 from .tracking import check_reporters
 
 __all__ = ["TrainingDiverged", "train", "ensure_run", "pretrain", "finetune"]
@@ -69,6 +70,7 @@ def train(stage: Stage, profile: Profile, out_dir: str | Path, *, init: str | Pa
     if engine == "fast" and loss in {"cce", "liger"} and resolve_device(profile.device) == "cpu":
         raise RunError(f"{stage}.loss={loss!r} runs Triton kernels and needs a CUDA GPU; use 'chunked' here")
     check_reporters(getattr(profile, stage).report_to, f"{stage}.report_to")
+    check_hub_sources(profile.data, ["stories"] if stage == "pretrain" else ["instructions"])
     init_path, out = check_init(init), Path(out_dir)
     description = describe(stage, engine, profile, init_path, world_size())
     check_out_dir(out, description, resume)
@@ -143,7 +145,7 @@ def _train_fast(setup: RunSetup, progress: bool) -> RunResult:
     _announce(setup, opt)
     # At most one redraw a second: a notebook's progress widget sends messages per redraw, and
     # thousands of them overflow the kernel's output queue (nbval then loses the cell's end).
-    bar = tqdm(total=setup.total, initial=setup.start_step, desc=setup.stage, unit="step",
+    bar = progress_bar(total=setup.total, initial=setup.start_step, desc=setup.stage, unit="step",
                disable=not (progress and procs.main), dynamic_ncols=True, mininterval=1.0)
     run_start = time.perf_counter() - elapsed0
     window.start = time.perf_counter()
