@@ -162,3 +162,21 @@ def test_qa_normalisation_and_accuracy(fin):
     assert again["accuracy"] == 1.0 and again["correct"] == 6
     assert 0.0 <= first["template"] <= 1.0
 
+
+
+def test_generation_at_shifted_positions(pre):
+    """Greedy answers read k positions further right equal those of a copy whose position rows moved up by k."""
+    model, tok = pre
+    k = 100
+    moved = copy.deepcopy(model)
+    with torch.no_grad():
+        wpe = moved.transformer.wpe.weight
+        wpe.copy_(torch.cat([wpe[k:], wpe[:k]]))
+    prompts = ["Once upon a time,", "Lily had a red ball. She", "Tom"]
+    shifted = generate(model, tok, prompts, max_new_tokens=10, position_offset=k, progress=False)
+    assert shifted == generate(moved, tok, prompts, max_new_tokens=10, progress=False)
+    assert shifted != generate(model, tok, prompts, max_new_tokens=10, progress=False)
+    with pytest.raises(ValueError, match="position_offset decodes greedily"):
+        generate(model, tok, prompts, do_sample=True, position_offset=k, progress=False)
+    with pytest.raises(ValueError, match="exceeds the model's 1024 positions"):
+        generate(model, tok, prompts, max_new_tokens=10, position_offset=1020, progress=False)

@@ -6,6 +6,7 @@ import importlib.util
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -394,3 +395,31 @@ def test_help_explains_every_option():
     for option in ("--profile", "--set", "--out", "--resume", "--engine", "--data", "--quiet"):
         assert option in out.stdout
     assert "--init" in _cli("finetune", "--help").stdout
+
+
+def test_a_position_offset_reads_examples_further_right(tmp_path, pretrained_run):
+    """Finetuning at positions shifted by k equals finetuning, unshifted, a copy whose position rows moved up by k."""
+    from safetensors.torch import load_file, save_file
+
+    from helpers.train import finetune
+
+    k = 40
+    shifted = tmp_path / "shifted-init"
+    shutil.copytree(pretrained_run, shifted, ignore=shutil.ignore_patterns("checkpoint-*"))
+    weights = load_file(shifted / "model.safetensors")
+    wpe = weights["transformer.wpe.weight"]
+    weights["transformer.wpe.weight"] = torch.cat([wpe[k:], wpe[:k]])  # row i now holds what row i + k held
+    save_file(weights, shifted / "model.safetensors", metadata={"format": "pt"})
+    steps = {"finetune.max_steps": 4, "finetune.log_every": 2, "finetune.eval_every": 2, "finetune.save_every": 0}
+    finetune(tiny_profile(**steps, **{"data.position_offset": k}), tmp_path / "offset", init=pretrained_run,
+             progress=False)
+    finetune(tiny_profile(**steps), tmp_path / "moved", init=shifted, progress=False)
+    offset, moved = read_metrics(tmp_path / "offset"), read_metrics(tmp_path / "moved")
+    for key in ("train_loss", "eval_loss", "grad_norm"):
+        assert [r.get(key) for r in offset] == pytest.approx([r.get(key) for r in moved], rel=1e-5), key
+    from helpers.runs import RunError
+
+    with pytest.raises(RunError, match=r"data.position_offset=1000 moves the longest finetuning example \(\d+ tokens\) "
+                                       r"past the model's 1024 positions"):
+        finetune(tiny_profile(**steps, **{"data.position_offset": 1000}), tmp_path / "far", init=pretrained_run,
+                 progress=False)

@@ -96,8 +96,8 @@ class PretrainData:
 class FinetuneData:
     """Encoded instruction examples, right-padded per micro-batch."""
 
-    def __init__(self, examples: list[dict], pad_id: int, device: torch.device):
-        self.examples, self.pad_id, self.device = examples, pad_id, device
+    def __init__(self, examples: list[dict], pad_id: int, device: torch.device, position_offset: int = 0):
+        self.examples, self.pad_id, self.device, self.offset = examples, pad_id, device, position_offset
         self.n_scored = [sum(1 for x in e["labels"][1:] if x != -100) for e in examples]
         self.lengths = [len(e["input_ids"]) for e in examples]
 
@@ -105,7 +105,7 @@ class FinetuneData:
         return len(self.examples)
 
     def batch(self, items: torch.Tensor) -> dict[str, Any]:
-        out = pad_batch([self.examples[i] for i in items.tolist()], self.pad_id)
+        out = pad_batch([self.examples[i] for i in items.tolist()], self.pad_id, self.offset)
         return {k: v.to(self.device, non_blocking=True) for k, v in out.items()}
 
     def scored(self, items: torch.Tensor) -> int:
@@ -141,6 +141,6 @@ def prepare_data(stage: str, profile: Profile, tokenizer, device: torch.device, 
         return PretrainData(train_part, device), PretrainData(val_part, device), summary
     summary = {"train_examples": len(train_part), "val_examples": len(val_part),
                "train_tokens": train_part.tokens, "dropped_too_long": train_part.dropped + val_part.dropped}
-    pad = tokenizer.eos_token_id
-    return (FinetuneData(train_part.examples, pad, device), FinetuneData(val_part.examples, pad, device),
+    pad, offset = tokenizer.eos_token_id, profile.data.position_offset
+    return (FinetuneData(train_part.examples, pad, device, offset), FinetuneData(val_part.examples, pad, device, offset),
             summary)

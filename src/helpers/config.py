@@ -118,6 +118,9 @@ class DataConfig:
     instruction_max_length: int = 512
     instruction_limit: int | None = None
     instruction_val_fraction: float = 0.1
+    # Read every finetuning example this many positions further right (0: from position 0). Lesson 4
+    # sets it to the pretraining block size, so the same examples sit at positions pretraining never used.
+    position_offset: int = 0
     cache_dir: str | None = None
 
 

@@ -240,6 +240,7 @@ class InstructionSet:
     examples: list[dict[str, list[int]]]
     records: list[dict]
     dropped: int
+    position_offset: int = 0  # the position of each example's first token (data.position_offset)
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -252,10 +253,10 @@ class InstructionSet:
 def finetuning_examples(cfg: DataConfig, tokenizer: PreTrainedTokenizerBase) -> tuple[InstructionSet, InstructionSet]:
     """Encoded train and validation sets; records whose response is cut away entirely are dropped."""
     train, val = load_instructions(cfg)
-    return _encode_all(train, tokenizer, cfg.instruction_max_length), _encode_all(val, tokenizer, cfg.instruction_max_length)
+    return tuple(_encode_all(part, tokenizer, cfg.instruction_max_length, cfg.position_offset) for part in (train, val))
 
 
-def _encode_all(records: list[dict], tokenizer, max_length: int) -> InstructionSet:
+def _encode_all(records: list[dict], tokenizer, max_length: int, position_offset: int) -> InstructionSet:
     kept_ex, kept_rec, dropped = [], [], 0
     for record in records:
         example = encode_instruction(record, tokenizer, max_length)
@@ -264,11 +265,15 @@ def _encode_all(records: list[dict], tokenizer, max_length: int) -> InstructionS
             continue
         kept_ex.append(example)
         kept_rec.append(record)
-    return InstructionSet(kept_ex, kept_rec, dropped)
+    return InstructionSet(kept_ex, kept_rec, dropped, position_offset)
 
 
-def pad_batch(examples: Sequence[dict[str, list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad to the longest example: pad ids, attention mask 0, labels -100."""
+def pad_batch(examples: Sequence[dict[str, list[int]]], pad_id: int, position_offset: int = 0) -> dict[str, torch.Tensor]:
+    """Right-pad to the longest example: pad ids, attention mask 0, labels -100.
+
+    With ``position_offset`` the batch also says where its tokens sit:
+    ``position_ids`` counting from the offset instead of from 0.
+    """
     width = max(len(e["input_ids"]) for e in examples)
     ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
     labels = torch.full((len(examples), width), -100, dtype=torch.long)
@@ -278,4 +283,7 @@ def pad_batch(examples: Sequence[dict[str, list[int]]], pad_id: int) -> dict[str
         ids[row, :n] = torch.tensor(example["input_ids"])
         labels[row, :n] = torch.tensor(example["labels"])
         mask[row, :n] = 1
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    if position_offset:
+        batch["position_ids"] = torch.arange(position_offset, position_offset + width).expand(len(examples), width)
+    return batch

@@ -81,7 +81,8 @@ def _scored_loss(model: PreTrainedModel, batch: Mapping[str, torch.Tensor], chun
     training loop validates with: only tokens with a label are projected onto
     the vocabulary, so a long instruction prompt costs no output-layer work.
     """
-    outputs = model.base_model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"))
+    outputs = model.base_model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"),
+                               position_ids=batch.get("position_ids"))
     hidden = outputs.last_hidden_state
     loss_sum, count = lm_loss(hidden, model.get_output_embeddings().weight, batch["labels"], chunk)
     return float(loss_sum), int(count)
@@ -132,7 +133,8 @@ def perplexity(model: PreTrainedModel, batches_source: TokenBlocks | Instruction
         examples = batches_source.examples
         n = len(examples)
         pad = model.config.eos_token_id or 0  # masked out; any valid id will do
-        batches = (pad_batch(examples[start:start + batch_size], pad) for start in range(0, n, batch_size))
+        offset = batches_source.position_offset
+        batches = (pad_batch(examples[start:start + batch_size], pad, offset) for start in range(0, n, batch_size))
     else:
         raise TypeError(f"perplexity expects TokenBlocks or InstructionSet, got {type(batches_source).__name__}")
     if n == 0:
@@ -189,7 +191,7 @@ def text_perplexity(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
 
 def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], *,
              max_new_tokens: int = 100, do_sample: bool = False, temperature: float = 1.0, top_k: int = 0,
-             top_p: float = 1.0, seed: int = 0, batch_size: int = 16,
+             top_p: float = 1.0, seed: int = 0, batch_size: int = 16, position_offset: int = 0,
              device: str | torch.device | None = None, progress: bool = True) -> list[str]:
     """Continuations of ``prompts`` (the new text only), through ``model.generate``.
 
@@ -201,14 +203,19 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
     token) under an attention mask; a sequence stops at end-of-text, which is
     not part of the returned text. An empty prompt starts from end-of-text.
     On a CPU a model under 10M parameters decodes on one thread (faster).
+    ``position_offset`` reads each prompt that many positions further right,
+    as a model finetuned with ``data.position_offset`` was trained (greedy
+    only; each step then reruns the whole sequence).
     """
+    if position_offset and do_sample:
+        raise ValueError("position_offset decodes greedily; sampling with an offset is not supported")
     device = place(model, device)
     model.eval()
     eos = tokenizer.eos_token_id
     encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] or [eos] for p in prompts]
     limit = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
     longest = max((len(ids) for ids in encoded), default=0)
-    if limit is not None and longest + max_new_tokens > limit:
+    if limit is not None and longest + max_new_tokens + position_offset > limit:
         raise ValueError(f"a prompt of {longest} tokens plus {max_new_tokens} new tokens exceeds the "
                          f"model's {limit} positions")
     options: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": do_sample,
@@ -228,12 +235,31 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
             for row, prompt_ids in enumerate(chunk):
                 ids[row, width - len(prompt_ids):] = torch.tensor(prompt_ids)
                 mask[row, width - len(prompt_ids):] = 1
-            out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **options)
+            if position_offset:
+                out = _greedy_shifted(model, ids.to(device), mask.to(device), max_new_tokens, position_offset, eos)
+            else:
+                out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **options)
             for row in out[:, width:].tolist():
                 if eos in row:
                     row = row[:row.index(eos)]
                 texts.append(tokenizer.decode(row, skip_special_tokens=True))
     return texts
+
+
+def _greedy_shifted(model, ids: torch.Tensor, mask: torch.Tensor, max_new_tokens: int, offset: int,
+                    eos: int) -> torch.Tensor:
+    """Greedy decoding of left-padded prompts whose first real token sits at position ``offset``."""
+    finished = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
+    for _ in range(max_new_tokens):
+        positions = (mask.cumsum(-1) - 1).clamp(min=0) + offset
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, -1]
+        step = logits.argmax(-1).masked_fill(finished, eos)
+        finished |= step == eos
+        ids = torch.cat([ids, step[:, None]], dim=1)
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+        if bool(finished.all()):
+            break
+    return ids
 
 
 def load_run(run_dir: str | Path, profile: Profile, device: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:

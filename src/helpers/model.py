@@ -261,12 +261,14 @@ class CausalLMLoss(torch.nn.Module):
         self.model, self.loss, self.chunk, self.dtype = model, loss, chunk, dtype
         self.head = external_head(loss, dtype) if loss in {"cce", "liger"} else None
 
-    def forward(self, input_ids, attention_mask=None, labels=None):
+    def forward(self, input_ids, attention_mask=None, labels=None, position_ids=None):
         if self.loss == "full":
-            out = self.model(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
+            out = self.model(input_ids=input_ids, attention_mask=attention_mask, labels=labels,
+                             position_ids=position_ids)
             count = (labels[:, 1:] != -100).sum()
             return out.loss.float() * count, count
-        hidden = self.model.transformer(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        hidden = self.model.transformer(input_ids=input_ids, attention_mask=attention_mask,
+                                        position_ids=position_ids).last_hidden_state
         if self.head is not None:
             return self.head(hidden, self.model.lm_head.weight, labels), (labels[:, 1:] != -100).sum()
         return lm_loss(hidden, self.model.lm_head.weight, labels, self.chunk, self.dtype)

@@ -24,7 +24,7 @@ __all__ = ["qa_accuracy", "story_measures", "story_generations", "cloze_accuracy
 
 
 def qa_accuracy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, records: Sequence[dict], *,
-                max_new_tokens: int = 16, batch_size: int = 16, examples: int = 5,
+                max_new_tokens: int = 16, batch_size: int = 16, examples: int = 5, position_offset: int = 0,
                 device: str | torch.device | None = None, progress: bool = True) -> dict[str, Any]:
     """Exact-match accuracy of greedy answers to instruction records, overall and per ``kind``.
 
@@ -37,7 +37,7 @@ def qa_accuracy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, reco
     if not records:
         raise ValueError("qa_accuracy needs at least one record")
     answers = generate(model, tokenizer, [format_prompt(r) for r in records], max_new_tokens=max_new_tokens,
-                       batch_size=batch_size, device=device, progress=progress)
+                       batch_size=batch_size, position_offset=position_offset, device=device, progress=progress)
     return score_answers(records, answers, examples=examples)
 
 

@@ -110,6 +110,7 @@ def prepare(stage: Stage, profile: Profile, out: Path, init: Path | None, resume
     model, tokenizer = _model_and_tokenizer(stage, profile, init)
     data_device = procs.device if fast else torch.device("cpu")
     train_data, val_data, summary = prepare_data(stage, profile, tokenizer, data_device, procs, progress)
+    _check_positions(stage, profile, train_data, val_data, model.config.n_positions)
     order = StepOrder(len(train_data), cfg, procs.world, procs.device if fast and stage == "pretrain" else None)
     if order.steps_per_epoch == 0:
         raise RunError(f"{stage} data has {len(train_data)} items, fewer than one global batch of "
@@ -128,6 +129,16 @@ def prepare(stage: Stage, profile: Profile, out: Path, init: Path | None, resume
     setup.log = RunLog(out, cfg.report_to, name=f"{stage} {out.name}", config=description, main=procs.main,
                        start_step=setup.start_step, setting=f"{stage}.report_to")
     return setup
+
+
+def _check_positions(stage: Stage, profile: Profile, train_data, val_data, n_positions: int) -> None:
+    """Every finetuning example, moved by ``data.position_offset``, must stay inside the model's positions."""
+    if stage != "finetune":
+        return
+    longest = max(max(train_data.lengths), max(val_data.lengths, default=0))
+    if longest + profile.data.position_offset > n_positions:
+        raise RunError(f"data.position_offset={profile.data.position_offset} moves the longest finetuning example "
+                       f"({longest} tokens) past the model's {n_positions} positions")
 
 
 def save_model_files(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, folder: Path) -> None:
