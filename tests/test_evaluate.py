@@ -12,9 +12,16 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, tiny_profile
+from helpers.data import finetuning_examples
 from helpers.evaluate import evaluate_run
+from helpers.inference import SAMPLING, generate, perplexity
 from helpers.learning_order import learning_order
+from helpers.paper import PAPER_PERPLEXITY, PAPER_PROMPTS
+from helpers.probes import qa_accuracy
 from helpers.runs import RunError, read_metrics
+from helpers.sources import load_instructions
+from helpers.stories import story_prompts
+from helpers.text_metrics import consistency_share, grammar_share, repetition_table
 
 
 @pytest.fixture
@@ -36,23 +43,37 @@ KEYS = {"run", "stage", "settings", "model", "paper", "perplexity", "generations
         "json_path", "markdown_path"}
 
 
-def test_evaluate_pretrained_run(pretrained_run, tmp_path, capsys, no_judge):
+def test_evaluate_pretrained_run(pretrained_run, pre, tmp_path, capsys, no_judge):
     run = _copy(pretrained_run, tmp_path)
     report = evaluate_run(run, tiny_profile(), judge=True, learning_order=True, samples=2, max_new_tokens=16,
-                             progress=False)
+                          order_prompts=3, order_stories=2, progress=False)
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Judging skipped")  # the judge's single line, nothing else
     saved = json.loads((run / "eval.json").read_text())
-    assert set(saved) == KEYS and saved["stage"] == "pretrain"
+    assert set(saved) == KEYS and saved["stage"] == "pretrain" and saved == json.loads(json.dumps(report))
     assert saved["perplexity"]["loss"] == pytest.approx(read_metrics(run)[-1]["eval_loss"], rel=1e-5)
-    assert saved["paper"]["perplexity"] == 10.1827
-    assert len(saved["generations"]["stories"]) == 2 and len(saved["generations"]["paper_prompt"]["sampled"]) == 3
-    assert set(saved["grammar"]) == set(saved["consistency"]) == {"greedy", "sampled"}
+    assert saved["paper"]["perplexity"] == PAPER_PERPLEXITY["pretrain"]
+    # every section is what the underlying functions give for the same model, prompts and seed
+    model, tok = pre
+    opening = saved["generations"]["paper_prompt"]
+    assert opening["greedy"] == generate(model, tok, ["Once upon a time,"], max_new_tokens=16, progress=False)[0]
+    assert opening["sampled"] == generate(model, tok, ["Once upon a time,"] * 3, max_new_tokens=16, do_sample=True,
+                                          seed=0, progress=False, **SAMPLING)
+    prompts = story_prompts(2, seed=0, n_sentences=3)
+    stories = saved["generations"]["stories"]
+    assert [s["beginning"] for s in stories] == [b for b, _ in prompts]
+    greedy = generate(model, tok, [b for b, _ in prompts], max_new_tokens=16, progress=False)
+    assert [s["greedy"] for s in stories] == greedy
+    sampled = [s["sampled"] for s in stories]
+    assert saved["grammar"] == {"greedy": grammar_share(greedy), "sampled": grammar_share(sampled)}
+    assert saved["consistency"]["greedy"] == consistency_share([(s, t) for (_, s), t in zip(prompts, greedy)])
+    assert saved["repetition"] == repetition_table({"greedy": greedy, "sampled": sampled})
     assert saved["judge"] == {"skipped": "no judge configured (OPENAI_API_KEY / OPENAI_BASE_URL)"}
-    assert [r["step"] for r in saved["learning_order"]["rows"]] == [10, 20, 30]
+    order = learning_order(run, prompts=3, cloze_stories=2, seed=0, profile=tiny_profile(), progress=False)
+    assert saved["learning_order"]["rows"] == json.loads(json.dumps(order["rows"]))
     assert (run / "learning_order.png").stat().st_size > 0
     markdown = (run / "eval.md").read_text()
-    assert "paper vs this run" in markdown and "10.18" in markdown
+    assert "paper vs this run" in markdown and f"| {saved['perplexity']['perplexity']:,.4g} |" in markdown
     assert report["markdown_path"] == str(run / "eval.md")
 
 
@@ -63,18 +84,25 @@ def test_evaluate_prints_one_judge_skip_line(pretrained_run, tmp_path, capsys, n
     assert len(lines) == 1 and lines[0].startswith("Judging skipped")
 
 
-def test_evaluate_finetuned_run(finetuned_run, tmp_path, capsys, no_judge):
+def test_evaluate_finetuned_run(finetuned_run, fin, tmp_path, capsys, no_judge):
     run = _copy(finetuned_run, tmp_path)
     report = evaluate_run(run, tiny_profile(), samples=2, max_new_tokens=16, progress=False)
     assert capsys.readouterr().out == ""
     saved = json.loads(Path(report["json_path"]).read_text())
     assert set(saved) == KEYS and saved["stage"] == "finetune"
-    assert saved["paper"]["perplexity"] == 394.8
-    assert saved["perplexity"]["data"] == "held-out instructions" and saved["perplexity"]["examples"] == 20
-    assert [i["name"] for i in saved["instructions"]] == ["healthy_tips", "concise_sentence"]
-    assert saved["qa"]["n"] == 8 and saved["qa"]["by_kind"]
+    assert saved["paper"]["perplexity"] == PAPER_PERPLEXITY["finetune"]
+    model, tok = fin
+    held_out = finetuning_examples(tiny_profile().data, tok)[1]
+    assert saved["perplexity"] == {**perplexity(model, held_out, batch_size=16, progress=False),
+                                   "data": "held-out instructions", "examples": 20}
+    names = ["healthy_tips", "concise_sentence"]
+    assert [i["name"] for i in saved["instructions"]] == names
+    assert [i["greedy"] for i in saved["instructions"]] == generate(
+        model, tok, [PAPER_PROMPTS[n] for n in names], max_new_tokens=16, progress=False)
+    records = load_instructions(tiny_profile().data)[1][:8]
+    assert saved["qa"] == json.loads(json.dumps(qa_accuracy(model, tok, records, progress=False)))
     assert saved["judge"] is None and saved["comparison"] is None and saved["learning_order"] is None
-    assert "394.8" in (run / "eval.md").read_text()
+    assert f"{PAPER_PERPLEXITY['finetune']:g}" in (run / "eval.md").read_text()
 
 
 def test_missing_runs_raise_run_error(tmp_path):

@@ -104,7 +104,8 @@ class _Laps:
 
 def evaluate_run(run_dir: str | Path, profile: Profile, *, judge: bool = False, judge_model: str = DEFAULT_MODEL,
                  compare: str | None = None, learning_order: bool = False, samples: int | None = None,
-                 max_new_tokens: int = 100, seed: int = 0, progress: bool = True) -> EvaluationReport:
+                 max_new_tokens: int = 100, seed: int = 0, order_prompts: int = 200, order_stories: int = 60,
+                 progress: bool = True) -> EvaluationReport:
     """Evaluate one run folder as the paper does and write ``eval.json`` and ``eval.md`` into it.
 
     The stage comes from ``run.json`` (a bare model folder counts as
@@ -117,8 +118,11 @@ def evaluate_run(run_dir: str | Path, profile: Profile, *, judge: bool = False, 
     measurements. Optional: GPT-3.5-style grades (``judge``; one skip line
     when no judge is configured), a comparison model (``compare``, e.g.
     ``"gpt2"``; one skip line when unavailable) and the learning order over
-    checkpoints (also drawn into ``learning_order.png``). The API key is
-    never written. Returns the report with ``json_path`` and ``markdown_path``.
+    checkpoints (``order_prompts`` continuations and ``order_stories`` cloze
+    stories per checkpoint of a pretraining run; the questions about
+    ``order_stories`` held-out stories at each checkpoint of a finetuning run;
+    drawn beside the run). The API key is never written. Returns the report
+    with ``json_path`` and ``markdown_path``.
     """
     laps = _Laps()
     run_dir = require_model(Path(run_dir))
@@ -164,8 +168,8 @@ def evaluate_run(run_dir: str | Path, profile: Profile, *, judge: bool = False, 
                                            max_new_tokens, seed, judge, judge_model, run_dir, device, progress)
         laps.lap("comparison")
     if learning_order:
-        report["learning_order"] = learning_order_report(run_dir, stage, info, profile, samples, seed, device,
-                                                         progress)
+        report["learning_order"] = learning_order_report(run_dir, stage, profile, seed, device, progress,
+                                                         order_prompts, order_stories)
         laps.lap("learning_order")
     return _write(report, run_dir, laps)
 

@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 
 from .judge import SCORE_NAMES, Grade, summarise
 
-__all__ = ["fmt", "table", "quote", "evaluation_markdown", "grades_table"]
+__all__ = ["fmt", "interval", "table", "quote", "evaluation_markdown", "grades_table"]
 
 
 def fmt(value: Any, digits: int = 4, decimals: int | None = None) -> str:
@@ -111,17 +111,34 @@ def evaluation_markdown(report: Mapping[str, Any]) -> str:
             for name, texts in comparison["generations"].items():
                 out += [f"**{name}**, greedy, prompt `{comparison['prompts'][0]}`:", "",
                         quote(comparison["prompts"][0] + texts["greedy"][0]), ""]
-    order = report["learning_order"]
-    if order is not None:
-        out += ["## Learning order", ""]
-        if "skipped" in order:
-            out += [f"Skipped: {order['skipped']}.", ""]
-        else:
-            columns = ["stage", "step", "tokens", "grammar", "consistency", "answers", "answer_template"]
-            out += [table(order["rows"], columns), "",
-                    f"![learning order]({Path(order['figure']).name})", ""]
+    if report["learning_order"] is not None:
+        out += _learning_order_section(report["learning_order"])
     out += [f"Evaluated in {report['elapsed_s']['total']:.1f} s.", ""]
     return "\n".join(out)
+
+
+def interval(value: Mapping[str, Any] | None) -> str:
+    """A share with its 95% interval, e.g. ``0.42 (0.35-0.49)``."""
+    if value is None:
+        return "–"
+    return f"{value['share']:.2f} ({value['low']:.2f}-{value['high']:.2f})"
+
+
+def _learning_order_section(order: Mapping[str, Any]) -> list[str]:
+    """Pretraining: the three probes per checkpoint; finetuning: exact answers per kind per checkpoint."""
+    out = ["## Learning order", ""]
+    if "skipped" in order:
+        return out + [f"Skipped: {order['skipped']}.", ""]
+    if "baselines" in order:  # an answer curve
+        kinds = [k for k in order["rows"][0] if k not in {"step", "tokens"}]
+        rows = [{"step": r["step"], **{k: interval(r[k]) for k in kinds}} for r in order["rows"]]
+        rows.append({"step": "baseline", **{k: fmt(order["baselines"][k]["share"]) for k in kinds if k != "all"}})
+        return out + [table(rows, ["step", *kinds]), "", f"![answers]({Path(order['figure']).name})", ""]
+    rows = [{"step": r["step"], "tokens": r["tokens"], "grammar": interval(r["grammar"]),
+             "consistency": interval(r["consistency"]), "story facts": interval(r["cloze"]["all"])}
+            for r in order["rows"]]
+    return out + [table(rows, ["step", "tokens", "grammar", "consistency", "story facts"]), "",
+                  f"![learning order]({Path(order['figure']).name})", ""]
 
 
 def grades_table(grades: Sequence[Grade]) -> str:

@@ -34,8 +34,6 @@ __all__ = [
     "attention_figure",
     "position_figure",
     "decoding_figure",
-    "learning_order_figure",
-    "repetition_figure",
 ]
 
 METRIC_LABELS = {
@@ -60,7 +58,7 @@ RC = {
 }
 
 
-def _pyplot():
+def styled_pyplot():
     """pyplot with the course's style applied (a notebook may have changed rcParams since)."""
     plt.rcParams.update(RC)
     return plt
@@ -113,7 +111,7 @@ def metric_figure(
 
     ``runs`` maps a legend label to a run folder or to already-read records.
     """
-    plt = _pyplot()
+    plt = styled_pyplot()
     fig, ax = plt.subplots()
     drawn, series = 0, {}
     for label, source in runs.items():
@@ -145,7 +143,7 @@ def metric_figure(
 def token_length_figure(lengths: Mapping[str, Iterable[int]], *, title: str,
                         path: str | Path | None = None) -> Figure:
     """Histogram of token counts per text, one outline per tokenizer."""
-    plt = _pyplot()
+    plt = styled_pyplot()
     fig, ax = plt.subplots()
     data = {name: list(values) for name, values in lengths.items()}
     top = max(max(v) for v in data.values())
@@ -169,7 +167,7 @@ def attention_figure(weights, tokens: Sequence[str], *, title: str, path: str | 
     """
     import seaborn as sns  # optional: only this figure draws heatmaps with it
 
-    plt = _pyplot()
+    plt = styled_pyplot()
     weights = np.asarray(weights.detach().cpu() if hasattr(weights, "detach") else weights)
     heads = weights.shape[0]
     rows = math.ceil(heads / columns)
@@ -197,7 +195,7 @@ def position_figure(positions, *, block_size: int, title: str, path: str | Path 
     beyond ``block_size`` never receive a gradient when training blocks are
     ``block_size`` long.
     """
-    plt = _pyplot()
+    plt = styled_pyplot()
     table = np.asarray(positions.detach().cpu() if hasattr(positions, "detach") else positions, dtype=np.float64)
     unit = table[:block_size] / np.linalg.norm(table[:block_size], axis=1, keepdims=True)
     similarity, lengths = unit @ unit.T, np.linalg.norm(table, axis=1)
@@ -229,7 +227,7 @@ def decoding_figure(distributions: Mapping[str, Sequence[float]], tokens: Sequen
     ``distributions`` maps a setting's name to the probabilities of
     ``tokens`` (the same tokens, most likely first, in every panel).
     """
-    plt = _pyplot()
+    plt = styled_pyplot()
     n = len(distributions)
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 4.2), sharey=True, squeeze=False)
     positions = np.arange(len(tokens))
@@ -244,74 +242,3 @@ def decoding_figure(distributions: Mapping[str, Sequence[float]], tokens: Sequen
     fig.suptitle(title)
     fig.tight_layout()
     return save(fig, path, {"title": title, "tokens": list(tokens), "distributions": dict(distributions)})
-
-
-def learning_order_figure(rows: Sequence[Mapping[str, float]], *, title: str,
-                          path: str | Path | None = None) -> Figure:
-    """Grammar, consistency and answers (shares, 0-1) against training tokens.
-
-    ``rows`` hold ``tokens`` and any of ``grammar``, ``consistency``,
-    ``answer_template``, ``answers``; a measure missing from every row is
-    left out. Rows with ``stage="finetune"`` (as from
-    :func:`helpers.learning_order.learning_order`) get a dashed line where
-    finetuning starts.
-    """
-    plt = _pyplot()
-    fig, ax = plt.subplots()
-    names = {"grammar": "grammatical sentences", "consistency": "continuations keeping the prompt's characters",
-             "answer_template": "answers of the right form", "answers": "story questions answered exactly"}
-    drawn = 0
-    for key, label in names.items():
-        points = [(r["tokens"], r[key]) for r in rows if r.get(key) is not None]
-        if points:
-            xs, ys = zip(*points)
-            ax.plot(xs, ys, marker="o", linewidth=2, label=label)
-            drawn += 1
-    if not drawn:
-        plt.close(fig)
-        raise ValueError("no learning-order measurements to plot")
-    start = min((r["tokens"] for r in rows if r.get("stage") == "finetune"), default=None)
-    if start is not None:
-        ax.axvline(start, color="gray", linestyle="--", linewidth=1)
-        ax.text(start, 0.25, "finetuning ", color="gray", ha="right", va="center", rotation=90)
-    ax.set_xlabel("training tokens seen")
-    ax.set_ylabel("share (0 to 1)")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_title(title)
-    ax.legend(loc="best")
-    return save(fig, path, {"title": title, "rows": list(rows)})
-
-
-def repetition_figure(rows: Sequence[Mapping[str, object]], *, title: str, colors: Sequence[str],
-                      columns: Sequence[tuple[str, str]] = (("repeated_4gram_share", "repeated 4-grams (share)"),
-                                                            ("distinct_2", "distinct-2")),
-                      label: str = "model", path: str | Path | None = None) -> Figure:
-    """Horizontal bars of repetition measures, one panel per ``(column, axis label)`` of ``columns``.
-
-    ``rows`` are :func:`helpers.text_metrics.repetition_table` rows (or any
-    rows holding ``label`` and the columns), drawn top to bottom; ``colors``
-    gives each row's bar colour. A measure that is ``None`` leaves its bar
-    out. Shares lie in 0-1, so every panel spans 0 to 1.1.
-    """
-    plt = _pyplot()
-    if not rows:
-        raise ValueError("no repetition rows to plot")
-    if len(colors) != len(rows):
-        raise ValueError(f"{len(rows)} rows but {len(colors)} colours")
-    fig, axes = plt.subplots(1, len(columns), figsize=(5.5 * len(columns), 0.45 * len(rows) + 1.6), sharey=True,
-                             squeeze=False)
-    for ax, (key, axis_label) in zip(axes[0], columns):
-        values = [float("nan") if r.get(key) is None else float(r[key]) for r in rows]
-        ax.barh(range(len(rows)), values, color=list(colors))
-        for y, value in enumerate(values):
-            if not math.isnan(value):
-                ax.text(value + 0.01, y, f"{value:.2f}", va="center", fontsize=10)
-        ax.set_xlim(0, 1.1)
-        ax.set_xlabel(axis_label)
-        ax.grid(axis="y", visible=False)
-    axes[0][0].set_yticks(range(len(rows)), [str(r[label]) for r in rows])
-    axes[0][0].invert_yaxis()
-    fig.suptitle(title)
-    fig.tight_layout()
-    shown = [{"label": str(r[label]), **{key: r.get(key) for key, _ in columns}} for r in rows]
-    return save(fig, path, {"title": title, "rows": shown})

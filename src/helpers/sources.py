@@ -32,6 +32,8 @@ __all__ = [
     "check_hub_sources",
     "load_stories",
     "load_instructions",
+    "story_questions",
+    "held_out_questions",
 ]
 
 EOT = "<|endoftext|>"  # GPT-2's end-of-text token, also the story separator of TinyStories' text files
@@ -245,7 +247,7 @@ def load_instructions(cfg: DataConfig) -> tuple[list[dict], list[dict]]:
     if cfg.instructions == "embedded":
         n_train = cfg.instruction_limit or 20_000
         n_val = max(1, round(n_train * cfg.instruction_val_fraction))
-        return _story_questions("train", n_train, cfg.corpus_seed), _story_questions("validation", n_val, cfg.corpus_seed)
+        return story_questions("train", n_train, cfg.corpus_seed), story_questions("validation", n_val, cfg.corpus_seed)
     if cfg.instructions == "hub":
         from datasets import load_dataset  # optional: only hub data needs it
 
@@ -265,8 +267,15 @@ def load_instructions(cfg: DataConfig) -> tuple[list[dict], list[dict]]:
     return records[n_val:], records[:n_val]
 
 
-def _story_questions(split: str, n: int, seed: int) -> list[dict]:
+def held_out_questions(stories: int, seed: int = 0) -> list[dict]:
+    """Every question about the first ``stories`` validation stories (none of them is trained on)."""
+    return [record for story in corpus("validation", stories, seed=seed) for record in qa_records(story)]
+
+
+def story_questions(split: str, n: int, seed: int) -> list[dict]:
     """The first ``n`` question records about stories of ``split``, story by story."""
+    if n <= 0:
+        return []
     out: list[dict] = []
     for story in iter_corpus(split, seed=seed):
         out.extend(qa_records(story))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import re
 import string
+from collections import Counter
 from typing import Any, Mapping, Sequence
 
 from .stories import Story, answer_vocabulary, entities, is_grammatical, split_sentences
@@ -21,11 +22,14 @@ __all__ = [
     "repetition",
     "repetition_table",
     "grammar_share",
+    "grammatical_sentences",
     "consistency_share",
+    "consistent_continuations",
     "normalise_answer",
     "answer_fits_kind",
     "first_line",
     "score_answers",
+    "majority_baselines",
 ]
 
 STORY_SENTENCES = 3  # sentences of a held-out story given as the prompt to continue
@@ -102,6 +106,12 @@ def grammar_share(texts: Sequence[str]) -> float:
     or not. With no complete sentence at all the share is 0.0: a model that
     never ends a sentence has not learned to write one.
     """
+    good, total = grammatical_sentences(texts)
+    return good / total if total else 0.0
+
+
+def grammatical_sentences(texts: Sequence[str]) -> tuple[int, int]:
+    """(grammatical, counted) sentences of ``texts``, counted as :func:`grammar_share` counts them."""
     good = total = 0
     for text in texts:
         sentences = split_sentences(text)
@@ -109,7 +119,7 @@ def grammar_share(texts: Sequence[str]) -> float:
             sentences = sentences[:-1]
         total += len(sentences)
         good += sum(is_grammatical(s) for s in sentences)
-    return good / total if total else 0.0
+    return good, total
 
 
 def _consistent(story: Story, continuation: str, n_sentences: int) -> bool:
@@ -140,7 +150,12 @@ def consistency_share(pairs: Sequence[tuple[Story, str]], *, n_sentences: int = 
     """
     if not pairs:
         return 0.0
-    return sum(_consistent(story, text, n_sentences) for story, text in pairs) / len(pairs)
+    return consistent_continuations(pairs, n_sentences=n_sentences) / len(pairs)
+
+
+def consistent_continuations(pairs: Sequence[tuple[Story, str]], *, n_sentences: int = STORY_SENTENCES) -> int:
+    """How many ``(story, continuation)`` pairs :func:`consistency_share` counts as consistent."""
+    return sum(_consistent(story, text, n_sentences) for story, text in pairs)
 
 
 _ARTICLE = re.compile(r"^(?:a|an|the)\s+")
@@ -204,6 +219,26 @@ def score_answers(records: Sequence[Mapping[str, Any]], answers: Sequence[str], 
     kinds = sorted({r["kind"] for r in rows})
     return {**_tally(rows), "by_kind": {k: _tally([r for r in rows if r["kind"] == k]) for k in kinds},
             "examples": rows[:examples]}
+
+
+def majority_baselines(train_records: Sequence[Mapping[str, Any]],
+                       eval_records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per kind: the most common answer among the *training* questions, and how often it is right on ``eval_records``.
+
+    A baseline that needs no model and never looks at the questions it is
+    scored on. Yes/no questions get "always no" whatever the training
+    majority: a model that only learned to say "no" scores exactly that.
+    """
+    counts: dict[str, Counter] = {}
+    for record in train_records:
+        counts.setdefault(record.get("kind", "other"), Counter())[normalise_answer(record["output"])] += 1
+    out = {}
+    for kind in sorted({r.get("kind", "other") for r in eval_records}):
+        chosen = [r for r in eval_records if r.get("kind", "other") == kind]
+        answer = "no" if kind == "yes_no" else counts[kind].most_common(1)[0][0] if counts.get(kind) else ""
+        right = sum(normalise_answer(r["output"]) == answer for r in chosen)
+        out[kind] = {"answer": answer, "share": right / len(chosen), "n": len(chosen)}
+    return out
 
 
 def _tally(rows: list[dict]) -> dict[str, Any]:

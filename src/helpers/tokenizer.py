@@ -21,9 +21,9 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from .config import DataConfig, Profile
-from .data import cache_root
+from .data import cache_root, format_prompt
 from .hub import hub_unreachable
-from .sources import EOT, DataError
+from .sources import EOT, DataError, story_questions
 from .stories import corpus, corpus_version
 
 __all__ = ["SHIPPED_GPT2", "tokenizer_source", "load_tokenizer", "train_story_tokenizer", "profile_tokenizer"]
@@ -83,13 +83,17 @@ def train_story_tokenizer(cfg: DataConfig, stories: int = 5000) -> Path:
     """Train (once) a byte-level BPE of ``cfg.story_vocab_size`` tokens on embedded stories.
 
     Byte-level like GPT-2's, so any text round-trips exactly; id 0 is
-    ``<|endoftext|>``, which also serves as beginning, end and padding.
+    ``<|endoftext|>``, which also serves as beginning, end and padding. With
+    ``story_vocab_questions``, that many training story questions (prompt in
+    the paper's template, then the answer) join the training texts.
     """
-    name = f"story-bpe-{cfg.story_vocab_size}-seed{cfg.corpus_seed}-n{stories}-{corpus_version()}"
+    questions = f"-q{cfg.story_vocab_questions}" if cfg.story_vocab_questions else ""
+    name = f"story-bpe-{cfg.story_vocab_size}-seed{cfg.corpus_seed}-n{stories}{questions}-{corpus_version()}"
     folder = cache_root(cfg) / "tokenizers" / name
     if (folder / "tokenizer.json").exists():
         return folder
     texts = [s.text for s in corpus("train", stories, seed=cfg.corpus_seed)]
+    texts += [format_prompt(r) + r["output"] for r in story_questions("train", cfg.story_vocab_questions, cfg.corpus_seed)]
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()

@@ -1,0 +1,136 @@
+"""The evaluation's figures: what is learned when, answers along finetuning, repetition.
+
+Each shows a share with its 95% interval as a band, and the line it is read
+against (chance, a baseline that needs no model, or the stories' own level),
+because a share without its yardstick says little. Like every figure of the
+course (:mod:`helpers.plots`), each writes the numbers it draws beside its
+PNG.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from matplotlib.figure import Figure
+
+from .plots import styled_pyplot, save
+
+__all__ = ["learning_order_figure", "answer_curve_figure", "repetition_figure"]
+
+KIND_COLORS = {"who": "tab:blue", "where": "tab:orange", "what": "tab:green", "feeling": "tab:red",
+               "yes_no": "tab:purple", "all": "black"}
+
+
+def _band(ax, xs, shares: Sequence[Mapping[str, float]], label: str, color: str, width: float = 2) -> None:
+    """A share as a line with markers and its 95% interval as a shaded band."""
+    ax.plot(xs, [s["share"] for s in shares], marker="o", markersize=4, linewidth=width, color=color, label=label)
+    ax.fill_between(xs, [s["low"] for s in shares], [s["high"] for s in shares], color=color, alpha=0.15,
+                    linewidth=0)
+
+
+def _reference(ax, value: float, label: str, style: str = "--", color: str = "gray") -> None:
+    ax.axhline(value, color=color, linestyle=style, linewidth=1.2, label=label)
+
+
+def learning_order_figure(order: Mapping[str, Any], *, title: str, path: str | Path | None = None) -> Figure:
+    """Three panels against training tokens: grammar, consistency, story facts (the cloze, per kind).
+
+    ``order`` is :func:`helpers.learning_order.learning_order`'s result:
+    rows with a share and interval per probe, and the reference lines.
+    """
+    rows, refs = order["rows"], order["references"]
+    if not rows:
+        raise ValueError("no learning-order measurements to plot")
+    plt = styled_pyplot()
+    fig, (grammar, consistency, facts) = plt.subplots(1, 3, figsize=(17, 4.8), sharey=True)
+    xs = [r["tokens"] for r in rows]
+    _band(grammar, xs, [r["grammar"] for r in rows], "sampled continuations", "tab:blue")
+    _band(consistency, xs, [r["consistency"] for r in rows], "sampled continuations", "tab:blue")
+    for label, value in refs["grammar"].items():
+        _reference(grammar, value, label, ":")
+    for (label, value), style in zip(refs["consistency"].items(), (":", "--")):
+        _reference(consistency, value, label, style)
+    for kind in [k for k in rows[0]["cloze"] if k != "all"]:
+        _band(facts, xs, [r["cloze"][kind] for r in rows], kind, KIND_COLORS.get(kind, "gray"))
+        _reference(facts, refs["cloze"]["word frequency"][kind], None, ":", KIND_COLORS.get(kind, "gray"))
+    chance = sum(refs["cloze"]["chance"].values()) / len(refs["cloze"]["chance"])
+    _reference(facts, chance, f"chance (1 / candidates, {chance:.2f})")
+    facts.plot([], [], color="gray", linestyle=":", label="dotted: always the most frequent word")
+    for ax, name in ((grammar, "grammatical sentences"), (consistency, "continuations keeping the story's "
+                                                          "characters and things"),
+                     (facts, "story facts: the story's word ranked first")):
+        ax.set_title(name, fontsize=12)
+        ax.set_xlabel("training tokens seen")
+        ax.set_ylim(-0.02, 1.02)
+        ax.legend(fontsize=9, loc="best")
+    grammar.set_ylabel("share (95% interval shaded)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save(fig, path, {"title": title, **order})
+
+
+def answer_curve_figure(curve: Mapping[str, Any], *, title: str, path: str | Path | None = None) -> Figure:
+    """Exact answers per kind of question against finetuning steps, each beside its no-model baseline.
+
+    ``curve`` is :func:`helpers.learning_order.answer_curve`'s result. A
+    dotted line in a kind's colour is the baseline from the training
+    questions; the gray line is the share of answers of the right form.
+    """
+    rows = curve["rows"]
+    if not rows:
+        raise ValueError("no answers to plot")
+    plt = styled_pyplot()
+    fig, ax = plt.subplots(figsize=(9, 5))
+    xs = [r["step"] for r in rows]
+    kinds = [k for k in rows[0] if k not in {"step", "tokens", "all"}]
+    for kind in kinds:
+        color = KIND_COLORS.get(kind, "gray")
+        _band(ax, xs, [r[kind] for r in rows], kind.replace("_", "/"), color)
+        _reference(ax, curve["baselines"][kind]["share"], None, ":", color)
+    _band(ax, xs, [r["all"] for r in rows], "all questions", "black", width=3)
+    ax.plot(xs, [r["all"]["right_form"] for r in rows], color="gray", linewidth=2, label="answers of the right form")
+    ax.plot([], [], color="gray", linestyle=":", label="dotted: most common training answer")
+    ax.set_xlabel("finetuning step (0: the pretrained model)")
+    ax.set_ylabel("exact answers (95% interval shaded)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(title)
+    ax.legend(fontsize=9, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    return save(fig, path, {"title": title, **curve})
+
+
+def repetition_figure(rows: Sequence[Mapping[str, object]], *, title: str, colors: Sequence[str],
+                      columns: Sequence[tuple[str, str]] = (("repeated_4gram_share", "repeated 4-grams (share)"),
+                                                            ("distinct_2", "distinct-2")),
+                      label: str = "model", path: str | Path | None = None) -> Figure:
+    """Horizontal bars of repetition measures, one panel per ``(column, axis label)`` of ``columns``.
+
+    ``rows`` are :func:`helpers.text_metrics.repetition_table` rows (or any
+    rows holding ``label`` and the columns), drawn top to bottom; ``colors``
+    gives each row's bar colour. A measure that is ``None`` leaves its bar
+    out. Shares lie in 0-1, so every panel spans 0 to 1.1.
+    """
+    plt = styled_pyplot()
+    if not rows:
+        raise ValueError("no repetition rows to plot")
+    if len(colors) != len(rows):
+        raise ValueError(f"{len(rows)} rows but {len(colors)} colours")
+    fig, axes = plt.subplots(1, len(columns), figsize=(5.5 * len(columns), 0.45 * len(rows) + 1.6), sharey=True,
+                             squeeze=False)
+    for ax, (key, axis_label) in zip(axes[0], columns):
+        values = [float("nan") if r.get(key) is None else float(r[key]) for r in rows]
+        ax.barh(range(len(rows)), values, color=list(colors))
+        for y, value in enumerate(values):
+            if not math.isnan(value):
+                ax.text(value + 0.01, y, f"{value:.2f}", va="center", fontsize=10)
+        ax.set_xlim(0, 1.1)
+        ax.set_xlabel(axis_label)
+        ax.grid(axis="y", visible=False)
+    axes[0][0].set_yticks(range(len(rows)), [str(r[label]) for r in rows])
+    axes[0][0].invert_yaxis()
+    fig.suptitle(title)
+    fig.tight_layout()
+    shown = [{"label": str(r[label]), **{key: r.get(key) for key, _ in columns}} for r in rows]
+    return save(fig, path, {"title": title, "rows": shown})
