@@ -123,7 +123,8 @@ def test_cli_evaluate(finetuned_run, tmp_path):
     run = _copy(finetuned_run, tmp_path)
     env = {k: v for k, v in os.environ.items() if k not in {"OPENAI_API_KEY", "OPENAI_BASE_URL"}}
     command = [sys.executable, "-m", "helpers", "evaluate", "--run", str(run), "--quiet", "--samples", "1",
-               "--set", "data.val_stories_count=40", "--set", "data.instruction_limit=200"]
+               "--set", "data.val_stories_count=40", "--set", "data.instruction_limit=200", "--set", "device=cpu",
+               "--set", "data.block_size=128"]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines() == [str(run / "eval.md")]
