@@ -24,21 +24,50 @@ def _run_lesson(name: str, out: Path, **parameters) -> nbformat.NotebookNode:
     return nbformat.read(out, as_version=4)
 
 
-@pytest.mark.parametrize("name", NOTEBOOKS)
-def test_committed_notebooks_are_clean(name):
-    path = NOTEBOOK_DIR / name
+SOLUTIONS = tuple(name.replace(".ipynb", "_solutions.ipynb") for name in NOTEBOOKS)
+COURSE = [NOTEBOOK_DIR / n for n in NOTEBOOKS] + [NOTEBOOK_DIR / "solutions" / n for n in SOLUTIONS]
+HELPERS_CHECK = "import helpers"  # the first code cell: a clear message instead of an import error
+DIAGRAMS = {"02_self_attention.ipynb": 1, "03_pretraining.ipynb": 1, "04_finetuning.ipynb": 1}  # at least
+
+
+@pytest.mark.parametrize("path", COURSE, ids=lambda p: p.name)
+def test_committed_notebooks_are_clean(path):
+    assert path.exists(), f"{path.name} is missing"
     assert path.stat().st_size < 1_000_000
     nb = nbformat.read(path, as_version=4)
     assert nb.metadata["kernelspec"]["name"] == "python3"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert HELPERS_CHECK in code[0].source and "pip install" in code[0].source
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1 and tagged[0].cell_type == "code"
     assert re.search(r'^profile = "lesson"$', tagged[0].source, re.M)
-    assert any("NBVAL_CHECK_OUTPUT" in c.source for c in nb.cells if c.cell_type == "code")
-    text = json.dumps([c.get("outputs", []) for c in nb.cells if c.cell_type == "code"])
+    text = json.dumps([c.get("outputs", []) for c in code])
     assert '"output_type": "error"' not in text
-    for marker in ("/work/", "/tmp/", "/root/", "/home/", "sk-"):
-        assert marker not in text, f"{name} output contains {marker!r}"
-    assert all(c.get("execution_count") is not None for c in nb.cells if c.cell_type == "code" and c.source.strip())
+    for marker in ("/work/", "/tmp/", "/root/", "/home/", "sk-", "Warning", "WARNING"):
+        assert marker not in text, f"{path.name} output contains {marker!r}"
+    for cell in code:
+        for output in cell.get("outputs", []):
+            shown = "".join(output.get("text", "")) + "".join(output.get("data", {}).get("text/plain", ""))
+            assert not ("0%|" in shown and "100%|" not in shown), f"{path.name}: a progress bar stored at 0%"
+    assert all(c.get("execution_count") is not None for c in code if c.source.strip())
+    markdown = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    if path.parent == NOTEBOOK_DIR:  # a lesson: what it teaches and follows, a summary, exercises with solutions
+        assert any("NBVAL_CHECK_OUTPUT" in c.source for c in code)
+        assert "What you will learn" in markdown and "section" in markdown.split("## ")[0].lower()
+        assert re.search(r"^## Summary", markdown, re.M), f"{path.name} has no summary"
+        assert "solutions/" in markdown and "**Exercise 1" in markdown
+        assert markdown.count("```mermaid") >= DIAGRAMS.get(path.name, 0)
+
+
+def test_every_exercise_has_a_worked_solution():
+    for lesson, solutions in zip(NOTEBOOKS, SOLUTIONS):
+        exercises = set(re.findall(r"\*\*Exercise (\d+)", _markdown(NOTEBOOK_DIR / lesson)))
+        solved = set(re.findall(r"^## Exercise (\d+)", _markdown(NOTEBOOK_DIR / "solutions" / solutions), re.M))
+        assert exercises and exercises == solved, (lesson, sorted(exercises), sorted(solved))
+
+
+def _markdown(path: Path) -> str:
+    return "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown")
 
 
 def test_papermill_injects_parameters_and_lesson_1_runs_offline(tmp_path, monkeypatch):
