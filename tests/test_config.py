@@ -92,3 +92,17 @@ def test_round_trip_through_json():
     p = get_profile("paper", {"pretrain.max_steps": 7})
     again = Profile.from_dict(json.loads(p.to_json()))
     assert again == p
+
+
+def test_every_lesson_finetuning_example_fits_the_pretrained_context():
+    """The lesson's choice: the story BPE knows the template and blocks are long enough for every question."""
+    from helpers.data import finetuning_examples
+    from helpers.tokenizer import profile_tokenizer
+
+    lesson = get_profile("lesson")
+    train, val = finetuning_examples(lesson.data, profile_tokenizer(lesson))
+    longest = max(len(e["input_ids"]) for part in (train, val) for e in part.examples)
+    assert len(train) == lesson.data.instruction_limit and train.dropped == val.dropped == 0
+    assert longest <= lesson.data.block_size and lesson.data.position_offset == 0
+    paper = get_profile("paper")  # the paper's values stay: 128-token blocks, answers up to 512
+    assert (paper.data.block_size, paper.data.instruction_max_length, paper.data.packing) == (128, 512, "per_story")
