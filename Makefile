@@ -11,11 +11,12 @@ TORCH_SPEC ?= torch==2.13.0
 PROFILE    ?= lesson
 PYTEST_ARGS ?=
 REPORT_ARGS ?=
+STUDY_ARGS ?=
 
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install report test clean
+.PHONY: install report study test clean
 
 install: $(STAMP)
 
@@ -32,6 +33,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 # The lesson profile's run also stores each executed lesson back into notebooks/ (their committed outputs).
 report: install
 	$(BIN)/python -m helpers report --profile $(PROFILE) $(if $(filter lesson,$(PROFILE)),--store) $(REPORT_ARGS)
+
+# A longer study (about half an hour on 2 CPU cores; not part of the report): can this model learn story QA?
+study: install
+	$(BIN)/python -m helpers study $(STUDY_ARGS)
 
 # Notebooks run in the lesson profile; their runs and figures go under build/
 # so that testing never rewrites the committed figures.

@@ -20,6 +20,7 @@ from .lessons import lesson_paths, run_lessons
 from .report import write_report
 from .runs import RunError
 from .sources import check_hub_sources
+from .study import run_study
 from .sources import DataError
 from .train import TrainingDiverged, train
 
@@ -99,6 +100,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write each executed lesson back into the notebooks folder (how the committed lessons "
                         "get their outputs)")
 
+    p = sub.add_parser("study", help="a longer pretraining and finetuning: can this model learn story QA?",
+                       description="Pretrain and finetune the lesson model for about half an hour on two CPU cores "
+                                   "(helpers.study.STUDY_SETTINGS), then score exact answers per kind of question at "
+                                   "every finetuning checkpoint; writes study_answers.png and .json to --figures.")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="change a study setting, e.g. --set finetune.max_steps=2000 (repeatable)")
+    p.add_argument("--out", default="runs/study", metavar="DIR", help="the study's runs (default: runs/study)")
+    p.add_argument("--figures", default="figures", metavar="DIR", help="where the figure goes (default: figures)")
+    p.add_argument("--stories", type=int, default=64, help="held-out stories whose questions are scored (default: 64)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
     p = sub.add_parser("config", help="print a profile's settings as JSON",
                        description="Print the resolved settings of a profile (after --set overrides).")
     common(p)
@@ -151,6 +163,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "report":
             return _report(args)
+        if args.command == "study":
+            result = run_study(args.out, args.figures, overrides=parse_overrides(args.overrides), stories=args.stories,
+                               progress=not args.quiet)
+            final = result["rows"][-1]
+            print(f"study done: exact answers {final['all']['share']:.3f} (95% {final['all']['low']:.3f}-"
+                  f"{final['all']['high']:.3f}) on {result['questions']} questions; figure {result['figure']}")
+            return 0
         if args.command in {"pretrain", "finetune"}:
             profile = _profile(args, "data.stories" if args.command == "pretrain" else "data.instructions")
             result = train(args.command, profile, args.out, init=getattr(args, "init", None),

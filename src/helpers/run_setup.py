@@ -135,7 +135,7 @@ def _check_positions(stage: Stage, profile: Profile, train_data, val_data, n_pos
     """Every finetuning example, moved by ``data.position_offset``, must stay inside the model's positions."""
     if stage != "finetune":
         return
-    longest = max(max(train_data.lengths), max(val_data.lengths, default=0))
+    longest = max(train_data.lengths + val_data.lengths, default=0)
     if longest + profile.data.position_offset > n_positions:
         raise RunError(f"data.position_offset={profile.data.position_offset} moves the longest finetuning example "
                        f"({longest} tokens) past the model's {n_positions} positions")

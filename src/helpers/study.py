@@ -1,0 +1,74 @@
+"""A study longer than a lesson: can a model of the paper's shape learn story question answering?
+
+The lesson's finetuning is a few hundred steps, enough to learn the form of
+an answer. The study trains the same shape (width 64, 6 layers, 8 heads)
+for about half an hour on two CPU cores: a longer pretraining, then a long
+finetuning on many more story questions, with a checkpoint every few hundred
+steps. It then measures exact answers per kind of question at every
+checkpoint, on the questions about held-out stories, against baselines taken
+from the training questions, and writes the figure and its numbers to the
+figures folder (``study_answers.png`` and ``.json``). ``python -m helpers
+study`` (``make study``) runs it; it is not part of the report job.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from .config import get_profile
+from .evaluation_plots import answer_curve_figure
+from .learning_order import answer_curve
+from .plots import close
+from .train import ensure_run
+
+__all__ = ["STUDY_SETTINGS", "run_study"]
+
+# On top of the lesson profile (its tokenizer, 288-token blocks, no dropout): what the study changes.
+STUDY_SETTINGS: dict[str, Any] = {
+    "pretrain.max_steps": 2000,
+    "pretrain.save_every": 500,
+    "pretrain.keep_checkpoints": 4,
+    "data.instruction_limit": 100_000,
+    "finetune.max_steps": 6000,
+    "finetune.learning_rate": 2e-3,
+    "finetune.warmup_steps": 100,
+    "finetune.log_every": 50,
+    "finetune.eval_every": 500,
+    "finetune.save_every": 500,
+    "finetune.keep_checkpoints": 12,
+}
+
+
+def _setting(profile, key: str) -> Any:
+    """A setting's value as the profile holds it (typed, whether it came from code or the command line)."""
+    section, _, name = key.partition(".")
+    return getattr(getattr(profile, section), name) if name else getattr(profile, section)
+
+
+def run_study(out_dir: str | Path, figures_dir: str | Path, *, overrides: Mapping[str, Any] | None = None,
+              stories: int = 64, progress: bool = True) -> dict[str, Any]:
+    """Pretrain and finetune with :data:`STUDY_SETTINGS`, then score answers at every finetuning checkpoint.
+
+    Runs that already finished are reused (and half-done ones resumed), so
+    rerunning the study only measures again. Returns the answer curve with
+    the settings and the training times; the figure and its numbers go to
+    ``figures_dir / "study_answers.png"`` and ``.json``.
+    """
+    profile = get_profile("lesson", {**STUDY_SETTINGS, **(overrides or {})})
+    settings = {key: _setting(profile, key) for key in {**STUDY_SETTINGS, **(overrides or {})}}
+    out = Path(out_dir)
+    started = time.perf_counter()
+    pre = ensure_run("pretrain", profile, out / "pretrain", progress=progress)
+    fin = ensure_run("finetune", profile, out / "finetune", init=out / "pretrain", progress=progress)
+    trained = time.perf_counter() - started
+    curve = answer_curve(out / "finetune", stories=stories, profile=profile, progress=progress)
+    result = {**curve, "settings": settings,
+              "minutes": {"pretraining": pre.elapsed_s / 60, "finetuning": fin.elapsed_s / 60,
+                          "measuring": (time.perf_counter() - started - trained) / 60},
+              "tokens": {"pretraining": pre.tokens, "finetuning": fin.tokens},
+              "eval_loss": {"pretraining": pre.eval_loss, "finetuning": fin.eval_loss}}
+    figure = Path(figures_dir) / "study_answers.png"
+    close(answer_curve_figure(result, title="The study: exact answers along a long finetuning", path=figure))
+    return {**result, "figure": str(figure)}
