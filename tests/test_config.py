@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from helpers.config import ConfigError, Profile, apply_overrides, get_profile, parse_overrides
+from helpers.config import ConfigError, Profile, get_profile, parse_overrides
 
 
 def test_paper_profile_holds_the_papers_values():

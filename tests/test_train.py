@@ -243,19 +243,24 @@ def test_two_processes_match_one(tmp_path):
 # ------------------------------------------------------------------ the paper's Trainer beside the fast engine
 
 
-def test_fast_engine_equals_trainer(tmp_path):
-    profile = tiny_profile(**NO_DROPOUT, **{"pretrain.max_steps": 10, "pretrain.grad_accum": 2,
-                                            "pretrain.log_every": 2, "pretrain.eval_every": 5})
-    pretrain(profile, tmp_path / "fast", engine="fast", progress=False)
-    pretrain(profile, tmp_path / "hf", engine="hf", progress=False)
-    fast, hf = read_metrics(tmp_path / "fast"), read_metrics(tmp_path / "hf")
-    assert [r["step"] for r in fast] == [r["step"] for r in hf] == [2, 4, 5, 6, 8, 10]
+def _assert_same_records(fast_run, hf_run, steps: list[int]) -> None:
+    """Both engines logged the same steps, tokens, losses, gradient norms and learning rates."""
+    fast, hf = read_metrics(fast_run), read_metrics(hf_run)
+    assert [r["step"] for r in fast] == [r["step"] for r in hf] == steps
     for x, y in zip(fast, hf):
         assert x["tokens"] == y["tokens"]
         for key in ("train_loss", "grad_norm", "eval_loss", "learning_rate"):
             assert (x.get(key) is None) == (y.get(key) is None), (x, y)
             if x.get(key) is not None:
                 assert y[key] == pytest.approx(x[key], rel=2e-5), (key, x["step"])
+
+
+def test_fast_engine_equals_trainer(tmp_path):
+    profile = tiny_profile(**NO_DROPOUT, **{"pretrain.max_steps": 10, "pretrain.grad_accum": 2,
+                                            "pretrain.log_every": 2, "pretrain.eval_every": 5})
+    pretrain(profile, tmp_path / "fast", engine="fast", progress=False)
+    pretrain(profile, tmp_path / "hf", engine="hf", progress=False)
+    _assert_same_records(tmp_path / "fast", tmp_path / "hf", [2, 4, 5, 6, 8, 10])
     from transformers import AutoModelForCausalLM
 
     assert AutoModelForCausalLM.from_pretrained(tmp_path / "hf").num_parameters() == 496_640
@@ -272,14 +277,7 @@ def test_fast_engine_equals_trainer_when_finetuning(tmp_path, pretrained_run):
                               "finetune.eval_max_batches": None})
     finetune(profile, tmp_path / "fast", init=pretrained_run, engine="fast", progress=False)
     finetune(profile, tmp_path / "hf", init=pretrained_run, engine="hf", progress=False)
-    fast, hf = read_metrics(tmp_path / "fast"), read_metrics(tmp_path / "hf")
-    assert [r["step"] for r in fast] == [r["step"] for r in hf] == [2, 3, 4, 6]
-    for x, y in zip(fast, hf):
-        assert x["tokens"] == y["tokens"]
-        for key in ("train_loss", "grad_norm", "eval_loss", "learning_rate"):
-            assert (x.get(key) is None) == (y.get(key) is None), (x, y)
-            if x.get(key) is not None:
-                assert y[key] == pytest.approx(x[key], rel=2e-5), (key, x["step"])
+    _assert_same_records(tmp_path / "fast", tmp_path / "hf", [2, 3, 4, 6])
     assert json.loads((tmp_path / "hf" / "run.json").read_text())["init"] == str(pretrained_run)
 
 
