@@ -3,10 +3,12 @@
 # the embedded corpus with GPT-2's tokenizer (shipped with the package: the device machine needs neither
 # the hub nor `datasets`), the paper's batch (32 x 8), schedule (warm-up 100, cosine, lr 5e-4) and
 # precision (fp16 pretraining, bf16 finetuning), a fixed budget of pretraining steps, then a short
-# finetuning on embedded story questions. Figures drawn from metrics.jsonl go to $OUT (or ./build/gpu).
+# finetuning on embedded story questions. Logs, metrics.jsonl and the figures drawn from them go to one
+# archive, $OUT/paper_gpu.tgz (the device tool brings back at most 8 files).
 #   bash benchmarks/paper_gpu_run.sh            # PRETRAIN_STEPS=600 FINETUNE_STEPS=200 by default
 set -euo pipefail
-OUT=${OUT:-build/gpu}
+OUT=${OUT:-build}
+WORK=$(mktemp -d)
 RUNS=${RUNS:-/tmp/paper-gpu-runs}
 PRETRAIN_STEPS=${PRETRAIN_STEPS:-600}
 FINETUNE_STEPS=${FINETUNE_STEPS:-200}
@@ -17,15 +19,15 @@ common=(--profile paper --set device=cuda --set data.stories=embedded --set data
 start=$(date +%s)
 python -m helpers pretrain "${common[@]}" --out "$RUNS/pretrain" --quiet \
     --set pretrain.max_steps="$PRETRAIN_STEPS" --set pretrain.log_every=20 --set pretrain.eval_every=100 \
-    --set pretrain.save_every=0 --set pretrain.eval_max_batches=20 | tee "$OUT/pretrain.log"
+    --set pretrain.save_every=0 --set pretrain.eval_max_batches=20 | tee "$WORK/pretrain.log"
 mid=$(date +%s)
 python -m helpers finetune "${common[@]}" --init "$RUNS/pretrain" --out "$RUNS/finetune" --quiet \
     --set finetune.max_steps="$FINETUNE_STEPS" --set finetune.log_every=10 --set finetune.eval_every=50 \
-    --set finetune.save_every=0 --set finetune.eval_max_batches=20 | tee "$OUT/finetune.log"
+    --set finetune.save_every=0 --set finetune.eval_max_batches=20 | tee "$WORK/finetune.log"
 end=$(date +%s)
-cp "$RUNS/pretrain/metrics.jsonl" "$OUT/pretrain-metrics.jsonl"
-cp "$RUNS/finetune/metrics.jsonl" "$OUT/finetune-metrics.jsonl"
-python - "$RUNS" "$OUT" <<'PY'
+cp "$RUNS/pretrain/metrics.jsonl" "$WORK/pretrain-metrics.jsonl"
+cp "$RUNS/finetune/metrics.jsonl" "$WORK/finetune-metrics.jsonl"
+python - "$RUNS" "$WORK" <<'PY'
 import sys
 from pathlib import Path
 from helpers.plots import metric_figure
@@ -35,4 +37,5 @@ for stage in ("pretrain", "finetune"):
         metric_figure({f"paper profile, {stage}": runs / stage}, metric, title=f"GPU {stage}: {metric}",
                       path=out / f"gpu_{stage}_{metric}.png")
 PY
-echo "pretraining $((mid - start)) s, finetuning $((end - mid)) s" | tee "$OUT/times.txt"
+echo "pretraining $((mid - start)) s, finetuning $((end - mid)) s" | tee "$WORK/times.txt"
+tar czf "$OUT/paper_gpu.tgz" -C "$WORK" .
