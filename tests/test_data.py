@@ -10,7 +10,7 @@ import pytest
 from conftest import ALPACA_335, ALPACA_LONG, DATA, TINYSTORIES_TRAIN, TINYSTORIES_VALID, require_shared
 from helpers.config import get_profile
 from helpers.data import (
-    PROMPT_TEMPLATES, encode_instruction, finetuning_examples, format_prompt, pack_concat, pack_per_story,
+    PROMPT_TEMPLATES, encode_instruction, finetuning_examples, format_prompt, model_prompt, pack_concat, pack_per_story,
     pad_batch, pretraining_blocks,
 )
 from helpers.sources import DataError, load_instructions, load_stories, read_instruction_file, read_story_file
@@ -282,8 +282,11 @@ def test_labels_hide_exactly_the_prompt(gpt2):
     record = {"instruction": "What are the three primary colors?", "input": "",
               "output": "The three primary colors are red, blue, and yellow."}
     example = encode_instruction(record, gpt2, max_length=512)
-    prompt = gpt2(format_prompt(record))["input_ids"]
-    response = gpt2(record["output"])["input_ids"]
+    # the template's final space starts the response: " The" is one token, as in any text
+    assert format_prompt(record).endswith("### Response: ") and model_prompt(format_prompt(record)).endswith(":")
+    prompt = gpt2(model_prompt(format_prompt(record)))["input_ids"]
+    response = gpt2(" " + record["output"])["input_ids"]
+    assert gpt2.convert_ids_to_tokens(prompt[-2:] + response[:2]) == ["ĠResponse", ":", "ĠThe", "Ġthree"]
     assert example["input_ids"] == prompt + response + [50256]
     assert example["labels"] == [-100] * len(prompt) + response + [50256]
     assert gpt2.decode(example["input_ids"]) == format_prompt(record) + record["output"] + "<|endoftext|>"

@@ -47,6 +47,7 @@ __all__ = [
     "TokenBlocks",
     "pretraining_blocks",
     "format_prompt",
+    "model_prompt",
     "encode_instruction",
     "InstructionSet",
     "finetuning_examples",
@@ -219,15 +220,32 @@ def format_prompt(record: dict) -> str:
     return PROMPT_TEMPLATES["prompt_no_input"].format(instruction=record["instruction"])
 
 
+def model_prompt(prompt: str) -> str:
+    """The prompt as the model reads it: the paper's template without its final space.
+
+    The template ends in ``"### Response: "``. Tokenised alone, that space
+    becomes a token of its own and the answer's first word is cut into pieces
+    no story contains ("Pete" as ``Pet`` ``e`` where a story has ``ĠPete``).
+    The space belongs to the answer's first word instead: the characters of
+    prompt plus answer are exactly the paper's, only the cut between the two
+    token sequences moves.
+    """
+    return prompt.rstrip(" ")
+
+
 def encode_instruction(record: dict, tokenizer: PreTrainedTokenizerBase, max_length: int) -> dict[str, list[int]]:
     """Token ids and labels of prompt + response + end-of-text, cut to ``max_length``.
 
     Prompt and response are tokenised separately and joined, so the label
     mask covers exactly the prompt's tokens, and the prompt's tokens are
-    exactly what the model sees at generation time.
+    exactly what the model sees at generation time (:func:`model_prompt`:
+    the template's final space starts the response).
     """
-    prompt = tokenizer(format_prompt(record), add_special_tokens=False)["input_ids"]
-    response = tokenizer(record["output"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    full = format_prompt(record)
+    read = model_prompt(full)
+    prompt = tokenizer(read, add_special_tokens=False)["input_ids"]
+    response = tokenizer(full[len(read):] + record["output"], add_special_tokens=False)["input_ids"]
+    response += [tokenizer.eos_token_id]
     ids = (prompt + response)[:max_length]
     labels = ([-100] * len(prompt) + response)[:max_length]
     return {"input_ids": ids, "labels": labels}

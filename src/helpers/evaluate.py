@@ -21,7 +21,7 @@ from typing import Any, TypedDict
 
 from .comparison import compare_models, load_comparison
 from .config import Profile
-from .data import finetuning_examples, pretraining_blocks
+from .data import finetuning_examples, model_prompt, pretraining_blocks
 from .devices import resolve_device
 from .inference import SAMPLING, generate, load_run, perplexity
 from .judge import DEFAULT_MODEL, judge_available, judge_many, summarise
@@ -188,7 +188,7 @@ def _perplexity(model, tokenizer, stage: str, profile: Profile, progress: bool) 
 def _paper_instructions(model, tokenizer, max_new_tokens: int, seed: int, device: str) -> list[dict[str, str]]:
     """The paper's two Alpaca instructions (section 5.3), answered greedily and by sampling."""
     names = [k for k in PAPER_PROMPTS if k != "story"]
-    prompts = [PAPER_PROMPTS[k] for k in names]
+    prompts = [model_prompt(PAPER_PROMPTS[k]) for k in names]
     greedy = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, device=device, progress=False)
     sampled = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, do_sample=True, seed=seed,
                        device=device, progress=False, **SAMPLING)

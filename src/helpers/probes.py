@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .data import format_prompt, pad_batch
+from .data import format_prompt, model_prompt, pad_batch
 from .inference import SAMPLING, generate, place
 from .stats import share
 from .story_cloze import ClozeItem
@@ -28,7 +28,8 @@ def qa_accuracy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, reco
                 device: str | torch.device | None = None, progress: bool = True) -> dict[str, Any]:
     """Exact-match accuracy of greedy answers to instruction records, overall and per ``kind``.
 
-    Each record is asked in the paper's template (:func:`helpers.data.format_prompt`)
+    Each record is asked in the paper's template (:func:`helpers.data.format_prompt`,
+    read as :func:`helpers.data.model_prompt`)
     and answered greedily; :func:`helpers.text_metrics.score_answers` scores
     the answers (exact match after normalising, and ``template``: the share
     of answers of the right form, the paper's "template of an answer" as a
@@ -36,8 +37,9 @@ def qa_accuracy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, reco
     """
     if not records:
         raise ValueError("qa_accuracy needs at least one record")
-    answers = generate(model, tokenizer, [format_prompt(r) for r in records], max_new_tokens=max_new_tokens,
-                       batch_size=batch_size, position_offset=position_offset, device=device, progress=progress)
+    prompts = [model_prompt(format_prompt(r)) for r in records]
+    answers = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                       position_offset=position_offset, device=device, progress=progress)
     return score_answers(records, answers, examples=examples)
 
 
