@@ -18,7 +18,7 @@ SHRUNK = {"pretrain.max_steps": 6, "pretrain.save_every": 3, "pretrain.eval_ever
 
 def test_study_writes_its_answer_curve(tmp_path):
     args = [sys.executable, "-m", "helpers", "study", "--quiet", "--out", str(tmp_path / "runs"),
-            "--figures", str(tmp_path / "figs"), "--stories", "2"]
+            "--figures", str(tmp_path / "figs"), "--stories", "2", "--prompts", "3"]
     args += [item for key, value in SHRUNK.items() for item in ("--set", f"{key}={value}")]
     first = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=900, env=os.environ)
     assert first.returncode == 0, first.stderr
@@ -34,3 +34,5 @@ def test_study_writes_its_answer_curve(tmp_path):
     again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=900, env=os.environ)
     assert again.returncode == 0 and "reusing the finished run" in again.stdout  # it only measures again
     assert json.loads((tmp_path / "figs" / "study_answers.json").read_text())["rows"] == result["rows"]
+    order = json.loads((tmp_path / "figs" / "study_learning_order.json").read_text())
+    assert [r["step"] for r in order["rows"]] == [3, 6] and order["prompts"] == 3 and order["cloze_stories"] == 2

@@ -108,7 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="change a study setting, e.g. --set finetune.max_steps=2000 (repeatable)")
     p.add_argument("--out", default="runs/study", metavar="DIR", help="the study's runs (default: runs/study)")
     p.add_argument("--figures", default="figures", metavar="DIR", help="where the figure goes (default: figures)")
-    p.add_argument("--stories", type=int, default=64, help="held-out stories whose questions are scored (default: 64)")
+    p.add_argument("--stories", type=int, default=64,
+                   help="held-out stories whose questions and cloze blanks are scored (default: 64)")
+    p.add_argument("--prompts", type=int, default=200,
+                   help="story beginnings continued at each pretraining checkpoint (default: 200)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("config", help="print a profile's settings as JSON",
@@ -165,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _report(args)
         if args.command == "study":
             result = run_study(args.out, args.figures, overrides=parse_overrides(args.overrides), stories=args.stories,
-                               progress=not args.quiet)
+                               prompts=args.prompts, progress=not args.quiet)
             final = result["rows"][-1]
             print(f"study done: exact answers {final['all']['share']:.3f} (95% {final['all']['low']:.3f}-"
                   f"{final['all']['high']:.3f}) on {result['questions']} questions; figure {result['figure']}")

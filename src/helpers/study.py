@@ -7,7 +7,8 @@ finetuning on many more story questions, with a checkpoint every few hundred
 steps. It then measures exact answers per kind of question at every
 checkpoint, on the questions about held-out stories, against baselines taken
 from the training questions, and writes the figure and its numbers to the
-figures folder (``study_answers.png`` and ``.json``). ``python -m helpers
+figures folder (``study_answers.png`` and ``.json``), with the learning order
+of its pretraining (``study_learning_order.png`` and ``.json``). ``python -m helpers
 study`` (``make study``) runs it; it is not part of the report job.
 """
 
@@ -18,26 +19,28 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .config import get_profile
-from .evaluation_plots import answer_curve_figure
-from .learning_order import answer_curve
+from .evaluation_plots import answer_curve_figure, learning_order_figure
+from .learning_order import answer_curve, learning_order
 from .plots import close
 from .train import ensure_run
 
 __all__ = ["STUDY_SETTINGS", "run_study"]
 
 # On top of the lesson profile (its tokenizer, 288-token blocks, no dropout): what the study changes.
+# Pretraining matters most: a model this size answers a kind of question only once pretraining has
+# taught it to copy that kind of fact from the context (the learning order's cloze shows when).
 STUDY_SETTINGS: dict[str, Any] = {
-    "pretrain.max_steps": 2000,
+    "data.train_stories": 60_000,
+    "pretrain.max_steps": 3500,
     "pretrain.save_every": 500,
-    "pretrain.keep_checkpoints": 4,
-    "data.instruction_limit": 100_000,
-    "finetune.max_steps": 6000,
+    "pretrain.keep_checkpoints": 8,
+    "data.instruction_limit": 60_000,
+    "finetune.max_steps": 1500,
     "finetune.learning_rate": 2e-3,
-    "finetune.warmup_steps": 100,
     "finetune.log_every": 50,
-    "finetune.eval_every": 500,
-    "finetune.save_every": 500,
-    "finetune.keep_checkpoints": 12,
+    "finetune.eval_every": 150,
+    "finetune.save_every": 150,
+    "finetune.keep_checkpoints": 10,
 }
 
 
@@ -48,11 +51,13 @@ def _setting(profile, key: str) -> Any:
 
 
 def run_study(out_dir: str | Path, figures_dir: str | Path, *, overrides: Mapping[str, Any] | None = None,
-              stories: int = 64, progress: bool = True) -> dict[str, Any]:
+              stories: int = 64, prompts: int = 200, progress: bool = True) -> dict[str, Any]:
     """Pretrain and finetune with :data:`STUDY_SETTINGS`, then score answers at every finetuning checkpoint.
 
     Runs that already finished are reused (and half-done ones resumed), so
-    rerunning the study only measures again. Returns the answer curve with
+    rerunning the study only measures again. ``stories`` held-out stories
+    give the questions and the cloze items, ``prompts`` the continuations of
+    the learning order. Returns the answer curve with
     the settings and the training times; the figure and its numbers go to
     ``figures_dir / "study_answers.png"`` and ``.json``.
     """
@@ -64,6 +69,10 @@ def run_study(out_dir: str | Path, figures_dir: str | Path, *, overrides: Mappin
     fin = ensure_run("finetune", profile, out / "finetune", init=out / "pretrain", progress=progress)
     trained = time.perf_counter() - started
     curve = answer_curve(out / "finetune", stories=stories, profile=profile, progress=progress)
+    order = learning_order(out / "pretrain", prompts=prompts, cloze_stories=stories, profile=profile,
+                           progress=progress)
+    close(learning_order_figure(order, title="The study's pretraining, checkpoint by checkpoint",
+                                path=Path(figures_dir) / "study_learning_order.png"))
     result = {**curve, "settings": settings,
               "minutes": {"pretraining": pre.elapsed_s / 60, "finetuning": fin.elapsed_s / 60,
                           "measuring": (time.perf_counter() - started - trained) / 60},
