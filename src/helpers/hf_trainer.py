@@ -15,7 +15,7 @@ import math
 import time
 
 import torch
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
 from .batches import FinetuneData, PretrainData, StepOrder, TokenCount
 from .run_setup import RunSetup, publish_final
@@ -182,6 +182,7 @@ def train_with_trainer(setup: RunSetup, progress: bool) -> RunResult:
                            data_collator=Collator(setup.train_data), callbacks=[callback],
                            sampler=SameOrder(setup.order, cfg.grad_accum, setup.procs.rank),
                            eval_collator=Collator(setup.val_data))
+    trainer.remove_callback(PrinterCallback)  # without a progress bar Trainer prints every log as a dict
     trainer.train(resume_from_checkpoint=str(setup.checkpoint) if setup.checkpoint else None)
     if setup.procs.main:
         publish_final(trainer.model, setup.tokenizer, setup.out)
