@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -97,31 +100,57 @@ def test_a_missing_run_names_the_lesson_to_run_first(tmp_path):
     assert "run 03_pretraining.ipynb first" in err.value.evalue
 
 
-def test_lessons_take_their_data_sources_from_parameters(tmp_path):
-    """Lessons 3 and 4 on real TinyStories and Alpaca files, shrunk by parameters to seconds of training."""
+PAPER_REHEARSAL_SETTINGS = {  # the paper profile shrunk to seconds: batches, steps and data, nothing else
+    "pretrain.max_steps": 6, "pretrain.batch_size": 2, "pretrain.grad_accum": 1, "pretrain.warmup_steps": 2,
+    "pretrain.eval_every": 3, "pretrain.save_every": 3, "pretrain.eval_max_batches": 2, "data.train_stories": 300,
+    "data.val_stories_count": 20, "finetune.max_steps": 4, "finetune.batch_size": 2, "finetune.grad_accum": 1,
+    "finetune.eval_every": 2, "finetune.save_every": 2, "finetune.eval_max_batches": 1,
+    "data.instruction_max_length": 256,
+}
+
+
+def test_the_paper_profile_rehearsed_offline_through_the_report_job(tmp_path):
+    """All five lessons headless with profile="paper" on the local reference files, as `make report` runs them.
+
+    GPT-2's vocabulary, the 3,582,016-parameter model, per-story blocks, the
+    paper's template, fp32 on a CPU; only batches, steps and data are shrunk.
+    Hub-only cells (the gpt2 comparison) say so and skip.
+    """
     from conftest import ALPACA_335, TINYSTORIES_TRAIN, require_shared
 
     require_shared()
-    runs, figs = tmp_path / "runs", tmp_path / "figs"
-    overrides = {"data.train_stories": 400, "data.val_stories_count": 40, "pretrain.max_steps": 20,
-                 "pretrain.warmup_steps": 5, "pretrain.eval_every": 10, "pretrain.save_every": 10}
-    nb = _run_lesson("03_pretraining.ipynb", tmp_path / "03.ipynb", stories=str(TINYSTORIES_TRAIN), device="cpu",
-                     overrides=overrides, runs_dir=str(runs), figures_dir=str(figs), sample_checkpoints=[10],
-                     packing_stories=200, max_new_tokens=8)
-    run = json.loads((runs / "pretrain" / "run.json").read_text())
-    assert run["profile"]["data"]["stories"] == str(TINYSTORIES_TRAIN)
-    assert run["profile"]["device"] == "cpu" and run["total_steps"] == 20 and run["data"]["train_stories"] == 400
-    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
-    assert "== step 10" in printed and "20 steps of 16 sequences" in printed
-    assert {p.name for p in figs.iterdir()} == {"pretrain_lr.png", "pretrain_loss_train.png",
-                                               "pretrain_loss_eval.png", "pretrain_ppl.png"}
-
-    finetuning = {"finetune.max_steps": 6, "finetune.warmup_steps": 0, "finetune.eval_every": 3,
-                  "finetune.save_every": 0, "finetune.eval_max_batches": 2, "data.instruction_max_length": 256}
-    _run_lesson("04_finetuning.ipynb", tmp_path / "04.ipynb", instructions=str(ALPACA_335), device="cpu",
-                overrides=finetuning, runs_dir=str(runs), figures_dir=str(figs), n_shown=2, n_scored=4,
-                max_new_tokens=4)
-    run = json.loads((runs / "finetune" / "run.json").read_text())
-    assert run["profile"]["data"]["instructions"] == str(ALPACA_335) and run["total_steps"] == 6
-    assert run["init"] == str(runs / "pretrain")
-    assert {"finetune_lr.png", "finetune_loss_train.png", "finetune_loss_eval.png"} <= {p.name for p in figs.iterdir()}
+    lesson_knobs = {"stories": TINYSTORIES_TRAIN, "instructions": ALPACA_335, "alpaca": ALPACA_335, "device": "cpu",
+                    "n_train_stories": 300, "n_val_stories": 40, "n_question_stories": 2, "demo_steps": 3,
+                    "loop_steps": 2, "loop_batch": 2, "sample_checkpoints": [], "packing_stories": 200,
+                    "decoding_stories": 2, "question_stories": 2, "n_shown": 2, "samples": 2, "order_prompts": 4,
+                    "order_stories": 2}
+    args = [sys.executable, "-m", "helpers", "report", "--profile", "paper", "--out", str(tmp_path / "build"),
+            "--runs", str(tmp_path / "runs"), "--figures", str(tmp_path / "figs")]
+    args += [item for key, value in lesson_knobs.items() for item in ("--param", f"{key}={json.dumps(value)}"
+                                                                         if not isinstance(value, Path) else
+                                                                         f"{key}={value}")]
+    args += [item for key, value in PAPER_REHEARSAL_SETTINGS.items() for item in ("--set", f"{key}={value}")]
+    env = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9"}  # no hub, whatever this machine can reach
+    env.pop("HELPERS_TOKENIZER", None)
+    done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    run = json.loads((tmp_path / "runs" / "pretrain" / "run.json").read_text())
+    assert run["profile"]["name"] == "paper" and run["profile"]["data"]["tokenizer"] == "gpt2"
+    assert run["profile"]["data"]["packing"] == "per_story" and run["profile"]["model"]["vocab_size"] == 50257
+    assert run["profile"]["data"]["stories"] == str(TINYSTORIES_TRAIN) and run["precision"] == "fp32"
+    fine = json.loads((tmp_path / "runs" / "finetune" / "run.json").read_text())
+    assert fine["profile"]["data"]["instructions"] == str(ALPACA_335) and fine["profile"]["name"] == "paper"
+    evaluation = json.loads((tmp_path / "runs" / "pretrain" / "eval.json").read_text())
+    assert evaluation["model"]["parameters"] == 3_582_016 and evaluation["model"]["vocab_size"] == 50257
+    assert evaluation["comparison"]["skipped"] == "'gpt2' could not be loaded"
+    figures = {p.name for p in (tmp_path / "figs").glob("*.png")}
+    assert {"token_lengths.png", "attention_heads.png", "position_embeddings.png", "pretrain_lr.png",
+            "pretrain_loss_train.png", "pretrain_loss_eval.png", "pretrain_ppl.png", "finetune_lr.png",
+            "finetune_loss_train.png", "finetune_loss_eval.png", "learning_order.png", "repetition.png"} <= figures
+    report = (tmp_path / "build" / "report.md").read_text()
+    assert "Profile `paper`" in report and "| pretraining | 10.18 |" in report
+    executed = {p.name: nbformat.read(p, as_version=4) for p in (tmp_path / "build" / "notebooks").glob("*.ipynb")}
+    assert set(executed) == set(NOTEBOOKS)
+    printed = "".join(o.get("text", "") for c in executed["05_evaluation.ipynb"].cells if c.cell_type == "code"
+                      for o in c.outputs)
+    assert "Comparison with 'gpt2' skipped" in printed
