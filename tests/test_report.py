@@ -42,6 +42,9 @@ def test_paths_and_prerequisites(tmp_path, monkeypatch, pretrained_run):
     assert (str(paths.runs), str(paths.figures)) == ("../runs", "../figures")
     based = lesson_paths(base=tmp_path)
     assert based.pretrain == tmp_path / "../runs/pretrain"
+    solutions = tmp_path / "notebooks" / "solutions"  # a worked solution reads the runs its lesson wrote
+    assert lesson_paths(base=solutions).pretrain == solutions / "../../runs/pretrain"
+    assert lesson_paths(base=solutions).figures == solutions / "../../figures"
     monkeypatch.setenv("HELPERS_RUNS", str(tmp_path / "r"))
     assert lesson_paths().finetune == tmp_path / "r" / "finetune"
     assert require_run(pretrained_run, "03_pretraining.ipynb") == pretrained_run

@@ -1,7 +1,9 @@
 """Where the lessons keep their runs and figures, what each needs first, and running them headless.
 
-Notebooks run with ``notebooks/`` as their working folder. By default runs go
-to ``../runs`` and figures to ``../figures``; ``$HELPERS_RUNS`` and
+Notebooks run with ``notebooks/`` as their working folder (the worked
+solutions with ``notebooks/solutions/``). By default runs go to the
+repository's ``runs/`` and figures to its ``figures/``, written relative to
+that folder (``../runs``, or ``../../runs`` from the solutions); ``$HELPERS_RUNS`` and
 ``$HELPERS_FIGURES`` (or the notebooks' parameters) move them, which is how
 the tests keep the committed figures untouched.
 """
@@ -63,11 +65,16 @@ def lesson_paths(runs_dir: str | Path | None = None, figures_dir: str | Path | N
                  base: str | Path | None = None) -> LessonPaths:
     """Resolve a notebook's ``runs_dir``/``figures_dir`` parameters (``None`` = environment or default).
 
-    Relative folders are relative to the notebooks' working folder; ``base``
-    names that folder for callers running elsewhere (the report job).
+    Relative folders are relative to the notebook's working folder; ``base``
+    names that folder for callers running elsewhere (the report job). The
+    defaults point at the repository's ``runs/`` and ``figures/`` from
+    ``notebooks/`` and from ``notebooks/solutions/`` alike, so a solution
+    finds the runs its lesson wrote.
     """
-    runs = Path(runs_dir or os.environ.get("HELPERS_RUNS") or "../runs")
-    figures = Path(figures_dir or os.environ.get("HELPERS_FIGURES") or "../figures")
+    here = Path(base) if base is not None else Path.cwd()
+    up = "../../" if (here.name, here.parent.name) == ("solutions", "notebooks") else "../"
+    runs = Path(runs_dir or os.environ.get("HELPERS_RUNS") or f"{up}runs")
+    figures = Path(figures_dir or os.environ.get("HELPERS_FIGURES") or f"{up}figures")
     if base is not None:
         runs, figures = (Path(base) / p if not p.is_absolute() else p for p in (runs, figures))
     return LessonPaths(runs, figures)

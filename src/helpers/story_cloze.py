@@ -4,9 +4,11 @@ A pretrained model has never seen a question, but it can be asked about a
 story in its own language: give it the whole story, then a sentence such as
 ``One sunny day, Pete went to the`` and see which of the story's words it
 expects next. The candidates are the story's own names, places, things and
-feelings, so a model that only knows which *kind* of word comes next does
-not get the answer for free, and a model that picks uniformly is right with
-chance ``1 / len(candidates)``. Nothing here needs a model; ranking the
+feelings, and a model that picks uniformly is right with chance
+``1 / len(candidates)``. A story names several people and things, so a *who*
+or *what* blank needs the story; it has one place and two feelings, so for
+*where* and *feeling* knowing which sort of word the cue wants goes most of
+the way (lesson 5 reads the kinds apart for that reason). Nothing here needs a model; ranking the
 candidates by a model's likelihood is :func:`helpers.probes.cloze_accuracy`.
 """
 
