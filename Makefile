@@ -34,7 +34,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 report: install
 	$(BIN)/python -m helpers report --profile $(PROFILE) $(if $(filter lesson,$(PROFILE)),--store) $(REPORT_ARGS)
 
-# A longer study (about half an hour on 2 CPU cores; not part of the report): can this model learn story QA?
+# A longer study (about a quarter of an hour on 2 idle CPU cores; not part of the report): can this model learn story QA?
 study: install
 	$(BIN)/python -m helpers study $(STUDY_ARGS)
 

@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "get their outputs)")
 
     p = sub.add_parser("study", help="a longer pretraining and finetuning: can this model learn story QA?",
-                       description="Pretrain and finetune the lesson model for about half an hour on two CPU cores "
+                       description="Pretrain and finetune the lesson model for about a quarter of an hour on two idle CPU cores "
                                    "(helpers.study.STUDY_SETTINGS), then score exact answers per kind of question at "
                                    "every finetuning checkpoint; writes study_answers.png and .json to --figures.")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
