@@ -8,8 +8,9 @@ import matplotlib.colors as mcolors
 import numpy as np
 import pytest
 
-from helpers import plots
+from helpers import evaluation_plots, plots
 from helpers.runs import read_metrics
+from helpers.stats import wilson_interval
 
 
 def _is_png(path) -> bool:
@@ -46,24 +47,60 @@ def test_metric_figure_refuses_a_metric_no_run_has(pretrained_run):
         plots.metric_figure({"run": pretrained_run}, "bleu", title="t")
 
 
-def test_learning_order_figure_leaves_out_missing_measures(tmp_path):
-    rows = [{"tokens": 100, "grammar": 0.1}, {"tokens": 200, "grammar": 0.5, "answers": 0.2}]
-    fig = plots.learning_order_figure(rows, title="order", path=tmp_path / "order.png")
-    lines = fig.axes[0].lines
-    assert [(list(l.get_xdata()), list(l.get_ydata())) for l in lines] == [([100, 200], [0.1, 0.5]), ([200], [0.2])]
-    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [
-        "grammatical sentences", "story questions answered exactly"]
-    assert _is_png(tmp_path / "order.png")
-    assert len(fig.axes[0].texts) == 0  # no finetuning rows, no boundary
-    staged = [{"stage": "pretrain", "tokens": 100, "grammar": 0.4},
-              {"stage": "finetune", "tokens": 100, "grammar": 0.4, "answers": 0.0},
-              {"stage": "finetune", "tokens": 150, "grammar": 0.0, "answers": 0.3}]
-    ax = plots.learning_order_figure(staged, title="order").axes[0]
-    boundary = [line for line in ax.lines if line.get_linestyle() == "--"]
-    assert len(boundary) == 1 and list(boundary[0].get_xdata()) == [100, 100]
-    assert [t.get_text() for t in ax.texts] == ["finetuning "]
+def _share(k: int, n: int) -> dict:
+    low, high = wilson_interval(k, n)
+    return {"share": k / n, "low": low, "high": high, "successes": k, "n": n}
+
+
+def _ys(ax) -> list[list[float]]:
+    return [[float(y) for y in line.get_ydata()] for line in ax.lines]
+
+
+def test_learning_order_figure_draws_each_probe_its_interval_and_its_lines(tmp_path):
+    rows = [{"step": 10, "tokens": 100, "grammar": _share(10, 100), "consistency": _share(0, 50),
+             "cloze": {"who": _share(2, 10), "where": _share(5, 10), "all": _share(7, 20)}},
+            {"step": 20, "tokens": 200, "grammar": _share(50, 100), "consistency": _share(5, 50),
+             "cloze": {"who": _share(6, 10), "where": _share(9, 10), "all": _share(15, 20)}}]
+    refs = {"grammar": {"the stories' own continuations": 1.0},
+            "consistency": {"the stories' own continuations": 0.9, "another story's continuation": 0.05},
+            "cloze": {"chance": {"who": 0.2, "where": 0.25}, "word frequency": {"who": 0.0, "where": 0.3}}}
+    order = {"rows": rows, "references": refs, "prompts": 50}
+    fig = evaluation_plots.learning_order_figure(order, title="order", path=tmp_path / "order.png")
+    grammar, consistency, facts = fig.axes
+    assert [list(line.get_xdata()) for line in grammar.lines][0] == [100, 200]
+    assert _ys(grammar) == [[0.1, 0.5], [1.0, 1.0]]
+    assert _ys(consistency) == [[0.0, 0.1], [0.9, 0.9], [0.05, 0.05]]
+    assert _ys(facts)[:5] == [[0.2, 0.6], [0.0, 0.0], [0.5, 0.9], [0.3, 0.3], [0.225, 0.225]]  # chance: the mean
+    band = grammar.collections[0].get_paths()[0].vertices[:, 1]  # the shaded 95% interval of grammar
+    assert min(band) == pytest.approx(rows[0]["grammar"]["low"]) and max(band) == pytest.approx(rows[1]["grammar"]["high"])
+    assert [t.get_text() for t in facts.get_legend().get_texts()] == [
+        "who", "where", "chance (1 / candidates, 0.23)", "dotted: always the most frequent word"]
+    written = json.loads((tmp_path / "order.json").read_text())
+    assert written["figure"] == "order.png" and written["rows"][1]["grammar"]["share"] == 0.5
+    assert written["references"] == refs and written["prompts"] == 50 and _is_png(tmp_path / "order.png")
     with pytest.raises(ValueError, match="no learning-order measurements"):
-        plots.learning_order_figure([{"tokens": 1}], title="t")
+        evaluation_plots.learning_order_figure({"rows": [], "references": refs}, title="t")
+
+
+def test_answer_curve_figure_draws_each_kind_against_its_baseline(tmp_path):
+    def row(step, who, yes_no):
+        shares = {"who": _share(who, 10), "yes_no": _share(yes_no, 10), "all": _share(who + yes_no, 20)}
+        shares["all"]["right_form"] = step / 100
+        return {"step": step, "tokens": step * 8, **shares}
+
+    curve = {"rows": [row(0, 0, 0), row(50, 2, 6)], "questions": 20, "stories": 4,
+             "baselines": {"who": {"answer": "mom", "share": 0.1, "n": 10},
+                           "yes_no": {"answer": "no", "share": 0.5, "n": 10}}}
+    fig = evaluation_plots.answer_curve_figure(curve, title="answers", path=tmp_path / "answers.png")
+    ax = fig.axes[0]
+    assert [list(line.get_xdata()) for line in ax.lines][0] == [0, 50]
+    assert _ys(ax)[:6] == [[0.0, 0.2], [0.1, 0.1], [0.0, 0.6], [0.5, 0.5], [0.0, 0.4], [0.0, 0.5]]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "who", "yes/no", "all questions", "answers of the right form", "dotted: most common training answer"]
+    written = json.loads((tmp_path / "answers.json").read_text())
+    assert written["baselines"] == curve["baselines"] and written["rows"][1]["who"]["successes"] == 2
+    with pytest.raises(ValueError, match="no answers to plot"):
+        evaluation_plots.answer_curve_figure({"rows": [], "baselines": {}}, title="t")
 
 
 def test_repetition_figure_bars_colours_and_labels(tmp_path):
@@ -72,7 +109,8 @@ def test_repetition_figure_bars_colours_and_labels(tmp_path):
             {"model": "the stories themselves", "label": "C", "repeated_4gram_share": 0.5, "distinct_2": 0.5},
             {"model": "gpt2, greedy", "label": "D", "repeated_4gram_share": None, "distinct_2": 0.2}]
     colors = ["tab:red", "tab:green", "tab:gray", "tab:purple"]
-    fig = plots.repetition_figure(rows, title="Repetition", colors=colors, label="label", path=tmp_path / "rep.png")
+    fig = evaluation_plots.repetition_figure(rows, title="Repetition", colors=colors, label="label",
+                                             path=tmp_path / "rep.png")
     left, right = fig.axes
     assert [bar.get_width() for bar in left.patches][:3] == [0.25, 0.0, 0.5]
     assert np.isnan(left.patches[3].get_width())
@@ -81,12 +119,14 @@ def test_repetition_figure_bars_colours_and_labels(tmp_path):
     assert [t.get_text() for t in left.get_yticklabels()] == ["A", "B", "C", "D"]
     assert left.get_xlabel() == "repeated 4-grams (share)" and right.get_xlabel() == "distinct-2"
     assert _is_png(tmp_path / "rep.png")
-    one = plots.repetition_figure(rows, title="t", colors=colors, columns=[("distinct_2", "distinct-2")])
+    assert json.loads((tmp_path / "rep.json").read_text())["rows"][3] == {
+        "label": "D", "repeated_4gram_share": None, "distinct_2": 0.2}
+    one = evaluation_plots.repetition_figure(rows, title="t", colors=colors, columns=[("distinct_2", "distinct-2")])
     assert len(one.axes) == 1 and [t.get_text() for t in one.axes[0].get_yticklabels()][0] == "pretrained, greedy"
     with pytest.raises(ValueError, match="no repetition rows"):
-        plots.repetition_figure([], title="t", colors=[])
+        evaluation_plots.repetition_figure([], title="t", colors=[])
     with pytest.raises(ValueError, match="4 rows but 3 colours"):
-        plots.repetition_figure(rows, title="t", colors=colors[:3])
+        evaluation_plots.repetition_figure(rows, title="t", colors=colors[:3])
 
 
 def test_token_length_figure_names_each_tokenizer_with_its_mean():
