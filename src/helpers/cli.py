@@ -30,57 +30,33 @@ SET_HELP = ("override one setting, e.g. --set pretrain.max_steps=200 --set model
             "sections: model, data, pretrain, finetune; also device (repeatable)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m helpers",
-        description="Train and evaluate the 3.6M-parameter GPT-2 of 'Story-Based QA GPT Model'.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+def _common_options(p: argparse.ArgumentParser) -> None:
+    """--profile, --set and --data, shared by the commands that read a profile."""
+    p.add_argument("--profile", default="lesson", choices=["lesson", "paper"],
+                   help="named settings: 'lesson' (CPU, minutes, embedded data) or 'paper' "
+                        "(the paper's exact values, GPU, hub data); default: lesson")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help=SET_HELP)
+    p.add_argument("--data", metavar="PATH",
+                   help="a local source: a TinyStories .txt/.json/.jsonl/.parquet file for pretrain, "
+                        "an alpaca_data.json for finetune (same as --set data.stories=... or "
+                        "data.instructions=...)")
 
-    def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--profile", default="lesson", choices=["lesson", "paper"],
-                       help="named settings: 'lesson' (CPU, minutes, embedded data) or 'paper' "
-                            "(the paper's exact values, GPU, hub data); default: lesson")
-        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help=SET_HELP)
-        p.add_argument("--data", metavar="PATH",
-                       help="a local source: a TinyStories .txt/.json/.jsonl/.parquet file for pretrain, "
-                            "an alpaca_data.json for finetune (same as --set data.stories=... or "
-                            "data.instructions=...)")
 
-    def training(p: argparse.ArgumentParser) -> None:
-        common(p)
-        p.add_argument("--out", required=True, metavar="DIR", help="run folder to create (or continue with --resume)")
-        p.add_argument("--resume", action="store_true",
-                       help="continue the run in --out from its last checkpoint, exactly where it stopped")
-        p.add_argument("--engine", choices=["fast", "hf"], default="fast",
-                       help="'fast': this package's loop (chunked output layer, DDP under torchrun); "
-                            "'hf': transformers.Trainer with the paper's TrainingArguments; default: fast")
-        p.add_argument("--quiet", action="store_true", help="no progress bar")
+def _training_options(p: argparse.ArgumentParser) -> None:
+    """What pretrain and finetune share: a run folder, resuming, the engine."""
+    _common_options(p)
+    p.add_argument("--out", required=True, metavar="DIR", help="run folder to create (or continue with --resume)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last checkpoint, exactly where it stopped")
+    p.add_argument("--engine", choices=["fast", "hf"], default="fast",
+                   help="'fast': this package's loop (chunked output layer, DDP under torchrun); "
+                        "'hf': transformers.Trainer with the paper's TrainingArguments; default: fast")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    p = sub.add_parser("pretrain", help="pretrain from scratch on stories",
-                       description="Pretrain the profile's GPT-2 from scratch on its story corpus.")
-    training(p)
-    p = sub.add_parser("finetune", help="instruction-tune a pretrained run",
-                       description="Instruction-tune a pretrained run on the profile's instructions.")
-    training(p)
-    p.add_argument("--init", required=True, metavar="DIR", help="folder of the pretrained run to start from")
 
-    p = sub.add_parser("evaluate", help="perplexity, generations, repetition, judge, gpt2 comparison",
-                       description="Evaluate a run folder; writes <run>/eval.json and <run>/eval.md.")
-    common(p)
-    p.add_argument("--run", required=True, metavar="DIR", help="run folder (or any Hugging Face model folder)")
-    p.add_argument("--judge", action="store_true",
-                   help="grade story completions with an LLM through the openai client "
-                        "(needs OPENAI_API_KEY and/or OPENAI_BASE_URL; skipped with one line otherwise)")
-    p.add_argument("--judge-model", default=DEFAULT_MODEL, help=f"model name for the judge (default: {DEFAULT_MODEL})")
-    p.add_argument("--compare", metavar="MODEL",
-                   help="also evaluate this model (hub id or folder), e.g. gpt2; skipped with one line when unreachable")
-    p.add_argument("--learning-order", action="store_true",
-                   help="measure grammar and consistency at every checkpoint of a pretraining run")
-    p.add_argument("--samples", type=int, default=None, help="held-out story beginnings to continue (default: 16)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-
+def _add_report_command(sub) -> None:
+    """`report`: the five lessons headless, then build/report.md."""
     p = sub.add_parser("report", help="run the five lessons headless and write the report",
                        description="Execute notebooks/01-05 in order through papermill (executed copies in "
                                    "build/notebooks/), then write build/report.md from their runs and figures.")
@@ -100,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write each executed lesson back into the notebooks folder (how the committed lessons "
                         "get their outputs)")
 
+
+def _add_study_command(sub) -> None:
+    """`study`: the longer run of helpers.study."""
     p = sub.add_parser("study", help="a longer pretraining and finetuning: can this model learn story QA?",
                        description="Pretrain and finetune the lesson model for about a quarter of an hour on two idle CPU cores "
                                    "(helpers.study.STUDY_SETTINGS), then score exact answers per kind of question at "
@@ -114,9 +93,43 @@ def build_parser() -> argparse.ArgumentParser:
                    help="story beginnings continued at each pretraining checkpoint (default: 200)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m helpers",
+        description="Train and evaluate the 3.6M-parameter GPT-2 of 'Story-Based QA GPT Model'.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+
+    p = sub.add_parser("pretrain", help="pretrain from scratch on stories",
+                       description="Pretrain the profile's GPT-2 from scratch on its story corpus.")
+    _training_options(p)
+    p = sub.add_parser("finetune", help="instruction-tune a pretrained run",
+                       description="Instruction-tune a pretrained run on the profile's instructions.")
+    _training_options(p)
+    p.add_argument("--init", required=True, metavar="DIR", help="folder of the pretrained run to start from")
+
+    p = sub.add_parser("evaluate", help="perplexity, generations, repetition, judge, gpt2 comparison",
+                       description="Evaluate a run folder; writes <run>/eval.json and <run>/eval.md.")
+    _common_options(p)
+    p.add_argument("--run", required=True, metavar="DIR", help="run folder (or any Hugging Face model folder)")
+    p.add_argument("--judge", action="store_true",
+                   help="grade story completions with an LLM through the openai client "
+                        "(needs OPENAI_API_KEY and/or OPENAI_BASE_URL; skipped with one line otherwise)")
+    p.add_argument("--judge-model", default=DEFAULT_MODEL, help=f"model name for the judge (default: {DEFAULT_MODEL})")
+    p.add_argument("--compare", metavar="MODEL",
+                   help="also evaluate this model (hub id or folder), e.g. gpt2; skipped with one line when unreachable")
+    p.add_argument("--learning-order", action="store_true",
+                   help="measure grammar and consistency at every checkpoint of a pretraining run")
+    p.add_argument("--samples", type=int, default=None, help="held-out story beginnings to continue (default: 16)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    _add_report_command(sub)
+    _add_study_command(sub)
+
     p = sub.add_parser("config", help="print a profile's settings as JSON",
                        description="Print the resolved settings of a profile (after --set overrides).")
-    common(p)
+    _common_options(p)
     return parser
 
 
