@@ -224,7 +224,8 @@ def test_blocks_are_cached_and_rebuilt_when_the_file_changes(tmp_path, gpt2):
     source = tmp_path / "stories.txt"
     text = TINYSTORIES_TRAIN.read_text(encoding="utf-8")
     source.write_text(text[:200_000], encoding="utf-8")
-    cfg = get_profile("paper", {"data.stories": str(source), "data.cache_dir": str(tmp_path / "cache")}).data
+    cfg = get_profile("paper", {"data.stories": str(source), "data.cache_dir": str(tmp_path / "cache"),
+                                "data.packing": "concat"}).data  # one stream of stories, end-of-text between them
     first = pretraining_blocks(cfg, "train", gpt2, progress=False)
     stories = load_stories(cfg, "train")
     expected = sum(len(gpt2(s)["input_ids"]) + 1 for s in stories)
@@ -244,9 +245,10 @@ def test_blocks_are_cached_and_rebuilt_when_the_file_changes(tmp_path, gpt2):
 def test_per_story_packing_throws_tokens_away(tmp_path, gpt2):
     require_shared()
     common = {"data.stories": str(TINYSTORIES_TRAIN), "data.cache_dir": str(tmp_path), "data.train_stories": 500}
-    concat = pretraining_blocks(get_profile("paper", common).data, "train", gpt2, progress=False)
-    paper = pretraining_blocks(get_profile("paper", {**common, "data.packing": "per_story"}).data, "train", gpt2,
-                               progress=False)
+    concat = pretraining_blocks(get_profile("paper", {**common, "data.packing": "concat"}).data, "train", gpt2,
+                                progress=False)
+    paper = pretraining_blocks(get_profile("paper", common).data, "train", gpt2, progress=False)
+    assert get_profile("paper").data.packing == "per_story"  # the paper profile cuts each story alone
     assert paper.meta["tokens"] == concat.meta["tokens"] - 500  # no eos tokens between stories
     assert paper.meta["tokens_dropped"] == paper.meta["tokens"] - 128 * len(paper)
     assert paper.meta["tokens_dropped"] > 0.3 * paper.meta["tokens"]  # most stories end in a short piece
