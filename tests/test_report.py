@@ -54,3 +54,23 @@ def test_paths_and_prerequisites(tmp_path, monkeypatch, pretrained_run):
         assert str(err) == f"no trained model in '{tmp_path / 'nothing'}': run 03_pretraining.ipynb first"
     else:
         raise AssertionError("no error for a missing run")
+
+
+def test_a_stored_lesson_keeps_outputs_and_drops_papermills_bookkeeping(tmp_path):
+    from helpers.lessons import store_lesson
+
+    cell = {"cell_type": "code", "execution_count": 3, "source": ["train()"],
+            "metadata": {"papermill": {"duration": 1.5}, "execution": {"iopub.status.busy": "2026"}, "tags": []},
+            "outputs": [{"output_type": "stream", "name": "stdout",
+                         "text": ["run:   0%| 0/10\rrun:  50%| 5/10\rrun: 100%| 10/10\n", "done\n"]}]}
+    injected = {"cell_type": "code", "execution_count": 1, "source": ["profile = 'paper'"],
+                "metadata": {"tags": ["injected-parameters"]}, "outputs": []}
+    executed = {"cells": [injected, cell], "nbformat": 4, "nbformat_minor": 5,
+                "metadata": {"papermill": {"input_path": "/home/me/notebooks/x.ipynb", "parameters": {"profile": "paper"}},
+                             "kernelspec": {"name": "python3"}}}
+    (tmp_path / "run.ipynb").write_text(json.dumps(executed))
+    stored = json.loads(store_lesson(tmp_path / "run.ipynb", tmp_path / "x.ipynb").read_text())
+    assert stored["metadata"] == {"kernelspec": {"name": "python3"}}
+    assert [c["source"] for c in stored["cells"]] == [["train()"]]
+    assert stored["cells"][0]["metadata"] == {"tags": []} and stored["cells"][0]["execution_count"] == 3
+    assert stored["cells"][0]["outputs"][0]["text"] == ["run: 100%| 10/10\n", "done\n"]

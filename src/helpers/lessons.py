@@ -137,10 +137,15 @@ def store_lesson(executed: str | Path, target: str | Path) -> Path:
 
     A text progress bar redraws its line with carriage returns; the stored
     stream keeps only what a terminal would finally show on each line.
+    Papermill's bookkeeping (the machine's input and output paths, the
+    parameters, cell timings) stays out of the committed file.
     """
     notebook = json.loads(Path(executed).read_text(encoding="utf-8"))
+    notebook["metadata"].pop("papermill", None)
     notebook["cells"] = [c for c in notebook["cells"] if "injected-parameters" not in c["metadata"].get("tags", [])]
     for cell in notebook["cells"]:
+        cell["metadata"].pop("papermill", None)
+        cell["metadata"].pop("execution", None)
         for output in cell.get("outputs", []):
             if output.get("output_type") == "stream":
                 text = "".join(output["text"])
