@@ -5,10 +5,10 @@ story in its own language: give it the whole story, then a sentence such as
 ``One sunny day, Pete went to the`` and see which of the story's words it
 expects next. The candidates are the story's own names, places, things and
 feelings, and a model that picks uniformly is right with chance
-``1 / len(candidates)``. A story names several people and things, so a *who*
-or *what* blank needs the story; it has one place and two feelings, so for
-*where* and *feeling* knowing which sort of word the cue wants goes most of
-the way (lesson 5 reads the kinds apart for that reason). Nothing here needs a model; ranking the
+``1 / len(candidates)``. A story names two or three people, so a *who*
+blank needs the story; it has one place, two feelings and usually one key
+thing, so for the other kinds knowing which sort of word the cue wants goes
+most of the way (lesson 5 reads the kinds apart for that reason). Nothing here needs a model; ranking the
 candidates by a model's likelihood is :func:`helpers.probes.cloze_accuracy`.
 """
 
