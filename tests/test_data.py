@@ -9,10 +9,8 @@ import pytest
 
 from conftest import ALPACA_335, ALPACA_LONG, DATA, TINYSTORIES_TRAIN, TINYSTORIES_VALID, require_shared
 from helpers.config import get_profile
-from helpers.data import (
-    PROMPT_TEMPLATES, encode_instruction, finetuning_examples, format_prompt, model_prompt, pack_concat, pack_per_story,
-    pad_batch, pretraining_blocks,
-)
+from helpers.data import encode_instruction, finetuning_examples, pack_concat, pack_per_story, pad_batch, pretraining_blocks
+from helpers.prompts import format_prompt, model_prompt
 from helpers.sources import DataError, load_instructions, load_stories, read_instruction_file, read_story_file
 from helpers.tokenizer import load_tokenizer, profile_tokenizer, train_story_tokenizer
 
@@ -267,26 +265,13 @@ def test_bad_source_leaves_no_cache_files(tmp_path, gpt2):
 # ------------------------------------------------------------------ prompts and masks
 
 
-def test_prompt_templates_are_the_papers():
-    with_input = format_prompt({"instruction": "Edit this.", "input": "He ran.", "output": "x"})
-    assert with_input == (
-        "Below is an instruction that describes a task, paired with an input that provides further "
-        "context. Write a response that appropriately completes the request.\n\n"
-        "### Instruction:\nEdit this.\n\n### Input:\nHe ran.\n\n### Response: ")
-    assert format_prompt({"instruction": "Give tips.", "input": "", "output": "x"}) == (
-        "Below is an instruction that describes a task. Write a response that appropriately completes "
-        "the request.\n\n### Instruction:\nGive tips.\n\n### Response: ")
-    assert format_prompt({"instruction": "Give tips.", "input": "  ", "output": "x"}) == \
-        PROMPT_TEMPLATES["prompt_no_input"].format(instruction="Give tips.")
-
-
 def test_labels_hide_exactly_the_prompt(gpt2):
     record = {"instruction": "What are the three primary colors?", "input": "",
               "output": "The three primary colors are red, blue, and yellow."}
     example = encode_instruction(record, gpt2, max_length=512)
     # the template's final space starts the response: " The" is one token, as in any text
-    assert format_prompt(record).endswith("### Response: ") and model_prompt(format_prompt(record)).endswith(":")
-    prompt = gpt2(model_prompt(format_prompt(record)))["input_ids"]
+    assert format_prompt(record).endswith("### Response: ") and model_prompt(record).endswith(":")
+    prompt = gpt2(model_prompt(record))["input_ids"]
     response = gpt2(" " + record["output"])["input_ids"]
     assert gpt2.convert_ids_to_tokens(prompt[-2:] + response[:2]) == ["ĠResponse", ":", "ĠThe", "Ġthree"]
     assert example["input_ids"] == prompt + response + [50256]

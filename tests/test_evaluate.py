@@ -16,8 +16,9 @@ from helpers.data import finetuning_examples
 from helpers.evaluate import evaluate_run
 from helpers.inference import SAMPLING, generate, perplexity
 from helpers.learning_order import learning_order
-from helpers.paper import PAPER_PERPLEXITY, PAPER_PROMPTS
+from helpers.paper import PAPER_INSTRUCTIONS, PAPER_PERPLEXITY
 from helpers.probes import qa_accuracy
+from helpers.prompts import model_prompt
 from helpers.runs import RunError, read_metrics
 from helpers.sources import load_instructions
 from helpers.stories import story_prompts
@@ -98,7 +99,7 @@ def test_evaluate_finetuned_run(finetuned_run, fin, tmp_path, capsys, no_judge):
     names = ["healthy_tips", "concise_sentence"]
     assert [i["name"] for i in saved["instructions"]] == names
     assert [i["greedy"] for i in saved["instructions"]] == generate(
-        model, tok, [PAPER_PROMPTS[n] for n in names], max_new_tokens=16, progress=False)
+        model, tok, [model_prompt(PAPER_INSTRUCTIONS[n]) for n in names], max_new_tokens=16, progress=False)
     records = load_instructions(tiny_profile().data)[1][:8]
     assert saved["qa"] == json.loads(json.dumps(qa_accuracy(model, tok, records, progress=False)))
     assert saved["judge"] is None and saved["comparison"] is None and saved["learning_order"] is None

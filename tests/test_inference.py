@@ -10,9 +10,8 @@ import torch
 
 from conftest import tiny_profile
 from helpers.config import ModelConfig
-from helpers.data import PROMPT_TEMPLATES, finetuning_examples, pretraining_blocks
+from helpers.data import finetuning_examples, pretraining_blocks
 from helpers.inference import generate, perplexity, text_perplexity
-from helpers.paper import PAPER_PROMPTS
 from helpers.probes import qa_accuracy
 from helpers.runs import read_metrics
 from helpers.sources import load_instructions
@@ -104,16 +103,6 @@ def test_word_perplexity_by_hand(pre, gpt2_dir):
 
 
 # ----------------------------------------------------------------- generation
-
-
-def test_paper_prompts():
-    assert PAPER_PROMPTS["story"] == "Once upon a time,"
-    assert PAPER_PROMPTS["healthy_tips"] == PROMPT_TEMPLATES["prompt_no_input"].format(
-        instruction="Give three tips for staying healthy.")
-    concise = PAPER_PROMPTS["concise_sentence"]
-    sentence = "He ran to the bus stop in order to catch the bus that was due to arrive in five minutes."
-    assert f"### Input:\n{sentence}\n\n### Response: " in concise
-    assert concise.endswith("### Response: ")
 
 
 def test_generation_is_deterministic(pre):

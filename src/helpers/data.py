@@ -34,20 +34,18 @@ from transformers import PreTrainedTokenizerBase
 
 from .config import DataConfig
 from .progress import progress_bar
+from .prompts import model_prompt, response_text
 from .runs import write_bytes
 from .sources import DataError, is_file_source, load_instructions, load_stories
 from .stories import corpus_version
 
 __all__ = [
-    "PROMPT_TEMPLATES",
     "cache_root",
     "tokenizer_fingerprint",
     "pack_concat",
     "pack_per_story",
     "TokenBlocks",
     "pretraining_blocks",
-    "format_prompt",
-    "model_prompt",
     "encode_instruction",
     "InstructionSet",
     "finetuning_examples",
@@ -55,23 +53,6 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
-
-# The paper's two templates (its Listing 1), character for character. They
-# follow Stanford Alpaca's, except that the paper's end with "Response: "
-# (a trailing space) where Alpaca's end with "Response:".
-PROMPT_TEMPLATES = {
-    "prompt_input": (
-        "Below is an instruction that describes a task, paired with an input that provides "
-        "further context. Write a response that appropriately completes the request.\n\n"
-        "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response: "
-    ),
-    "prompt_no_input": (
-        "Below is an instruction that describes a task. Write a response that appropriately "
-        "completes the request.\n\n"
-        "### Instruction:\n{instruction}\n\n### Response: "
-    ),
-}
-
 
 # --------------------------------------------------------------------------- paths
 
@@ -213,38 +194,16 @@ def _tokenize(texts: Sequence[str], tokenizer: PreTrainedTokenizerBase, progress
 # ------------------------------------------------------------------ instructions
 
 
-def format_prompt(record: dict) -> str:
-    """The paper's prompt for one record: with the input block only when input is non-empty."""
-    if record.get("input", "").strip():
-        return PROMPT_TEMPLATES["prompt_input"].format(instruction=record["instruction"], input=record["input"])
-    return PROMPT_TEMPLATES["prompt_no_input"].format(instruction=record["instruction"])
-
-
-def model_prompt(prompt: str) -> str:
-    """The prompt as the model reads it: the paper's template without its final space.
-
-    The template ends in ``"### Response: "``. Tokenised alone, that space
-    becomes a token of its own and the answer's first word is cut into pieces
-    no story contains ("Pete" as ``Pet`` ``e`` where a story has ``ĠPete``).
-    The space belongs to the answer's first word instead: the characters of
-    prompt plus answer are exactly the paper's, only the cut between the two
-    token sequences moves.
-    """
-    return prompt.rstrip(" ")
-
-
 def encode_instruction(record: dict, tokenizer: PreTrainedTokenizerBase, max_length: int) -> dict[str, list[int]]:
     """Token ids and labels of prompt + response + end-of-text, cut to ``max_length``.
 
     Prompt and response are tokenised separately and joined, so the label
     mask covers exactly the prompt's tokens, and the prompt's tokens are
-    exactly what the model sees at generation time (:func:`model_prompt`:
+    exactly what the model sees at generation time (:func:`helpers.prompts.model_prompt`:
     the template's final space starts the response).
     """
-    full = format_prompt(record)
-    read = model_prompt(full)
-    prompt = tokenizer(read, add_special_tokens=False)["input_ids"]
-    response = tokenizer(full[len(read):] + record["output"], add_special_tokens=False)["input_ids"]
+    prompt = tokenizer(model_prompt(record), add_special_tokens=False)["input_ids"]
+    response = tokenizer(response_text(record), add_special_tokens=False)["input_ids"]
     response += [tokenizer.eos_token_id]
     ids = (prompt + response)[:max_length]
     labels = ([-100] * len(prompt) + response)[:max_length]

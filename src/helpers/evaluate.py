@@ -21,14 +21,15 @@ from typing import Any, TypedDict
 
 from .comparison import compare_models, load_comparison
 from .config import Profile
-from .data import finetuning_examples, model_prompt, pretraining_blocks
+from .data import finetuning_examples, pretraining_blocks
 from .devices import resolve_device
 from .inference import SAMPLING, generate, load_run, perplexity
 from .judge import DEFAULT_MODEL, judge_available, judge_many, summarise
 from .learning_order import learning_order_report
 from .markdown import evaluation_markdown
-from .paper import PAPER_PERPLEXITY, PAPER_PROMPTS
+from .paper import PAPER_INSTRUCTIONS, PAPER_PERPLEXITY, PAPER_STORY_PROMPT
 from .probes import qa_accuracy, story_generations
+from .prompts import model_prompt
 from .runs import read_run_info, require_model, write_text
 from .sources import load_instructions, load_stories
 from .text_metrics import STORY_SENTENCES, repetition_table
@@ -187,8 +188,8 @@ def _perplexity(model, tokenizer, stage: str, profile: Profile, progress: bool) 
 
 def _paper_instructions(model, tokenizer, max_new_tokens: int, seed: int, device: str) -> list[dict[str, str]]:
     """The paper's two Alpaca instructions (section 5.3), answered greedily and by sampling."""
-    names = [k for k in PAPER_PROMPTS if k != "story"]
-    prompts = [model_prompt(PAPER_PROMPTS[k]) for k in names]
+    names = list(PAPER_INSTRUCTIONS)
+    prompts = [model_prompt(PAPER_INSTRUCTIONS[k]) for k in names]
     greedy = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, device=device, progress=False)
     sampled = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, do_sample=True, seed=seed,
                        device=device, progress=False, **SAMPLING)
@@ -212,12 +213,18 @@ def _comparison(model, tokenizer, compare: str, stage: str, generations: dict, p
     if loaded is None:
         return {"skipped": f"{compare!r} could not be loaded"}
     texts = load_stories(profile.data, "validation")[:8 * samples]
-    prompts = ([PAPER_PROMPTS["story"]] + [s["beginning"] for s in generations["stories"]]
-               if stage == "pretrain" else list(PAPER_PROMPTS.values()))
+    prompts = comparison_prompts(stage, generations)
     return compare_models({"this run": (model, tokenizer), compare: loaded}, texts, prompts,
                           max_new_tokens=max_new_tokens, seed=seed, judge=judge and judge_available(),
                           judge_model=judge_model, judge_cache=run_dir / "judge-cache", device=device,
                           progress=progress)
+
+
+def comparison_prompts(stage: str, generations: dict) -> list[str]:
+    """What both models of a comparison are asked: story openings, or the paper's instructions as a model reads them."""
+    if stage == "pretrain":
+        return [PAPER_STORY_PROMPT] + [s["beginning"] for s in generations["stories"]]
+    return [model_prompt(record) for record in PAPER_INSTRUCTIONS.values()]
 
 
 def _write(report: dict[str, Any], run_dir: Path, laps: _Laps) -> EvaluationReport:

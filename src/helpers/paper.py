@@ -1,29 +1,29 @@
 """The paper's own numbers and prompts, named once so every lesson, test and report quotes the same.
 
 Its training settings live in the ``paper`` profile of :mod:`helpers.config`
-and its prompt templates in :mod:`helpers.data`; this module holds what it
+and its prompt templates in :mod:`helpers.prompts`; this module holds what it
 *measured* and the prompts it showed results for.
 """
 
 from __future__ import annotations
 
-from .data import format_prompt
-
-__all__ = ["PAPER_PERPLEXITY", "PAPER_PROMPTS", "PAPER_JUDGE_EXAMPLE"]
+__all__ = ["PAPER_PERPLEXITY", "PAPER_STORY_PROMPT", "PAPER_INSTRUCTIONS", "PAPER_JUDGE_EXAMPLE"]
 
 # The paper's two perplexities: section 4.4 (pretrained, TinyStories
 # validation) and section 5.3 (finetuned, the held-out tenth of Alpaca).
 PAPER_PERPLEXITY = {"pretrain": 10.1827, "finetune": 394.8}
 
-# The paper's prompts: the story opening it compares with gpt2 (section 4.4)
-# and its two Alpaca instructions (section 5.3), in its own template.
-PAPER_PROMPTS = {
-    "story": "Once upon a time,",
-    "healthy_tips": format_prompt({"instruction": "Give three tips for staying healthy.", "input": ""}),
-    "concise_sentence": format_prompt({
+# The story opening the paper continues and compares with gpt2 (section 4.4).
+PAPER_STORY_PROMPT = "Once upon a time,"
+
+# The paper's two Alpaca instructions (section 5.3) as records; a model reads
+# them through helpers.prompts.model_prompt, like every other instruction.
+PAPER_INSTRUCTIONS = {
+    "healthy_tips": {"instruction": "Give three tips for staying healthy.", "input": ""},
+    "concise_sentence": {
         "instruction": "Edit the following sentence to make it more concise.",
         "input": "He ran to the bus stop in order to catch the bus that was due to arrive in five minutes.",
-    }),
+    },
 }
 
 # The one completion the paper shows graded by GPT-3.5 (section 4.4): four

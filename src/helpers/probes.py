@@ -12,11 +12,12 @@ from typing import Any, Sequence
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .data import format_prompt, model_prompt, pad_batch
+from .data import pad_batch
 from .inference import SAMPLING, generate, place
 from .stats import share
 from .story_cloze import ClozeItem
-from .paper import PAPER_PROMPTS
+from .paper import PAPER_STORY_PROMPT
+from .prompts import model_prompt
 from .stories import Story, story_prompts
 from .text_metrics import STORY_SENTENCES, consistency_share, grammar_share, score_answers
 
@@ -28,16 +29,15 @@ def qa_accuracy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, reco
                 device: str | torch.device | None = None, progress: bool = True) -> dict[str, Any]:
     """Exact-match accuracy of greedy answers to instruction records, overall and per ``kind``.
 
-    Each record is asked in the paper's template (:func:`helpers.data.format_prompt`,
-    read as :func:`helpers.data.model_prompt`)
-    and answered greedily; :func:`helpers.text_metrics.score_answers` scores
-    the answers (exact match after normalising, and ``template``: the share
-    of answers of the right form, the paper's "template of an answer" as a
-    number).
+    Each record is asked as the model reads it in the paper's template
+    (:func:`helpers.prompts.model_prompt`) and answered greedily;
+    :func:`helpers.text_metrics.score_answers` scores the answers (exact
+    match after normalising, and ``template``: the share of answers of the
+    right form, the paper's "template of an answer" as a number).
     """
     if not records:
         raise ValueError("qa_accuracy needs at least one record")
-    prompts = [model_prompt(format_prompt(r)) for r in records]
+    prompts = [model_prompt(r) for r in records]
     answers = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
                        position_offset=position_offset, device=device, progress=progress)
     return score_answers(records, answers, examples=examples)
@@ -59,7 +59,7 @@ def story_generations(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
 
     Returns the generations, then the grammar and consistency shares per decoding.
     """
-    opening = PAPER_PROMPTS["story"]
+    opening = PAPER_STORY_PROMPT
     paper = {"prompt": opening,
              "greedy": generate(model, tokenizer, [opening], max_new_tokens=max_new_tokens, device=device,
                                 progress=False)[0],

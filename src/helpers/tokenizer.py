@@ -21,8 +21,9 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from .config import DataConfig, Profile
-from .data import cache_root, format_prompt
+from .data import cache_root
 from .hub import hub_unreachable
+from .prompts import format_prompt
 from .sources import EOT, DataError, story_questions
 from .stories import corpus, corpus_version
 
