@@ -1,8 +1,10 @@
 """Command line: ``python -m helpers {pretrain,finetune,evaluate,config} ...``.
 
 Every command takes ``--profile`` and any number of ``--set section.key=value``
-overrides; errors in flags, settings, data or run folders are reported in
-one line (exit status 2) before anything is written.
+overrides; errors in flags, settings (unknown keys, wrong types, values out
+of range, settings that contradict each other, a device this machine lacks),
+data or run folders are reported in one line (exit status 2) before anything
+is written.
 """
 
 from __future__ import annotations
@@ -13,34 +15,37 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .config import ConfigError, Profile, get_profile, parse_overrides
+import torch
+
+from .config import ConfigError, Profile, apply_overrides, get_profile, parse_overrides
 from .evaluate import evaluate_run
 from .judge import DEFAULT_MODEL
 from .lessons import lesson_paths, run_lessons
 from .report import write_report
-from .runs import RunError
-from .sources import check_hub_sources
+from .runs import RunError, read_run_record, run_profile
+from .sources import DataError, check_hub_sources
 from .study import run_study
-from .sources import DataError
 from .train import TrainingDiverged, train
 
-__all = ["main", "build_parser"]
+__all__ = ["main", "build_parser"]
 
 SET_HELP = ("override one setting, e.g. --set pretrain.max_steps=200 --set model.n_layer=4; "
             "sections: model, data, pretrain, finetune; also device (repeatable)")
 
 
-def _common_options(p: argparse.ArgumentParser) -> None:
-    """--profile, --set and --data, shared by the commands that read a profile."""
-    p.add_argument("--profile", default="lesson", choices=["lesson", "paper"],
-                   help="named settings: 'lesson' (CPU, minutes, embedded data) or 'paper' "
-                        "(the paper's exact values, GPU, hub data); default: lesson")
+PROFILE_HELP = ("named settings: 'lesson' (CPU, minutes, embedded data) or 'paper' "
+                "(the paper's exact values, GPU, hub data)")
+DATA_HELP = ("a local source: a TinyStories .txt/.json/.jsonl/.parquet file for pretrain, "
+             "an alpaca_data.json for finetune (same as --set data.stories=... or data.instructions=...)")
+
+
+def _common_options(p: argparse.ArgumentParser, *, data: bool = True) -> None:
+    """--profile, --set and (for commands that read data) --data."""
+    p.add_argument("--profile", default="lesson", choices=["lesson", "paper"], help=PROFILE_HELP + "; default: lesson")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help=SET_HELP)
-    p.add_argument("--data", metavar="PATH",
-                   help="a local source: a TinyStories .txt/.json/.jsonl/.parquet file for pretrain, "
-                        "an alpaca_data.json for finetune (same as --set data.stories=... or "
-                        "data.instructions=...)")
+    if data:
+        p.add_argument("--data", metavar="PATH", help=DATA_HELP)
 
 
 def _training_options(p: argparse.ArgumentParser) -> None:
@@ -95,6 +100,7 @@ def _add_study_command(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m helpers`` parser: one subcommand per job, each with its own options."""
     parser = argparse.ArgumentParser(
         prog="python -m helpers",
         description="Train and evaluate the 3.6M-parameter GPT-2 of 'Story-Based QA GPT Model'.",
@@ -110,9 +116,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", required=True, metavar="DIR", help="folder of the pretrained run to start from")
 
     p = sub.add_parser("evaluate", help="perplexity, generations, repetition, judge, gpt2 comparison",
-                       description="Evaluate a run folder; writes <run>/eval.json and <run>/eval.md.")
-    _common_options(p)
+                       description="Evaluate a run folder with the settings it was trained with; "
+                                   "writes <run>/eval.json and <run>/eval.md.")
     p.add_argument("--run", required=True, metavar="DIR", help="run folder (or any Hugging Face model folder)")
+    p.add_argument("--profile", default=None, choices=["lesson", "paper"],
+                   help=PROFILE_HELP + "; default: the run's own settings (lesson for a bare model folder)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help=SET_HELP + "; applied on top of the run's settings")
+    p.add_argument("--data", metavar="PATH",
+                   help="evaluate on this local source instead: stories for a pretraining run, an "
+                        "alpaca_data.json for a finetuning run")
+    p.add_argument("--other-settings", action="store_true",
+                   help="allow settings that differ from the run's in more than device (listed in the report)")
     p.add_argument("--judge", action="store_true",
                    help="grade story completions with an LLM through the openai client "
                         "(needs OPENAI_API_KEY and/or OPENAI_BASE_URL; skipped with one line otherwise)")
@@ -129,15 +144,40 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("config", help="print a profile's settings as JSON",
                        description="Print the resolved settings of a profile (after --set overrides).")
-    _common_options(p)
+    _common_options(p, data=False)
     return parser
 
 
 def _profile(args: argparse.Namespace, data_key: str | None) -> Profile:
+    """The profile with the command's overrides, every setting checked (:mod:`helpers.settings_check`)."""
     overrides = parse_overrides(args.overrides)
-    if args.data and data_key:
+    if data_key and args.data:
         overrides[data_key] = args.data
     return get_profile(args.profile, overrides)
+
+
+def _evaluation_profile(args: argparse.Namespace) -> Profile:
+    """The run's own settings (or --profile's), with --set and --data on top."""
+    profile = get_profile(args.profile) if args.profile else run_profile(args.run)
+    overrides = parse_overrides(args.overrides)
+    if args.data:
+        record = read_run_record(args.run)
+        stage = record.stage if record else "pretrain"
+        overrides["data.instructions" if stage == "finetune" else "data.stories"] = args.data
+    return apply_overrides(profile, overrides)
+
+
+def _check_device(profile: Profile) -> None:
+    """The profile's device exists on this machine (the profile itself checks only its spelling)."""
+    name = profile.device
+    if name.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(name.partition(":")[2] or 0)
+        if index >= count:
+            have = f"{count} CUDA GPU{'s' if count != 1 else ''}" if count else "no CUDA GPU"
+            raise ConfigError(f"device={name!r}: this machine has {have}; use 'cpu' or 'auto'")
+    elif name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device='mps': this machine has no Apple-silicon GPU (MPS); use 'cpu' or 'auto'")
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -188,12 +228,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command in {"pretrain", "finetune"}:
             profile = _profile(args, "data.stories" if args.command == "pretrain" else "data.instructions")
+            _check_device(profile)
             result = train(args.command, profile, args.out, init=getattr(args, "init", None),
                            resume=args.resume, engine=args.engine, progress=not args.quiet)
             print(f"{args.command} done: {result.steps} steps, {result.losses_line()}; model in {result.out_dir}")
             return 0
-        profile = _profile(args, "data.stories")
-        report = evaluate_run(args.run, profile, judge=args.judge, judge_model=args.judge_model,
+        profile = _evaluation_profile(args)
+        _check_device(profile)
+        report = evaluate_run(args.run, profile, other_settings=args.other_settings,
+                              judge=args.judge, judge_model=args.judge_model,
                               compare=args.compare, learning_order=args.learning_order,
                               samples=args.samples, progress=not args.quiet)
         print(report["markdown_path"])

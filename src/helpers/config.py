@@ -37,12 +37,19 @@ stories, instructions and the tokenizer come from), ``pretrain`` and
 
 Every value can be overridden with ``"section.key": value`` pairs, from a
 papermill parameter (typed values) or a command-line ``--set key=value``
-(strings, parsed by the field's type). Unknown keys and wrong types raise
-:class:`ConfigError` naming the key.
+(strings, parsed by the field's type). Every number declares its range and
+every free string its choices beside its definition (``allowed(default,
+rule)``, :mod:`helpers.settings_check`), and settings that depend on each
+other are checked together (blocks within the model's positions, heads that
+divide the width, warm-up within the run, ...). Unknown keys, wrong types and
+values out of range raise :class:`ConfigError` in one line naming the key,
+e.g. ``pretrain.log_every=0: must be >= 1``, when a profile is resolved:
+before anything is written.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import json
@@ -50,6 +57,8 @@ import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
+
+from .settings_check import SECTIONS, ConfigError, allowed, check_profile
 
 __all__ = [
     "ConfigError",
@@ -64,29 +73,29 @@ __all__ = [
 ]
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
-
-
-class ConfigError(ValueError):
-    """A setting that does not exist or has a value of the wrong type."""
+# The activations transformers' GPT-2 can build without arguments (its ACT2FN; tests check the names).
+ACTIVATIONS = ("gelu_new", "gelu", "gelu_fast", "gelu_pytorch_tanh", "gelu_accurate", "quick_gelu", "relu", "silu",
+               "swish", "tanh", "sigmoid", "mish", "linear")
 
 
 @dataclass
 class ModelConfig:
     """GPT-2 shape, as in the paper's Hugging Face ``config.json``."""
 
-    vocab_size: int = 50257
-    n_positions: int = 1024
-    n_embd: int = 64
-    n_layer: int = 6
-    n_head: int = 8
-    activation_function: str = "gelu_new"
-    resid_pdrop: float = 0.1
-    embd_pdrop: float = 0.1
-    attn_pdrop: float = 0.1
-    layer_norm_epsilon: float = 1e-5
-    initializer_range: float = 0.02
-    bos_token_id: int = 50256
-    eos_token_id: int = 50256
+    vocab_size: int = allowed(50257, ">= 1")
+    n_positions: int = allowed(1024, ">= 1")
+    n_embd: int = allowed(64, ">= 1")  # divisible by n_head
+    n_layer: int = allowed(6, ">= 1")
+    n_head: int = allowed(8, ">= 1")
+    # transformers' ACT2FN names (helpers.gpt, written from scratch, has only gelu_new)
+    activation_function: str = allowed("gelu_new", ACTIVATIONS)
+    resid_pdrop: float = allowed(0.1, "[0, 1)")
+    embd_pdrop: float = allowed(0.1, "[0, 1)")
+    attn_pdrop: float = allowed(0.1, "[0, 1)")
+    layer_norm_epsilon: float = allowed(1e-5, "> 0")
+    initializer_range: float = allowed(0.02, "> 0")  # the standard deviation of the first weights
+    bos_token_id: int = allowed(50256, ">= 0")  # < vocab_size
+    eos_token_id: int = allowed(50256, ">= 0")  # < vocab_size
 
 
 @dataclass
@@ -108,22 +117,23 @@ class DataConfig:
     val_stories: str | None = None
     instructions: str = "embedded"
     tokenizer: str = "gpt2"
-    story_vocab_size: int = 4096
+    # 256 bytes and <|endoftext|> at least; blocks are stored as uint16, so at most 65536 tokens
+    story_vocab_size: int = allowed(4096, "[257, 65536]")
     # story-bpe only: also learn the merges of this many training story questions written in the
     # paper's template, so that words like "Instruction" and "Response" become tokens of their own.
-    story_vocab_questions: int = 0
-    corpus_seed: int = 0
-    train_stories: int | None = None
-    val_stories_count: int | None = None
-    val_fraction: float = 0.05
-    block_size: int = 128
+    story_vocab_questions: int = allowed(0, ">= 0")
+    corpus_seed: int = allowed(0, ">= 0")
+    train_stories: int | None = allowed(None, ">= 1")  # None: the whole source (embedded: 100,000)
+    val_stories_count: int | None = allowed(None, ">= 1")  # None: the whole split (embedded: 2,000)
+    val_fraction: float = allowed(0.05, "(0, 1)")  # share of a local stories file held out (at least one story)
+    block_size: int = allowed(128, ">= 2")  # <= model.n_positions; a block predicts block_size - 1 tokens
     packing: Literal["concat", "per_story"] = "concat"
-    instruction_max_length: int = 512
-    instruction_limit: int | None = None
-    instruction_val_fraction: float = 0.1
+    instruction_max_length: int = allowed(512, ">= 2")  # + position_offset <= model.n_positions
+    instruction_limit: int | None = allowed(None, ">= 1")
+    instruction_val_fraction: float = allowed(0.1, "(0, 1)")
     # Read every finetuning example this many positions further right (0: from position 0). Lesson 4
     # sets it to the pretraining block size, so the same examples sit at positions pretraining never used.
-    position_offset: int = 0
+    position_offset: int = allowed(0, ">= 0")
     cache_dir: str | None = None
 
 
@@ -131,27 +141,29 @@ class DataConfig:
 class TrainConfig:
     """One training recipe; field names follow ``TrainingArguments`` where one exists."""
 
-    batch_size: int = 32
-    eval_batch_size: int = 32
-    grad_accum: int = 8
-    epochs: float = 1.0
-    max_steps: int | None = None
-    learning_rate: float = 5e-4
-    weight_decay: float = 0.1
-    warmup_steps: int = 100
-    warmup_ratio: float = 0.0
-    max_grad_norm: float = 1.0
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    adam_epsilon: float = 1e-8
+    batch_size: int = allowed(32, ">= 1")
+    eval_batch_size: int = allowed(32, ">= 1")
+    grad_accum: int = allowed(8, ">= 1")
+    epochs: float = allowed(1.0, "> 0")  # used when max_steps is None
+    max_steps: int | None = allowed(None, ">= 1")
+    # 0 trains nothing, but runs (a test relies on it). The upper ends lie far beyond any useful value, yet keep
+    # AdamW's lr / (1 - beta1) and lr * weight_decay within float32 (larger ones crash inside torch.optim).
+    learning_rate: float = allowed(5e-4, "[0, 1e6]")
+    weight_decay: float = allowed(0.1, "[0, 1e6]")
+    warmup_steps: int = allowed(100, ">= 0")  # <= max_steps; 0: use warmup_ratio
+    warmup_ratio: float = allowed(0.0, "[0, 1]")
+    max_grad_norm: float = allowed(1.0, "> 0")
+    adam_beta1: float = allowed(0.9, "[0, 1)")
+    adam_beta2: float = allowed(0.999, "[0, 1)")
+    adam_epsilon: float = allowed(1e-8, "> 0")
     precision: Precision = "fp16"
     tf32: bool = False
-    log_every: int = 100
-    eval_every: int = 100  # 0: never evaluate (benchmarks)
-    save_every: int = 100  # 0: no checkpoints, only the final model
-    keep_checkpoints: int = 3
-    eval_max_batches: int | None = None
-    seed: int = 42
+    log_every: int = allowed(100, ">= 1")
+    eval_every: int = allowed(100, ">= 0")  # 0: never evaluate (benchmarks)
+    save_every: int = allowed(100, ">= 0")  # 0: no checkpoints, only the final model
+    keep_checkpoints: int = allowed(3, ">= 0")  # 0: keep them all
+    eval_max_batches: int | None = allowed(None, ">= 1")  # None: the whole validation data
+    seed: int = allowed(42, "[0, 4294967295]")  # NumPy's seeds are 32-bit
     compile: bool = False
     compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
     # How the fast engine computes the output layer and its cross-entropy:
@@ -159,10 +171,10 @@ class TrainConfig:
     # own loss), or the optional GPU libraries "cce" (Cut Cross-Entropy) and
     # "liger" (Liger Kernel's fused linear cross-entropy).
     loss: Literal["chunked", "full", "cce", "liger"] = "chunked"
-    loss_chunk: int = 0  # rows of logits per chunk; 0 picks one for the device
+    loss_chunk: int = allowed(0, ">= 0")  # rows of logits per chunk; 0 picks one for the device
     # Live curves beside metrics.jsonl: "none", "tensorboard", "wandb" or both, comma-separated
     # (the paper reported to wandb; both viewers are optional packages).
-    report_to: str = "none"
+    report_to: str = allowed("none", ("none", "tensorboard", "wandb"), comma_list=True)
 
 
 @dataclass
@@ -174,7 +186,7 @@ class Profile:
     data: DataConfig = field(default_factory=DataConfig)
     pretrain: TrainConfig = field(default_factory=TrainConfig)
     finetune: TrainConfig = field(default_factory=TrainConfig)
-    device: str = "auto"
+    device: str = allowed("auto", ("auto", "cpu", "mps", "cuda", "cuda:N"))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -185,6 +197,8 @@ class Profile:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Profile":
         """Rebuild a profile saved by :meth:`to_dict` (checked like overrides)."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"a saved profile is a mapping of sections to settings, got {data!r}")
         profile = cls(name=str(data.get("name", "custom")))
         flat = {
             f"{section}.{key}": value
@@ -251,8 +265,8 @@ PROFILES = {"paper": _paper, "lesson": _lesson}
 
 
 def get_profile(name: str = "lesson", overrides: Mapping[str, Any] | None = None) -> Profile:
-    """A fresh copy of profile ``name`` with ``overrides`` applied."""
-    if name not in PROFILES:
+    """A fresh copy of profile ``name`` with ``overrides`` applied, every setting checked."""
+    if not isinstance(name, str) or name not in PROFILES:
         raise ConfigError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
     profile = PROFILES[name]()
     return apply_overrides(profile, overrides or {})
@@ -270,11 +284,24 @@ def parse_overrides(pairs: list[str]) -> dict[str, str]:
 
 
 def apply_overrides(profile: Profile, overrides: Mapping[str, Any]) -> Profile:
-    """Set ``"section.key"`` (or ``"device"``) values in place and return the profile."""
-    for key, value in overrides.items():
-        target, name = _resolve(profile, key)
-        hint = _field_types(type(target))[name]
-        setattr(target, name, _coerce(key, value, hint))
+    """Set ``"section.key"`` (or ``"device"``) values in place, check the whole profile, return it.
+
+    On any :class:`ConfigError` the profile is left as it was.
+    """
+    if not isinstance(overrides, Mapping):
+        raise ConfigError(f"overrides must map 'section.name' keys to values, got {overrides!r}")
+    before = copy.deepcopy(profile)
+    try:
+        for key, value in overrides.items():
+            target, name = _resolve(profile, key)
+            hint = _field_types(type(target))[name]
+            setattr(target, name, _coerce(key, value, hint))
+        check_profile(profile, changed=overrides)
+    except ConfigError:
+        for section in SECTIONS:
+            vars(getattr(profile, section)).update(vars(getattr(before, section)))
+        profile.device = before.device
+        raise
     return profile
 
 
@@ -289,7 +316,9 @@ def _suggest(name: str, names: list[str]) -> list[str]:
 
 
 def _resolve(profile: Profile, key: str) -> tuple[Any, str]:
-    sections = ("model", "data", "pretrain", "finetune")
+    sections = SECTIONS
+    if not isinstance(key, str):
+        raise ConfigError(f"setting names are strings such as 'pretrain.max_steps', got {key!r}")
     if key == "device":
         return profile, "device"
     section, dot, name = key.partition(".")
@@ -342,7 +371,10 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
         raise ConfigError(f"setting {key!r} expects an integer, got {value!r}")
     if hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            try:
+                return float(value)
+            except OverflowError:  # an int beyond any float
+                raise ConfigError(f"setting {key!r} expects a number a float can hold, got {value!r}") from None
         if isinstance(value, str):
             try:
                 return float(value)
