@@ -16,8 +16,10 @@ drift over minutes.
 Model FLOPs utilisation (MFU) divides the model's training FLOPs per token
 (3 x forward: 2 x parameters used per token, plus attention) by a dense
 matrix-multiply rate measured in the same process (bf16 on GPUs, fp32 on
-CPUs). Run it from the repository root with the package installed; a GPT-2
-tokenizer comes from the hub or from ``$HELPERS_TOKENIZER``.
+CPUs). Run it from the repository root with the package installed; GPT-2's
+tokenizer comes from the hub's cache, ``$HELPERS_TOKENIZER`` or the copy
+shipped with the package. ``--set key=value`` changes a setting for every
+variant (``tests/test_benchmarks.py`` runs a one-layer model for seconds).
 """
 
 from __future__ import annotations
@@ -31,6 +33,16 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import torch
+import torch.profiler
+
+from helpers.config import get_profile, parse_overrides
+from helpers.data import pretraining_blocks
+from helpers.devices import describe_machine
+from helpers.runs import read_metrics
+from helpers.tokenizer import load_tokenizer
+from helpers.train import train
 
 # Variants: (name, engine, what it changes, overrides of the paper profile's pretraining).
 CPU_VARIANTS = [
@@ -74,8 +86,6 @@ def train_flops_per_token(model, block: int) -> float:
 
 def matmul_tflops(device: str) -> float:
     """Dense matrix-multiply rate of this device: bf16 8192^3 on a GPU, fp32 2048^3 on a CPU."""
-    import torch
-
     if device == "cuda":
         n, dtype = 8192, torch.bfloat16
     else:
@@ -98,12 +108,11 @@ def matmul_tflops(device: str) -> float:
 def run_variant(name: str, engine: str, overrides: dict, base: dict, steps: int, log_every: int,
                 skip_windows: int, workdir: Path) -> dict:
     """One training run; tokens/s of its logging windows after ``skip_windows``."""
-    import torch
-    from helpers.config import get_profile
-    from helpers.train import read_metrics, train
-
-    settings = {**base, **overrides, "pretrain.max_steps": steps, "pretrain.log_every": log_every,
-                "pretrain.eval_every": 0, "pretrain.save_every": 0}
+    # A timed run is shorter than the paper's 100 warm-up steps, which a profile may not exceed: the
+    # learning rate changes nothing that is timed.
+    warmup = min(get_profile("paper", {**base, **overrides}).pretrain.warmup_steps, steps)
+    settings = {**base, **overrides, "pretrain.max_steps": steps, "pretrain.warmup_steps": warmup,
+                "pretrain.log_every": log_every, "pretrain.eval_every": 0, "pretrain.save_every": 0}
     profile = get_profile("paper", settings)
     out = workdir / f"{name}-{time.time_ns()}"
     cuda = profile.device != "cpu" and torch.cuda.is_available()
@@ -150,9 +159,9 @@ def table(rows: list[dict], baseline: str) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if _has_cuda() else "cpu")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--variants", nargs="*", help="names to run (default: all for the device)")
     parser.add_argument("--compile", action="store_true", help="CPU: add the torch.compile variant (~70 s compile)")
     parser.add_argument("--steps", type=int, help="optimizer steps per run (default: cpu 8, cuda 60)")
@@ -168,13 +177,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile-variant", help="also run this variant under torch.profiler and print its top kernels")
     parser.add_argument("--profile-steps", type=int, default=40)
     parser.add_argument("--budget-s", type=float, default=float("inf"), help="skip variants once this much time is spent")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a setting of the paper profile for every variant (e.g. a tiny model for a "
+                             "smoke test: --set model.n_layer=1); repeatable")
     parser.add_argument("--json", type=Path, help="write all results here")
-    args = parser.parse_args(argv)
+    return parser
 
-    import torch
-    from helpers.config import get_profile
-    from helpers.data import load_tokenizer, pretraining_blocks
 
+def main(argv: list[str] | None = None) -> int:
+    """Time every variant, print the table and write the JSON file."""
+    args = _parser().parse_args(argv)
     cuda = args.device == "cuda"
     steps = args.steps or (60 if cuda else 8)
     log_every = args.log_every or (10 if cuda else 2)
@@ -187,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
             "data.val_stories_count": 100, "pretrain.eval_batch_size": 64}
     if not cuda:
         base.update({"pretrain.batch_size": 32, "pretrain.grad_accum": 1})
+    base.update(parse_overrides(args.overrides))
     profile = get_profile("paper", base)
     tokenizer = load_tokenizer(profile.data)
     # tokenise once, outside every timing
@@ -195,7 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     flops = train_flops_per_token(profile.model, profile.data.block_size)
     peak = matmul_tflops(args.device)
     started = time.perf_counter()
-    info = {"date": time.strftime("%Y-%m-%d"), "device": torch.cuda.get_device_name() if cuda else _cpu_name(),
+    host = describe_machine(args.device)
+    info = {"date": time.strftime("%Y-%m-%d"), "device": host["gpu"] or f"{host['cpu']} ({host['cores']} cores)",
+            "machine": host,
             "torch": torch.__version__, "command": " ".join([Path(sys.argv[0]).name] + (argv or sys.argv[1:])),
             "train_flops_per_token": flops, "matmul_tflops": peak, "train_tokens": train_blocks.meta["tokens"],
             "steps": steps, "log_every": log_every, "repeats": repeats}
@@ -269,11 +284,10 @@ def compare_curves(variant: str, base: dict, steps: int, workdir: Path, variants
 
 def kernel_table(variant, base: dict, steps: int = 40) -> str:
     """Where the time of one variant goes: its top kernels under torch.profiler (compilation included on the CPU side)."""
-    import torch
-    from torch.profiler import ProfilerActivity, profile
-
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
-    with tempfile.TemporaryDirectory() as tmp, profile(activities=activities) as prof:
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if torch.cuda.is_available():
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with tempfile.TemporaryDirectory() as tmp, torch.profiler.profile(activities=activities) as prof:
         run_variant(variant[0], variant[1], variant[3], base, steps, 10, 0, Path(tmp))
     sort = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
     return f"profile of {variant[0]}, {steps} steps:\n" + prof.key_averages().table(sort_by=sort, row_limit=18)
@@ -287,25 +301,6 @@ def _write(path: Path | None, info: dict, runs: dict, errors: dict, rows, compar
     tmp.write_text(json.dumps({**info, "results": rows, "runs": runs, "errors": errors,
                                "loss_curves": comparison}, indent=2, default=str))
     os.replace(tmp, path)
-
-
-def _has_cuda() -> bool:
-    try:
-        import torch
-
-        return torch.cuda.is_available()
-    except ImportError:
-        return False
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
-    except OSError:
-        pass
-    return f"CPU ({os.cpu_count()} cores)"
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -39,8 +40,8 @@ def test_paper_profile_tokenizer_matches_the_model(gpt2, gpt2_dir, monkeypatch):
     monkeypatch.setenv("HELPERS_TOKENIZER", str(gpt2_dir))
     tok = profile_tokenizer(get_profile("paper"))
     assert len(tok) == 50257
-    with pytest.raises(DataError, match="has 50257 tokens but model.vocab_size is 4096; set model.vocab_size=50257"):
-        profile_tokenizer(get_profile("paper", {"model.vocab_size": 4096}))
+    with pytest.raises(DataError, match="has 50257 tokens but model.vocab_size is 50304; set model.vocab_size=50257"):
+        profile_tokenizer(get_profile("paper", {"model.vocab_size": 50304}))  # padded to a multiple of 64
 
 
 def test_shipped_gpt2_files_are_openais_and_give_the_hubs_ids(gpt2, monkeypatch):
@@ -251,6 +252,37 @@ def test_per_story_packing_throws_tokens_away(tmp_path, gpt2):
     assert paper.meta["tokens_dropped"] == paper.meta["tokens"] - 128 * len(paper)
     assert paper.meta["tokens_dropped"] > 0.3 * paper.meta["tokens"]  # most stories end in a short piece
     assert concat.meta["tokens_dropped"] < 128
+
+
+def test_blocks_follow_the_tokenizers_definition_not_its_name(tmp_path, gpt2_dir, monkeypatch):
+    """Three folders all loaded as "gpt2": a copy reuses the cache, other merges or another end-of-text do not."""
+    copy, edited = tmp_path / "gpt2-copy", tmp_path / "gpt2-edited"
+    shutil.copytree(gpt2_dir, copy)
+    shutil.copytree(gpt2_dir, edited)
+    definition = json.loads((edited / "tokenizer.json").read_text())
+    definition["model"]["merges"] = definition["model"]["merges"][100:]  # same vocabulary, 100 merges forgotten
+    (edited / "tokenizer.json").write_text(json.dumps(definition))
+    cfg = get_profile("paper", {"data.stories": "embedded", "data.train_stories": 50, "data.packing": "concat",
+                                "data.cache_dir": str(tmp_path / "cache")}).data
+    assert cfg.tokenizer == "gpt2"
+
+    def tokenizer(folder):
+        monkeypatch.setenv("HELPERS_TOKENIZER", str(folder))
+        return load_tokenizer(cfg)
+
+    first = pretraining_blocks(cfg, "train", tokenizer(gpt2_dir), progress=False)
+    written = first.path.stat().st_mtime_ns
+    again = pretraining_blocks(cfg, "train", tokenizer(copy), progress=False)
+    assert again.path == first.path and again.path.stat().st_mtime_ns == written  # reused, not rewritten
+    other = pretraining_blocks(cfg, "train", tokenizer(edited), progress=False)
+    assert other.path != first.path and other.meta["tokens"] > first.meta["tokens"]
+    assert first.array[0, :10].tolist() == tokenizer(gpt2_dir)(load_stories(cfg, "train")[0])["input_ids"][:10]
+    dot_ends = tokenizer(copy)
+    dot_ends.eos_token = "."  # what packing puts between stories, the tokenizer's definition unchanged
+    separated = pretraining_blocks(cfg, "train", dot_ends, progress=False)
+    assert separated.path not in {first.path, other.path} and separated.meta["tokens"] == first.meta["tokens"]
+    assert 50256 in first.array and 50256 not in separated.array
+    assert pretraining_blocks(cfg, "train", tokenizer(gpt2_dir), progress=False).path == first.path
 
 
 def test_bad_source_leaves_no_cache_files(tmp_path, gpt2):

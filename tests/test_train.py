@@ -215,6 +215,35 @@ def test_ensure_run_reuses_resumes_and_refuses(tmp_path, capsys):
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == files  # reused and refused: nothing touched
 
 
+def _assert_same_run(resumed, whole) -> None:
+    """The same records (timings aside) and the same final weights, to the last bit."""
+    from safetensors.torch import load_file
+
+    keys = ("step", "epoch", "tokens", "train_loss", "learning_rate", "grad_norm", "eval_loss")
+    assert [[r.get(k) for k in keys] for r in read_metrics(resumed)] == [[r.get(k) for k in keys]
+                                                                         for r in read_metrics(whole)]
+    a, b = load_file(resumed / "model.safetensors"), load_file(whole / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert not list(resumed.glob(".*tmp*"))
+
+
+def test_trainer_engine_resumes_after_a_crash_to_the_same_run(tmp_path):
+    """Trainer restarts its logging window at a checkpoint, so here checkpoints fall on logging steps."""
+    settings = {**TINY, "pretrain.max_steps": 10, "pretrain.log_every": 2, "pretrain.save_every": 4,
+                "pretrain.eval_every": 4, "pretrain.warmup_steps": 2, "pretrain.keep_checkpoints": 0,
+                "data.train_stories": 300, "model.resid_pdrop": 0.1, "model.embd_pdrop": 0.1, "model.attn_pdrop": 0.1}
+    args = ["pretrain", "--quiet", "--engine", "hf", *_sets(settings)]
+    whole = _cli(*args, "--out", str(tmp_path / "whole"), timeout=600)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    out = tmp_path / "crashed"
+    crashed = _cli(*args, "--out", str(out), env={"HELPERS_CRASH_AFTER_STEP": "6"}, timeout=600)
+    assert crashed.returncode == -signal.SIGKILL
+    assert latest_checkpoint(out) == checkpoint_dir(out, 4) and read_metrics(out)[-1]["step"] == 6
+    again = _cli(*args, "--out", str(out), "--resume", timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    _assert_same_run(out, tmp_path / "whole")
+
+
 # ------------------------------------------------------------------ two processes (DDP, gloo)
 
 
@@ -238,6 +267,30 @@ def test_two_processes_match_one(tmp_path):
             assert y["eval_loss"] == pytest.approx(x["eval_loss"], rel=1e-5)
     assert json.loads((tmp_path / "two" / "run.json").read_text())["world_size"] == 2
     assert {p.name for p in (tmp_path / "two" / "checkpoint-8").glob("rng-*")} == {"rng-0.pt", "rng-1.pt"}
+
+
+def test_two_processes_resume_after_a_crash_to_the_same_run(tmp_path):
+    settings = {**TINY, "pretrain.max_steps": 8, "pretrain.log_every": 2, "pretrain.eval_every": 4,
+                "pretrain.save_every": 3, "pretrain.batch_size": 4, "pretrain.keep_checkpoints": 0,
+                "data.train_stories": 300}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                "-m", "helpers", "pretrain", "--quiet", *_sets(settings)]
+
+    def launch(out, *extra, env=None):
+        return subprocess.run([*torchrun, "--out", str(out), *extra], capture_output=True, text=True,
+                              env={**os.environ, **(env or {})}, timeout=600)
+
+    whole = launch(tmp_path / "whole")
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    out = tmp_path / "crashed"
+    assert launch(out, env={"HELPERS_CRASH_AFTER_STEP": "5"}).returncode != 0  # both processes killed after step 5
+    assert latest_checkpoint(out) == checkpoint_dir(out, 3) and read_metrics(out)[-1]["step"] == 4
+    state = torch.load(checkpoint_dir(out, 3) / "trainer_state.pt", weights_only=False)
+    assert len(state["window_losses"]) == 1  # step 3, logged only at step 4
+    again = launch(out, "--resume")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resuming after step 3" in again.stdout
+    _assert_same_run(out, tmp_path / "whole")
 
 
 # ------------------------------------------------------------------ the paper's Trainer beside the fast engine
@@ -330,7 +383,8 @@ def test_gpu_loss_libraries_are_refused_on_a_cpu_and_named_when_missing(tmp_path
 
 def test_cli_trains_without_evaluation(tmp_path):
     """eval_every=0 (documented for benchmarks): no validation loss, and the summary line says so."""
-    settings = {**TINY, "pretrain.max_steps": 4, "pretrain.eval_every": 0, "pretrain.save_every": 0}
+    settings = {**TINY, "pretrain.max_steps": 4, "pretrain.warmup_steps": 1, "pretrain.eval_every": 0,
+                "pretrain.save_every": 0}
     done = _cli("pretrain", "--quiet", "--out", str(tmp_path / "run"), *_sets(settings), timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == (
@@ -415,9 +469,8 @@ def test_a_position_offset_reads_examples_further_right(tmp_path, pretrained_run
     offset, moved = read_metrics(tmp_path / "offset"), read_metrics(tmp_path / "moved")
     for key in ("train_loss", "eval_loss", "grad_norm"):
         assert [r.get(key) for r in offset] == pytest.approx([r.get(key) for r in moved], rel=1e-5), key
-    from helpers.runs import RunError
+    from helpers.config import ConfigError
 
-    with pytest.raises(RunError, match=r"data.position_offset=1000 moves the longest finetuning example \(\d+ tokens\) "
-                                       r"past the model's 1024 positions"):
-        finetune(tiny_profile(**steps, **{"data.position_offset": 1000}), tmp_path / "far", init=pretrained_run,
-                 progress=False)
+    with pytest.raises(ConfigError, match=r"data.position_offset=1000: data.position_offset \+ "
+                                          r"data.instruction_max_length \(512\) must be <= model.n_positions \(1024\)"):
+        tiny_profile(**steps, **{"data.position_offset": 1000})  # refused before any run starts

@@ -52,7 +52,9 @@ __all__ = [
     "pad_batch",
 ]
 
-FORMAT_VERSION = 1
+# Part of every block cache key: raise it whenever a change to the tokenising or packing code below
+# changes what a cached file would hold, so files written by the old code are never read again.
+PACKING_VERSION = 1
 
 # --------------------------------------------------------------------------- paths
 
@@ -123,7 +125,7 @@ class TokenBlocks:
 
     @property
     def array(self) -> np.ndarray:
-            return np.memmap(self.path, dtype=np.uint16, mode="r",
+        return np.memmap(self.path, dtype=np.uint16, mode="r",
                          shape=(self.meta["blocks"], self.meta["block_size"]))
 
     def __len__(self) -> int:
@@ -148,11 +150,19 @@ def _source_fingerprint(cfg: DataConfig, split: str) -> dict:
 
 def pretraining_blocks(cfg: DataConfig, split: str, tokenizer: PreTrainedTokenizerBase,
                        progress: bool = True) -> TokenBlocks:
-    """Tokenise and pack a split once; later calls reuse the cached file."""
+    """Tokenise and pack a split once; later calls reuse the cached file.
+
+    The file is named by everything its blocks depend on: the texts, the
+    tokenizer's whole definition (vocabulary, merges, special tokens; not
+    its name, which two different tokenizers can share), the end-of-text id
+    packing puts between stories, the block size and packing, and the
+    version of this code.
+    """
     key = {
-        "version": FORMAT_VERSION,
+        "version": PACKING_VERSION,
         "source": _source_fingerprint(cfg, split),
         "tokenizer": tokenizer_fingerprint(tokenizer),
+        "eos_id": tokenizer.eos_token_id,
         "block_size": cfg.block_size,
         "packing": cfg.packing,
     }

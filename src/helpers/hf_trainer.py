@@ -11,20 +11,48 @@ package's records.
 
 from __future__ import annotations
 
-import math
 import time
+from pathlib import Path
+from typing import Callable
 
 import torch
+from safetensors.torch import load_file
 from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
 from .batches import FinetuneData, PretrainData, StepOrder, TokenCount
 from .run_setup import RunSetup, publish_final
-from .runs import RunResult, checkpoints, read_metrics
+from .runs import MODEL_FILES, RunError, RunResult, checkpoints, read_metrics
+from .stats import perplexity_from_loss
 
-__all__ = ["training_arguments", "train_with_trainer"]
+__all__ = ["load_checkpoint_weights", "training_arguments", "train_with_trainer"]
 
 _RECORD_ORDER = ("step", "epoch", "tokens", "train_loss", "learning_rate", "grad_norm", "tokens_per_sec",
                  "eval_loss", "perplexity", "elapsed_s")
+
+
+def load_checkpoint_weights(model: torch.nn.Module, folder: Path) -> None:
+    """Load a checkpoint's ``model.safetensors`` into ``model``, refusing any missing, extra or misshapen tensor.
+
+    A lenient load (``strict=False``, what ``Trainer`` does) would resume from
+    a checkpoint of another model, or a damaged one, with some weights left as
+    they were and not a word said. Only tied tensors may be absent from the
+    file: the output layer shares the token embedding's tensor and is saved
+    once, under the embedding's name.
+    """
+    path = Path(folder) / MODEL_FILES[1]
+    if not path.exists():
+        raise RunError(f"cannot resume from {folder}: it holds no {path.name}")
+    weights = load_file(str(path))
+    first_name: dict[int, str] = {}
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        source = first_name.setdefault(tensor.data_ptr(), name)
+        if source != name and name not in weights and source in weights:
+            weights[name] = weights[source]
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as err:
+        reason = " ".join(str(err).split())
+        raise RunError(f"cannot resume from {path}: it does not hold this model's weights ({reason})") from err
 
 
 class ItemNumbers(torch.utils.data.Dataset):
@@ -77,6 +105,10 @@ class PaperTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.same_order, self.eval_collator = sampler, eval_collator
 
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        """The checkpoint's weights, loaded strictly (``Trainer``'s own load ignores missing and extra tensors)."""
+        load_checkpoint_weights(self.model, Path(resume_from_checkpoint))
+
     def _get_train_sampler(self, train_dataset=None):
         return self.same_order
 
@@ -112,7 +144,7 @@ class MetricsFile(TrainerCallback):
                           tokens_per_sec=(tokens - self.last_tokens) / max(now - self.last_time, 1e-9))
             self.last_time, self.last_tokens = now, tokens
         if "eval_loss" in logs:
-            record.update(eval_loss=logs["eval_loss"], perplexity=math.exp(min(logs["eval_loss"], 700.0)))
+            record.update(eval_loss=logs["eval_loss"], perplexity=perplexity_from_loss(logs["eval_loss"]))
         record.update(step=step, epoch=step / self.steps_per_epoch, tokens=self.tokens.after(step),
                       elapsed_s=time.perf_counter() - self.start)
 
@@ -129,6 +161,29 @@ class MetricsFile(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         self.flush(state.global_step)
+
+
+class StepOver(TrainerCallback):
+    """Calls ``after_step(step)`` once per optimizer step, when it is over: logged, evaluated, saved, recorded.
+
+    ``Trainer`` logs, evaluates and saves after its ``on_step_end``; the step
+    is over when the next begins (or training ends), after
+    :class:`MetricsFile`, registered first, has written its record.
+    """
+
+    def __init__(self, after_step: Callable[[int], None], start_step: int):
+        self.after_step, self.done = after_step, start_step
+
+    def _catch_up(self, state) -> None:
+        while self.done < state.global_step:
+            self.done += 1
+            self.after_step(self.done)
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._catch_up(state)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self._catch_up(state)
 
 
 def training_arguments(setup: RunSetup, progress: bool) -> TrainingArguments:
@@ -169,8 +224,11 @@ def training_arguments(setup: RunSetup, progress: bool) -> TrainingArguments:
     )
 
 
-def train_with_trainer(setup: RunSetup, progress: bool) -> RunResult:
-    """Train ``setup`` with ``Trainer``; checkpoints are ``Trainer``'s own (plus the tokenizer)."""
+def train_with_trainer(setup: RunSetup, progress: bool, after_step: Callable[[int], None]) -> RunResult:
+    """Train ``setup`` with ``Trainer``; checkpoints are ``Trainer``'s own (plus the tokenizer).
+
+    ``after_step(step)`` runs once each step is over (:class:`StepOver`).
+    """
     cfg = setup.cfg
     eval_items = ItemNumbers(len(setup.val_data))
     if cfg.eval_max_batches:
@@ -179,7 +237,8 @@ def train_with_trainer(setup: RunSetup, progress: bool) -> RunResult:
     callback = MetricsFile(setup, setup.tokens)
     trainer = PaperTrainer(model=setup.model, args=training_arguments(setup, progress),
                            train_dataset=ItemNumbers(len(setup.train_data)), eval_dataset=eval_items,
-                           data_collator=Collator(setup.train_data), callbacks=[callback],
+                           data_collator=Collator(setup.train_data),
+                           callbacks=[callback, StepOver(after_step, setup.start_step)],
                            sampler=SameOrder(setup.order, cfg.grad_accum, setup.procs.rank),
                            eval_collator=Collator(setup.val_data))
     trainer.remove_callback(PrinterCallback)  # without a progress bar Trainer prints every log as a dict

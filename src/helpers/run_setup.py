@@ -25,7 +25,7 @@ from .devices import Processes, run_precision, seed_everything, setup_processes
 from .model import build_model, hf_quiet, load_model
 from .optim import warmup_steps_for
 from .runs import (
-    RunError, checkpoint_step, latest_checkpoint, missing_model_files, truncate_metrics, write_json,
+    RunError, RunRecord, checkpoint_step, latest_checkpoint, missing_model_files, truncate_metrics, write_run_record,
 )
 from .tokenizer import profile_tokenizer
 from .tracking import RunLog
@@ -122,9 +122,9 @@ def prepare(stage: Stage, profile: Profile, out: Path, init: Path | None, resume
                      checkpoint_step(checkpoint) if checkpoint else 0)
     if procs.main:
         out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "run.json", {**description, "data": summary, "total_steps": total,
-                                      "warmup_steps": setup.warmup, "precision": precision,
-                                      "device": str(procs.device), "global_batch": order.global_batch})
+        write_run_record(out, RunRecord(**description, data=summary, total_steps=total, warmup_steps=setup.warmup,
+                                        precision=precision, device=str(procs.device),
+                                        global_batch=order.global_batch))
         truncate_metrics(out, setup.start_step)
     setup.log = RunLog(out, cfg.report_to, name=f"{stage} {out.name}", config=description, main=procs.main,
                        start_step=setup.start_step, setting=f"{stage}.report_to")

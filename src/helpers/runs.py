@@ -3,7 +3,8 @@
 A run folder holds
 
 * ``run.json``: what was run (stage, engine, the whole profile, init, data
-  counts, steps, precision, device);
+  counts, steps, precision, device): a :class:`RunRecord`, versioned by its
+  ``schema`` and written and read only here;
 * ``metrics.jsonl``: one JSON object per logging or evaluation step, the only
   input of every training figure;
 * the final model in Hugging Face format (``config.json``,
@@ -14,26 +15,33 @@ A run folder holds
 Every other module and lesson asks this one to name, list or check these
 files: nothing else parses a checkpoint's name. Writes go through a
 temporary file and a rename, so a killed process never leaves half a file.
-This module needs nothing beyond the standard library.
+This module needs nothing beyond the standard library and the settings of
+:mod:`helpers.config`.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Sequence
+
+from .config import Profile, get_profile
+from .stats import perplexity_from_loss
 
 __all__ = [
     "RUN_INFO",
     "METRICS",
+    "EVALUATION",
+    "EVALUATION_MARKDOWN",
     "MODEL_FILES",
     "WEIGHT_FILES",
     "RunError",
     "RunResult",
+    "RUN_SCHEMA",
+    "RunRecord",
     "checkpoint_dir",
     "checkpoint_step",
     "checkpoints",
@@ -43,13 +51,18 @@ __all__ = [
     "has_model",
     "missing_model_files",
     "require_model",
-    "read_run_info",
+    "has_run_record",
+    "read_run_record",
+    "write_run_record",
+    "run_profile",
     "read_metrics",
+    "read_evaluation",
     "run_result",
     "tokens_at",
     "append_metrics",
     "truncate_metrics",
     "check_out_dir",
+    "setting_differences",
     "write_json",
     "write_text",
     "write_bytes",
@@ -57,6 +70,8 @@ __all__ = [
 
 RUN_INFO = "run.json"
 METRICS = "metrics.jsonl"
+EVALUATION = "eval.json"  # helpers.evaluate's measurements of the run
+EVALUATION_MARKDOWN = "eval.md"  # the same, to read
 MODEL_FILES = ("config.json", "model.safetensors")  # what this package writes for a model
 # Weight files ``from_pretrained`` can load; folders from elsewhere (the hub's
 # gpt2, say) may hold the older formats.
@@ -68,6 +83,36 @@ _STATE_FILES = ("trainer_state.pt", "trainer_state.json")
 
 class RunError(RuntimeError):
     """A run that cannot start or be read: a missing model, a folder holding another run, ..."""
+
+
+RUN_SCHEMA = 1  # the layout of run.json; a record without "schema" was written before it was numbered
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What ``run.json`` holds: enough to resume, evaluate or report a run without guessing its settings."""
+
+    stage: str                # "pretrain" or "finetune"
+    engine: str               # "fast" or "hf"
+    profile: dict[str, Any]   # every setting, as Profile.to_dict() writes it
+    init: str | None          # the pretrained run a finetuning started from
+    world_size: int           # training processes
+    data: dict[str, Any]      # what the prepared data held (counts, block size, ...)
+    total_steps: int
+    warmup_steps: int
+    precision: str
+    device: str
+    global_batch: int
+    schema: int = RUN_SCHEMA
+
+    def identity(self) -> dict[str, Any]:
+        """What a folder may only be resumed with: stage, engine, profile, init and processes."""
+        return {"stage": self.stage, "engine": self.engine, "profile": self.profile, "init": self.init,
+                "world_size": self.world_size}
+
+    def settings(self) -> Profile:
+        """The profile the run was trained with, as an object."""
+        return Profile.from_dict(self.profile)
 
 
 @dataclass
@@ -83,7 +128,7 @@ class RunResult:
 
     @property
     def perplexity(self) -> float | None:
-        return math.exp(self.eval_loss) if self.eval_loss is not None else None
+        return perplexity_from_loss(self.eval_loss) if self.eval_loss is not None else None
 
     def losses_line(self) -> str:
         """The last losses in words; a run trained without evaluation (``eval_every=0``) says so."""
@@ -144,9 +189,9 @@ def model_stages(run_dir: str | Path) -> list[tuple[int, Path]]:
     """(step, folder) of every saved model in step order: checkpoints, then the final model if newer."""
     run_dir = Path(run_dir)
     found = checkpoints(run_dir, complete=False)
-    final_step = read_run_info(run_dir).get("total_steps")
-    if has_model(run_dir) and final_step is not None and (not found or found[-1][0] < final_step):
-        found.append((int(final_step), run_dir))
+    record = read_run_record(run_dir)
+    if has_model(run_dir) and record is not None and (not found or found[-1][0] < record.total_steps):
+        found.append((record.total_steps, run_dir))
     return found
 
 
@@ -175,12 +220,11 @@ def require_model(run_dir: str | Path) -> Path:
                        f"python -m helpers pretrain --out {run_dir}")
     if has_model(run_dir):
         return run_dir
-    info = read_run_info(run_dir)
-    stage = info.get("stage")
-    if stage is not None:
-        init = f" --init {info['init']}" if info.get("init") else ""
-        raise RunError(f"run folder {str(run_dir)!r} has no final model (its {stage} run did not finish); "
-                       f"finish it: python -m helpers {stage}{init} --out {run_dir} --resume")
+    record = read_run_record(run_dir)
+    if record is not None:
+        init = f" --init {record.init}" if record.init else ""
+        raise RunError(f"run folder {str(run_dir)!r} has no final model (its {record.stage} run did not finish); "
+                       f"finish it: python -m helpers {record.stage}{init} --out {run_dir} --resume")
     raise RunError(f"folder {str(run_dir)!r} holds no model (config.json and model.safetensors); "
                    f"train one first: python -m helpers pretrain --out {run_dir}")
 
@@ -188,18 +232,59 @@ def require_model(run_dir: str | Path) -> Path:
 # ---------------------------------------------------------------- reading
 
 
-def read_run_info(run_dir: str | Path) -> dict[str, Any]:
-    """``run.json`` as a dict (empty for a bare model folder)."""
+def has_run_record(run_dir: str | Path) -> bool:
+    """Whether a folder holds a run of this package (its ``run.json``), finished or not."""
+    return (Path(run_dir) / RUN_INFO).is_file()
+
+
+def read_run_record(run_dir: str | Path) -> RunRecord | None:
+    """The :class:`RunRecord` of a run folder; ``None`` for a bare model folder."""
     path = Path(run_dir) / RUN_INFO
-    return json.loads(path.read_text()) if path.exists() else {}
+    if not path.exists():
+        return None
+    try:
+        saved = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise RunError(f"{str(path)!r} is not valid JSON ({err.msg}, line {err.lineno})") from None
+    schema = saved.get("schema", RUN_SCHEMA)
+    if schema != RUN_SCHEMA:
+        raise RunError(f"{str(path)!r} has schema {schema!r}; this version of helpers reads schema {RUN_SCHEMA}: "
+                       "train the run again or use the helpers version that wrote it")
+    names = {f.name for f in fields(RunRecord)}
+    missing = sorted(names - set(saved) - {"schema"})
+    if missing:
+        raise RunError(f"{str(path)!r} lacks {', '.join(missing)}: it was not written by a finished run setup")
+    return RunRecord(**{key: value for key, value in saved.items() if key in names})
+
+
+def write_run_record(run_dir: str | Path, record: RunRecord) -> None:
+    """Write ``run.json`` atomically."""
+    write_json(Path(run_dir) / RUN_INFO, asdict(record))
+
+
+def run_profile(run_dir: str | Path, fallback: str = "lesson") -> Profile:
+    """The settings a run was trained with; the ``fallback`` profile for a bare model folder."""
+    record = read_run_record(run_dir)
+    return record.settings() if record else get_profile(fallback)
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """Every record of ``metrics.jsonl`` in order."""
+    """Every complete record of ``metrics.jsonl`` in order (a torn last line of a killed run is not one)."""
     path = Path(run_dir) / METRICS
     if not path.exists():
         raise RunError(f"no metrics in {str(run_dir)!r}: train it first")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [json.loads(line) for line in _complete_lines(path.read_text())]
+
+
+def _complete_lines(text: str) -> list[str]:
+    """The non-empty lines of ``text`` that end in a newline: a record counts once its line ends."""
+    return [line for line in text[:text.rfind("\n") + 1].splitlines() if line.strip()]
+
+
+def read_evaluation(run_dir: str | Path) -> dict[str, Any] | None:
+    """The ``eval.json`` of a run folder (see :class:`helpers.evaluate.EvaluationReport`); ``None`` if not evaluated."""
+    path = Path(run_dir) / EVALUATION
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def run_result(run_dir: str | Path) -> RunResult:
@@ -230,12 +315,20 @@ def tokens_at(records: Sequence[dict], step: int) -> int | None:
 
 
 def write_bytes(path: str | Path, payload: bytes) -> None:
-    """Write through a temporary file in the same folder and rename: readers never see half a file."""
+    """Write through a temporary file in the same folder and rename: readers never see half a file.
+
+    A write that fails (a full disk, a file-size limit) removes its
+    temporary file; only a killed process leaves one, hidden beside ``path``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(payload)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(payload)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_text(path: str | Path, text: str) -> None:
@@ -255,11 +348,15 @@ def append_metrics(run_dir: str | Path, record: dict[str, Any]) -> None:
 
 
 def truncate_metrics(run_dir: str | Path, step: int) -> None:
-    """Drop records after ``step``: those a resumed run writes again from its checkpoint."""
+    """Drop records after ``step``: those a resumed run writes again from its checkpoint.
+
+    A record counts once its line ends: a process killed while appending
+    leaves a torn last line without one, which is dropped with the rest.
+    """
     path = Path(run_dir) / METRICS
     if not path.exists():
         return
-    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    kept = [line for line in _complete_lines(path.read_text()) if json.loads(line)["step"] <= step]
     write_text(path, "".join(line + "\n" for line in kept))
 
 
@@ -291,16 +388,17 @@ def check_out_dir(out: str | Path, description: dict[str, Any], resume: bool) ->
             f"output folder {str(out)!r} already holds a run; pass --resume (resume=True) to continue "
             "it, or choose another folder"
         )
-    previous = read_run_info(out)
-    diffs = _differences({key: previous.get(key) for key in description}, description)
+    previous = read_run_record(out).identity()
+    diffs = setting_differences({key: previous.get(key) for key in description}, description)
     if diffs:
         raise RunError(f"cannot resume {str(out)!r}: it holds a different run ({'; '.join(diffs[:5])})")
 
 
-def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+def setting_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Each leaf where two nested settings differ, as ``"key.path: old there, new now"``."""
     if isinstance(old, dict) and isinstance(new, dict):
         out = []
         for key in sorted(set(old) | set(new)):
-            out += _differences(old.get(key), new.get(key), f"{prefix}{key}.")
+            out += setting_differences(old.get(key), new.get(key), f"{prefix}{key}.")
         return out
     return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} there, {new!r} now"]

@@ -12,9 +12,9 @@ evaluation step, checkpoints written under a temporary name and renamed,
 and the final model. ``resume=True`` continues a run exactly from its last
 checkpoint.
 
-For the resume tests, ``HELPERS_CRASH_AFTER_STEP=k`` makes the fast loop
-kill its own process (SIGKILL, as an out-of-memory killer would) right after
-step ``k`` is logged.
+For the resume tests, ``HELPERS_CRASH_AFTER_STEP=k`` makes either engine
+kill its own process (SIGKILL, as an out-of-memory killer would) once step
+``k`` is over: logged, evaluated and saved (:func:`_after_step_hook`).
 """
 
 from __future__ import annotations
@@ -27,22 +27,23 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
-from safetensors.torch import load_file
 
 from .config import Profile
 from .devices import resolve_device, rng_state, set_rng_state, tf32_matmuls, world_size
-from .hf_trainer import train_with_trainer
+from .hf_trainer import load_checkpoint_weights, train_with_trainer
 from .model import CausalLMLoss, default_loss_chunk
 from .optim import build_optimizer, build_scheduler
 from .progress import progress_bar
 from .run_setup import RunSetup, Stage, check_init, describe, prepare, publish_final, save_model_files
 from .runs import (
-    RunError, RunResult, check_out_dir, checkpoint_dir, has_model, latest_checkpoint, prune_checkpoints, run_result,
+    RunError, RunResult, check_out_dir, checkpoint_dir, has_model, has_run_record, latest_checkpoint,
+    prune_checkpoints, run_result,
 )
 from .sources import check_hub_sources
+from .stats import perplexity_from_loss
 from .tracking import check_reporters
 
 __all__ = ["TrainingDiverged", "train", "ensure_run", "pretrain", "finetune"]
@@ -75,8 +76,27 @@ def train(stage: Stage, profile: Profile, out_dir: str | Path, *, init: str | Pa
     description = describe(stage, engine, profile, init_path, world_size())
     check_out_dir(out, description, resume)
     setup = prepare(stage, profile, out, init_path, resume, description, engine, progress)
+    after_step = _after_step_hook()
     with setup.log, tf32_matmuls(setup.cfg.tf32, setup.device):
-        return train_with_trainer(setup, progress) if engine == "hf" else _train_fast(setup, progress)
+        if engine == "hf":
+            return train_with_trainer(setup, progress, after_step)
+        return _train_fast(setup, progress, after_step)
+
+
+def _after_step_hook() -> Callable[[int], None]:
+    """What both engines call once a step is over: nothing, or the crash of a resume test.
+
+    ``$HELPERS_CRASH_AFTER_STEP=k`` kills the process after step ``k``,
+    between two checkpoints if ``k`` is chosen so, as an out-of-memory killer
+    would: no exception, no clean-up, whatever is on disk stays as it is.
+    """
+    crash_after = int(os.environ.get("HELPERS_CRASH_AFTER_STEP", "0"))
+
+    def crash_test(done: int) -> None:
+        if done == crash_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return crash_test if crash_after > 0 else (lambda done: None)
 
 
 def ensure_run(stage: Stage, profile: Profile, out_dir: str | Path, *, init: str | Path | None = None,
@@ -88,7 +108,7 @@ def ensure_run(stage: Stage, profile: Profile, out_dir: str | Path, *, init: str
     settings is refused with the differences named.
     """
     out = Path(out_dir)
-    if not (out / "run.json").exists():
+    if not has_run_record(out):
         return train(stage, profile, out, init=init, engine=engine, progress=progress)
     check_out_dir(out, describe(stage, engine, profile, check_init(init), world_size()), resume=True)
     if has_model(out):
@@ -137,8 +157,8 @@ class _Window:
     start: float = 0.0
 
 
-def _train_fast(setup: RunSetup, progress: bool) -> RunResult:
-    """The training loop: a step, then logging, evaluation and checkpoints when they are due."""
+def _train_fast(setup: RunSetup, progress: bool, after_step: Callable[[int], None]) -> RunResult:
+    """The training loop: a step, then logging, evaluation and checkpoints when they are due, then ``after_step``."""
     cfg, procs = setup.cfg, setup.procs
     opt = _optimization(setup)
     elapsed0, window = _resume(setup, opt)
@@ -150,7 +170,6 @@ def _train_fast(setup: RunSetup, progress: bool) -> RunResult:
     run_start = time.perf_counter() - elapsed0
     window.start = time.perf_counter()
     last_train = last_eval = None
-    crash_after = int(os.environ.get("HELPERS_CRASH_AFTER_STEP", "0"))
     for step in range(setup.start_step, setup.total):
         lr = opt.optimizer.param_groups[0]["lr"]
         grad_norm = _train_step(setup, opt, step, window)
@@ -169,7 +188,7 @@ def _train_fast(setup: RunSetup, progress: bool) -> RunResult:
             window.losses, window.tokens, window.start = [], 0, now
         if eval_now:
             last_eval = _evaluate(setup, opt)
-            record.update(eval_loss=last_eval, perplexity=math.exp(min(last_eval, 700.0)))
+            record.update(eval_loss=last_eval, perplexity=perplexity_from_loss(last_eval))
         if record and procs.main:
             _log(setup, record, done, run_start, bar)
         if save_now:
@@ -177,8 +196,7 @@ def _train_fast(setup: RunSetup, progress: bool) -> RunResult:
         if eval_now or save_now:  # tokens/s measures training alone
             window.start = time.perf_counter()
         bar.update(1)
-        if done == crash_after:
-            os.kill(os.getpid(), signal.SIGKILL)
+        after_step(done)
     bar.close()
     if procs.main:
         publish_final(setup.model, setup.tokenizer, setup.out)
@@ -219,8 +237,7 @@ def _resume(setup: RunSetup, opt: _Optimization) -> tuple[float, _Window]:
     state = torch.load(checkpoint / "trainer_state.pt", map_location="cpu", weights_only=False)
     if state["world_size"] != procs.world:
         raise RunError(f"{checkpoint} was written by {state['world_size']} processes, not {procs.world}")
-    setup.model.load_state_dict(load_file(str(checkpoint / "model.safetensors")), strict=False)
-    setup.model.tie_weights()
+    load_checkpoint_weights(setup.model, checkpoint)
     opt.optimizer.load_state_dict(state["optimizer"])
     opt.scheduler.load_state_dict(state["scheduler"])
     if opt.scaler is not None and state.get("scaler"):
