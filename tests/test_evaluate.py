@@ -19,7 +19,7 @@ from helpers.learning_order import learning_order
 from helpers.paper import PAPER_INSTRUCTIONS, PAPER_PERPLEXITY
 from helpers.probes import qa_accuracy
 from helpers.prompts import model_prompt
-from helpers.runs import RunError, read_metrics
+from helpers.runs import RunError, RunRecord, read_metrics, write_run_record
 from helpers.sources import load_instructions
 from helpers.stories import story_prompts
 from helpers.text_metrics import consistency_share, grammar_share, repetition_table
@@ -111,7 +111,9 @@ def test_missing_runs_raise_run_error(tmp_path):
         evaluate_run(tmp_path / "nothing", tiny_profile())
     half = tmp_path / "half"
     half.mkdir()
-    (half / "run.json").write_text(json.dumps({"stage": "finetune", "init": "runs/pretrain"}))
+    write_run_record(half, RunRecord(stage="finetune", engine="fast", profile=tiny_profile().to_dict(),
+                                     init="runs/pretrain", world_size=1, data={}, total_steps=10, warmup_steps=0,
+                                     precision="fp32", device="cpu", global_batch=4))
     with pytest.raises(RunError, match=r"half.*no final model.*python -m helpers finetune --init runs/pretrain"):
         evaluate_run(half, tiny_profile())
     empty = tmp_path / "empty"
@@ -123,13 +125,18 @@ def test_missing_runs_raise_run_error(tmp_path):
 def test_cli_evaluate(finetuned_run, tmp_path):
     run = _copy(finetuned_run, tmp_path)
     env = {k: v for k, v in os.environ.items() if k not in {"OPENAI_API_KEY", "OPENAI_BASE_URL"}}
-    command = [sys.executable, "-m", "helpers", "evaluate", "--run", str(run), "--quiet", "--samples", "1",
-               "--set", "data.val_stories_count=40", "--set", "data.instruction_limit=200", "--set", "device=cpu",
-               "--set", "data.block_size=128"]
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    command = [sys.executable, "-m", "helpers", "evaluate", "--run", str(run), "--quiet", "--samples", "1"]
+    # the run's own settings by default; another value is refused unless asked for on purpose
+    other = [*command, "--set", "data.instruction_limit=150"]
+    refused = subprocess.run(other, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and not (run / "eval.json").exists()
+    assert refused.stderr.startswith(f"error: run {str(run)!r} was trained with other settings than the ones given "
+                                     "(data.instruction_limit: 200 there, 150 now)")
+    done = subprocess.run([*other, "--other-settings"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines() == [str(run / "eval.md")]
-    assert json.loads((run / "eval.json").read_text())["settings"]["samples"] == 1
+    settings = json.loads((run / "eval.json").read_text())["settings"]
+    assert (settings["samples"], settings["other_settings"]) == (1, ["data.instruction_limit: 200 there, 150 now"])
     missing = subprocess.run([sys.executable, "-m", "helpers", "evaluate", "--run", str(tmp_path / "none")],
                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert missing.returncode == 2 and "python -m helpers pretrain" in missing.stderr

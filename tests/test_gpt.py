@@ -144,6 +144,30 @@ def test_layer_norm_from_the_formula_equals_torch():
     assert max_diff(norm(x), expected) < 1e-5
 
 
+def test_every_layer_norm_uses_the_configured_epsilon():
+    """At epsilon 1e-2, far above the variance of freshly initialised activations, a wrong epsilon shows."""
+    hf = build_model(small(layer_norm_epsilon=1e-2), seed=1).eval()
+    gpt = GPT.from_hf(hf).eval()
+    assert [m.eps for m in gpt.modules() if isinstance(m, LayerNorm)] == [1e-2] * 5  # 2 blocks x 2, and ln_f
+    ids = torch.randint(0, 300, (2, 16), generator=torch.Generator().manual_seed(0))
+    hidden = torch.randn(2, 9, 48, generator=torch.Generator().manual_seed(3)) * 0.02
+    with torch.no_grad():
+        assert max_diff(gpt(ids), hf(ids).logits) < TOL
+        for ours, theirs in zip(gpt.h, hf.transformer.h):
+            assert max_diff(ours(hidden), hf_output(theirs(hidden))) < TOL
+        # the same weights at GPT-2's default epsilon give visibly other logits: the test can see it
+        default = GPT.from_hf(hf).eval()
+        for m in default.modules():
+            if isinstance(m, LayerNorm):
+                m.eps = 1e-5
+        assert max_diff(default(ids), hf(ids).logits) > 1e-2
+    # the epsilon formula itself: sqrt(var + eps), not sqrt(var) + eps
+    norm = LayerNorm(4, eps=1e-2)
+    x = torch.tensor([[1.0, -1.0, 1.0, -1.0]]) * 0.1  # mean 0, variance 0.01
+    expected = x / math.sqrt(0.01 + 0.01)  # = x * 7.0711
+    assert max_diff(norm(x), expected) < 1e-6
+
+
 def test_gelu_new_equals_transformers():
     from transformers.activations import ACT2FN
 

@@ -9,12 +9,13 @@ import pytest
 import torch
 
 from conftest import tiny_profile
+from rigged import one_thread  # noqa: F401 - a fixture
 from helpers.config import ModelConfig
 from helpers.data import finetuning_examples, pretraining_blocks
-from helpers.inference import generate, perplexity, text_perplexity
+from helpers.inference import SAMPLING, generate, perplexity, text_perplexity
 from helpers.probes import qa_accuracy
 from helpers.runs import read_metrics
-from helpers.sources import load_instructions
+from helpers.stats import wilson_interval
 from helpers.text_metrics import normalise_answer
 
 
@@ -136,21 +137,70 @@ def test_generation_stops_at_end_of_text(pre):
     assert len(cut) < len(full)
 
 
-def test_qa_normalisation_and_accuracy(fin):
+def test_qa_normalisation_and_accuracy(pre, one_thread):
+    """A model that answers "Lily" to everything, scored on three questions by hand."""
+    from rigged import constant_model, first_token
+
     assert normalise_answer("The red ball.") == normalise_answer("a red ball") == "red ball"
     assert normalise_answer('  "An  Apple!" ') == "apple"
     assert normalise_answer("in the park.") == "in the park"
-    model, tok = fin
-    records = load_instructions(tiny_profile().data)[1][:6]
-    first = qa_accuracy(model, tok, records, max_new_tokens=6, examples=6, progress=False)
-    assert first["n"] == 6 and sum(k["n"] for k in first["by_kind"].values()) == 6
-    assert set(first["by_kind"]) <= {"who", "what", "where", "feeling", "yes_no"}
-    # expected answers rewritten as the model's own, in capitals and with a full stop: all exact matches
-    echoed = [{**r, "output": f"  {row['got'].upper()}. "} for r, row in zip(records, first["examples"])]
-    again = qa_accuracy(model, tok, echoed, max_new_tokens=6, progress=False)
-    assert again["accuracy"] == 1.0 and again["correct"] == 6
-    assert 0.0 <= first["template"] <= 1.0
+    _, tok = pre
+    lily = constant_model(len(tok), {first_token(tok, " Lily"): 9.0}, eos_token_id=tok.eos_token_id)
+    records = [{"instruction": "Who is the main character of the story?", "input": "Lily had a ball.",
+                "output": "Lily", "kind": "who"},
+               {"instruction": "Who was with Lily?", "input": "Lily and Tom played.", "output": "Tom",
+                "kind": "who"},
+               {"instruction": "Where did the story happen?", "input": "Lily went to the park.",
+                "output": "in the park", "kind": "where"},
+               {"instruction": "Say the girl's name.", "input": "", "output": "lily."}]  # no kind: "other"
+    got = qa_accuracy(lily, tok, records, max_new_tokens=1, examples=2, progress=False)
+    # "Lily" is right twice of four; it is a name, the right form for both who-questions, not for where,
+    # and "other" has no form to fit: the right-form share is 2 of the 3 story questions
+    assert (got["share"], got["successes"], got["n"], got["right_form"]) == (2 / 4, 2, 4, 2 / 3)
+    assert (got["low"], got["high"]) == wilson_interval(2, 4)
+    assert {k: (v["share"], v["successes"], v["n"], v["right_form"]) for k, v in got["by_kind"].items()} == {
+        "other": (1.0, 1, 1, None), "where": (0.0, 0, 1, 0.0), "who": (0.5, 1, 2, 1.0)}
+    assert list(got["by_kind"]) == ["other", "where", "who"]
+    assert [(r["expected"], r["got"], r["correct"]) for r in got["examples"]] == [("Lily", "Lily", True),
+                                                                                  ("Tom", "Lily", False)]
+    # three tokens: "Lily Lily Lily" is no exact answer and no answer of any kind's form
+    longer = qa_accuracy(lily, tok, records, max_new_tokens=3, progress=False)
+    assert (longer["successes"], longer["right_form"], longer["examples"][0]["got"]) == (0, 0.0, "Lily Lily Lily")
 
+
+def test_sampling_draws_from_softmax_of_logits_over_temperature(pre, one_thread):
+    """Next-token logits 2, 1, 0 on three words (all else -50): 3000 seeded draws per temperature."""
+    from rigged import constant_model, first_token
+
+    _, tok = pre
+    words = [" cat", " sun", " park"]
+    ids = [first_token(tok, w) for w in words]
+    assert [tok.decode([i]) for i in ids] == words
+    model = constant_model(len(tok), dict(zip(ids, (2.0, 1.0, 0.0))), eos_token_id=tok.eos_token_id, rest=-50.0)
+    n = 3000
+
+    def shares(**knobs):
+        texts = generate(model, tok, ["Once"] * n, max_new_tokens=1, do_sample=True, seed=1, batch_size=1000,
+                         progress=False, **knobs)
+        assert set(texts) <= set(words)
+        return [texts.count(w) / n for w in words]
+
+    # softmax([2, 1, 0] / T), worked out: T=1 (.665, .245, .090), T=0.5 (.867, .117, .016), T=2 (.506, .307, .186)
+    expected = {1.0: (0.6652, 0.2447, 0.0900), 0.5: (0.8668, 0.1173, 0.0159), 2.0: (0.5065, 0.3072, 0.1863)}
+    for temperature, probs in expected.items():
+        # 3000 draws: a standard error of at most 0.009, so 0.035 is about four of them
+        assert shares(temperature=temperature) == pytest.approx(probs, abs=0.035), temperature
+    assert shares(temperature=0.02) == [1.0, 0.0, 0.0]  # a temperature near 0 is greedy
+    assert shares(temperature=1.0, top_k=1) == [1.0, 0.0, 0.0]
+    assert shares(temperature=1.0, top_p=0.5) == [1.0, 0.0, 0.0]  # " cat" alone holds more than half
+    greedy = generate(model, tok, ["Once"] * 3, max_new_tokens=1, progress=False)
+    assert greedy == [" cat"] * 3
+    # top_k=0 keeps every token: a model with 2048 equally likely tokens gives hundreds of different draws
+    # (transformers' own default, top_k=50, would allow at most 50)
+    flat = constant_model(len(tok), {}, eos_token_id=tok.eos_token_id)
+    drawn = generate(flat, tok, ["Once"] * 1000, max_new_tokens=1, do_sample=True, seed=1, batch_size=1000,
+                     progress=False, **SAMPLING)
+    assert len(set(drawn)) > 300
 
 
 def test_generation_at_shifted_positions(pre):

@@ -21,7 +21,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
@@ -76,6 +76,9 @@ class StubState:
     """What the server was told to do and what it saw."""
 
     model: str = MODEL
+    # how to answer a completion without a [case=NAME] marker (a model's own text): a case, or a function
+    # from the exercise's text to a case
+    default_case: str | Callable[[str], str] | None = None
     delay: float = 0.0  # seconds every normal reply waits
     stall: float = 1.5  # seconds a "slow" reply waits, longer than the client timeout
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -106,9 +109,11 @@ def _check_request(state: StubState, body: Any) -> tuple[str, int] | str:
     if not (first.startswith(EXERCISE_INTRO) and first.endswith(ASSESSMENT_REQUEST) and "***" in first):
         return "first user turn is not the exercise"
     found = re.search(r"\[case=([\w-]+)\]", first)
-    if found is None:
+    if found is None and state.default_case is None:
         return "no case marker"
-    case = found.group(1)
+    case = found.group(1) if found else state.default_case
+    if callable(case):
+        case = case(first)
     if roles == ["user"]:
         return case, 1
     if roles == ["user", "assistant", "user"]:

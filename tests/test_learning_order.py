@@ -2,66 +2,151 @@
 
 from __future__ import annotations
 
-from collections import Counter
+import json
+import shutil
+from pathlib import Path
 
 import pytest
-from transformers import AutoTokenizer
 
 from conftest import tiny_profile
+from rigged import constant_model, first_token, one_thread, save_model  # noqa: F401 - one_thread: a fixture
 from helpers.inference import SAMPLING, generate
 from helpers.learning_order import answer_curve, learning_order
 from helpers.model import load_model
-from helpers.probes import cloze_accuracy, qa_accuracy
+from helpers.probes import cloze_accuracy
 from helpers.runs import checkpoint_dir, read_metrics
-from helpers.sources import held_out_questions, load_instructions
-from helpers.stats import share
 from helpers.stories import corpus, story_prompts
 from helpers.story_cloze import cloze_items
-from helpers.text_metrics import consistent_continuations, grammatical_sentences, normalise_answer
+from helpers.text_metrics import consistent_continuations, grammatical_sentences
 
 
-def test_learning_order_measures_every_checkpoint(pretrained_run):
-    order = learning_order(pretrained_run, prompts=4, cloze_stories=3, max_new_tokens=16, seed=5,
+def _rig(run, step, model):
+    """Put ``model`` where the run's checkpoint ``step`` keeps its weights."""
+    save_model(model, checkpoint_dir(run, step))
+
+
+def test_learning_order_measures_every_checkpoint(pretrained_run, pre, tmp_path, one_thread):
+    """Three checkpoints holding three known, different models: each row is its own checkpoint's."""
+    run = Path(shutil.copytree(pretrained_run, tmp_path / "pretrain"))
+    _, tok = pre
+    # checkpoint 10: every token equally likely after any context; checkpoint 20: after any context,
+    # " farm", " playground" and " fair" (the three stories' places) are the likely next words
+    _rig(run, 10, constant_model(len(tok), {}, eos_token_id=tok.eos_token_id))
+    places = {first_token(tok, " " + w): 5.0 for w in ("farm", "playground", "fair")}
+    _rig(run, 20, constant_model(len(tok), places, eos_token_id=tok.eos_token_id))
+    order = learning_order(run, prompts=4, cloze_stories=3, max_new_tokens=16, seed=5,
                            profile=tiny_profile(), progress=False)
     rows = order["rows"]
     assert [r["step"] for r in rows] == [10, 20, 30]
-    assert [r["tokens"] for r in rows] == [r["tokens"] for r in read_metrics(pretrained_run) if r["step"] in (10, 20, 30)]
-    # the middle row, recomputed by hand from checkpoint 20
-    model, tok = load_model(checkpoint_dir(pretrained_run, 20)), AutoTokenizer.from_pretrained(str(pretrained_run))
+    assert [r["tokens"] for r in rows] == [10 * 8 * 128, 20 * 8 * 128, 30 * 8 * 128]  # steps x batch x block
+    assert order["prompts"] == 4 and order["cloze_items"] == 12 and order["cloze_stories"] == 3
+
+    def cloze(row):
+        return {kind: (v["successes"], v["n"]) for kind, v in row["cloze"].items()}
+
+    # The 12 blanks of 3 stories (6, 6 and 8 candidates, none sharing a first token). Checkpoint 10 ties
+    # every candidate: nothing right. Checkpoint 20 puts the story's place first: the three where-blanks
+    # right, every other blank wrong (its candidates include the place).
+    assert cloze(rows[0]) == {"who": (0, 3), "where": (0, 3), "what": (0, 3), "feeling": (0, 3), "all": (0, 12)}
+    assert cloze(rows[1]) == {"who": (0, 3), "where": (3, 3), "what": (0, 3), "feeling": (0, 3), "all": (3, 12)}
+    assert rows[1]["cloze"]["where"]["share"] == 1.0 and rows[1]["cloze"]["all"]["share"] == 0.25
+    chance = (1 / 6 + 1 / 6 + 1 / 8) / 3
+    assert all(v["chance"] == pytest.approx(chance) for row in rows for v in row["cloze"].values())
+    # checkpoint 30 is the trained model, and its row is that model's
+    final = load_model(checkpoint_dir(run, 30))
+    assert rows[2]["cloze"] == cloze_accuracy(final, tok, [i for s in corpus("validation", 3) for i in cloze_items(s)])
+    assert cloze(rows[2]) not in (cloze(rows[0]), cloze(rows[1]))
+    # grammar and consistency: each row from its own checkpoint's sampled continuations
     prompts = story_prompts(4, seed=0, n_sentences=3)
-    texts = generate(model, tok, [b for b, _ in prompts], max_new_tokens=16, do_sample=True, seed=5,
-                     progress=False, **SAMPLING)
-    good, total = grammatical_sentences(texts)
-    assert rows[1]["grammar"] == (share(good, total) if total else
-                                  {"share": 0.0, "low": 0.0, "high": 1.0, "successes": 0, "n": 0})
-    assert rows[1]["consistency"] == share(consistent_continuations([(s, t) for (_, s), t in zip(prompts, texts)]), 4)
-    items = [i for story in corpus("validation", 3) for i in cloze_items(story)]
-    assert rows[1]["cloze"] == cloze_accuracy(model, tok, items)
-    assert order["prompts"] == 4 and order["cloze_items"] == len(items) == 12
-    refs = order["references"]
-    assert refs["grammar"] == {"the stories' own continuations": 1.0}
-    assert refs["consistency"]["the stories' own continuations"] >= 0.75
-    assert refs["consistency"]["another story's continuation"] <= 0.25
-    assert refs["cloze"]["chance"]["who"] == pytest.approx(sum(i.chance for i in items if i.kind == "who") / 3)
+    for row, step in zip(rows, (10, 20, 30)):
+        texts = generate(load_model(checkpoint_dir(run, step)), tok, [b for b, _ in prompts], max_new_tokens=16,
+                         do_sample=True, seed=5, progress=False, **SAMPLING)
+        good, total = grammatical_sentences(texts)
+        assert (row["grammar"]["successes"], row["grammar"]["n"]) == (good, total)
+        assert row["consistency"]["successes"] == consistent_continuations(
+            [(s, t) for (_, s), t in zip(prompts, texts)])
+        assert row["consistency"]["n"] == 4
+    # The lines to read against, from the 4 stories themselves: their own continuations are all
+    # grammatical and all keep their characters; another story's continuation keeps none of them;
+    # no place, name, thing or feeling of these stories occurs in the training stories often enough
+    # for the frequency guess to be right.
+    assert order["references"] == {
+        "grammar": {"the stories' own continuations": 1.0},
+        "consistency": {"the stories' own continuations": 1.0, "another story's continuation": 0.0},
+        "cloze": {"chance": {k: pytest.approx(chance) for k in ("who", "where", "what", "feeling")},
+                  "word frequency": {"who": 0.0, "where": 0.0, "what": 0.0, "feeling": 0.0}}}
 
 
-def test_answer_curve_from_the_init_model_to_the_end(pretrained_run, finetuned_run):
+def test_learning_order_counts_what_each_checkpoint_wrote(pretrained_run, monkeypatch, one_thread):
+    """Continuations written by hand stand in for the sampled ones: grammar and consistency counted by hand."""
+    import helpers.learning_order as lo
+
+    written = {  # the 4 held-out beginnings (heroes Pete, Olivia, Bella, Matt), continued
+        "Pete": " One sunny day, Pete went to the farm with Dad.",    # 1 sentence, grammatical; Pete: consistent
+        "Olivia": " Bella jumped up and down.",                        # grammatical; Olivia never named: not
+        "Bella": " Bella jumped up and down. Jumped Bella down.",      # 2 sentences, 1 grammatical; consistent
+        "Matt": " Matt was so excited. The sun",                       # the cut-off piece is not counted
+    }
+    calls = []
+
+    def fake_generate(model, tokenizer, prompts, **options):
+        calls.append(options)
+        return [next(text for hero, text in written.items() if f"named {hero}." in p or p.startswith(hero))
+                for p in prompts]
+
+    monkeypatch.setattr(lo, "generate", fake_generate)
+    order = learning_order(pretrained_run, prompts=4, cloze_stories=1, max_new_tokens=16, seed=5,
+                           profile=tiny_profile(), progress=False)
+    assert len(calls) == 3 and all(c["do_sample"] is True and c["seed"] == 5 and c["max_new_tokens"] == 16
+                                   and c["temperature"] == 1.0 and c["top_k"] == 0 and c["top_p"] == 1.0
+                                   for c in calls)  # sampled, from the model's own distribution
+    for row in order["rows"]:
+        assert (row["grammar"]["successes"], row["grammar"]["n"], row["grammar"]["share"]) == (4, 5, 0.8)
+        assert (row["consistency"]["successes"], row["consistency"]["n"]) == (3, 4)
+
+
+def test_answer_curve_from_the_init_model_to_the_end(pretrained_run, finetuned_run, pre, tmp_path, one_thread):
+    """The init model and two checkpoints, each answering one known word: the rows counted by hand."""
+    init = Path(shutil.copytree(pretrained_run, tmp_path / "pretrain"))
+    run = Path(shutil.copytree(finetuned_run, tmp_path / "finetune"))
+    info = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**info, "init": str(init)}))
+    _, tok = pre
+
+    def says(word):
+        return constant_model(len(tok), {first_token(tok, " " + word): 9.0}, eos_token_id=tok.eos_token_id)
+
+    save_model(says("no"), init)  # step 0
+    _rig(run, 5, says("Dad"))
+    _rig(run, 10, says("proud"))
     profile = tiny_profile()
-    curve = answer_curve(finetuned_run, stories=3, profile=profile, progress=False)
+    curve = answer_curve(run, stories=3, max_new_tokens=1, profile=profile, progress=False)
     assert [r["step"] for r in curve["rows"]] == [0, 5, 10]
-    questions = held_out_questions(3)
-    assert curve["questions"] == len(questions) and curve["stories"] == 3
-    tok = AutoTokenizer.from_pretrained(str(finetuned_run))
-    start = qa_accuracy(load_model(pretrained_run), tok, questions, max_new_tokens=12, progress=False)
-    assert curve["rows"][0]["all"]["share"] == start["accuracy"] and curve["rows"][0]["tokens"] == 0
-    assert curve["rows"][0]["all"]["right_form"] == start["template"]
-    assert curve["rows"][-1]["tokens"] == read_metrics(finetuned_run)[-1]["tokens"]
-    training = load_instructions(profile.data)[0]  # baselines from the training questions only
-    for kind, baseline in curve["baselines"].items():
-        held = [q for q in questions if q["kind"] == kind]
-        common = "no" if kind == "yes_no" else Counter(
-            normalise_answer(r["output"]) for r in training if r["kind"] == kind).most_common(1)[0][0]
-        assert baseline["answer"] == common
-        assert baseline["share"] == sum(normalise_answer(q["output"]) == common for q in held) / len(held)
+    assert curve["questions"] == 28 and curve["stories"] == 3
+    metrics = {r["step"]: r["tokens"] for r in read_metrics(run)}
+    assert [r["tokens"] for r in curve["rows"]] == [0, metrics[5], metrics[10]]
+
+    def counts(row):
+        return {kind: (v["successes"], v["n"], v["right_form"]) for kind, v in row.items()
+                if kind not in ("step", "tokens")}
+
+    # The 28 questions about the first 3 held-out stories: who 6 (Pete, Dad, Olivia, Mom, Bella, Jess),
+    # where 3, what 4, feeling 6 (proud, scared, brave, nervous, cozy, tired), yes/no 9 (6 "no", 3 "yes").
+    # "no" answers 6 yes/no questions right and is the right form only for yes/no (9 of 28).
+    assert counts(curve["rows"][0]) == {"feeling": (0, 6, 0.0), "what": (0, 4, 0.0), "where": (0, 3, 0.0),
+                                        "who": (0, 6, 0.0), "yes_no": (6, 9, 1.0), "all": (6, 28, 9 / 28)}
+    # "Dad": one who-question right, every who-question answered with a name (6 of 28)
+    assert counts(curve["rows"][1]) == {"feeling": (0, 6, 0.0), "what": (0, 4, 0.0), "where": (0, 3, 0.0),
+                                        "who": (1, 6, 1.0), "yes_no": (0, 9, 0.0), "all": (1, 28, 6 / 28)}
+    # "proud": one feeling right, every feeling-question answered with a feeling
+    assert counts(curve["rows"][2]) == {"feeling": (1, 6, 1.0), "what": (0, 4, 0.0), "where": (0, 3, 0.0),
+                                        "who": (0, 6, 0.0), "yes_no": (0, 9, 0.0), "all": (1, 28, 6 / 28)}
+    assert curve["rows"][0]["all"]["share"] == 6 / 28 and curve["rows"][1]["who"]["share"] == 1 / 6
+    # Baselines from the training questions: "no" for yes/no (6 of 9 held-out questions), and the tiny
+    # profile's most common training answer per kind ("dad": 1 of the 6 who-questions; the others never)
+    assert curve["baselines"] == {
+        "feeling": {"answer": "glad", "share": 0.0, "n": 6}, "what": {"answer": "big goose", "share": 0.0, "n": 4},
+        "where": {"answer": "by the pond", "share": 0.0, "n": 3}, "who": {"answer": "dad", "share": 1 / 6, "n": 6},
+        "yes_no": {"answer": "no", "share": 6 / 9, "n": 9}}
     assert answer_curve(pretrained_run, profile=tiny_profile(**{"data.instructions": "x.json"}),
                         progress=False) == {"skipped": "answers are scored on the embedded story questions only"}

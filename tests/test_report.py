@@ -18,7 +18,7 @@ def test_report_from_runs_and_figures(tmp_path, pretrained_run, finetuned_run):
     shutil.copytree(finetuned_run, runs / "finetune")
     (runs / "finetune" / "eval.json").write_text(json.dumps({  # an evaluation of the finetuned run
         "perplexity": {"perplexity": 12.3456},
-        "qa": {"accuracy": 0.25, "template": 0.75, "by_kind": {"who": {"accuracy": 0.5, "template": 1.0}}}}))
+        "qa": {"share": 0.25, "right_form": 0.75, "by_kind": {"who": {"share": 0.5, "right_form": 1.0}}}}))
     figures = tmp_path / "figures"
     figures.mkdir()
     (figures / "pretrain_lr.png").write_bytes(b"\x89PNG")
@@ -74,3 +74,54 @@ def test_a_stored_lesson_keeps_outputs_and_drops_papermills_bookkeeping(tmp_path
     assert [c["source"] for c in stored["cells"]] == [["train()"]]
     assert stored["cells"][0]["metadata"] == {"tags": []} and stored["cells"][0]["execution_count"] == 3
     assert stored["cells"][0]["outputs"][0]["text"] == ["run: 100%| 10/10\n", "done\n"]
+
+
+def _lesson_source(tmp_path):
+    """A one-cell lesson with a parameters cell, as the real ones have."""
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    parameters = nbformat.v4.new_code_cell('profile = "paper"\nruns_dir = None\nfigures_dir = None')
+    parameters.metadata["tags"] = ["parameters"]
+    notebook.cells = [nbformat.v4.new_markdown_cell("# A lesson"), parameters,
+                      nbformat.v4.new_code_cell('import os\nprint(f"profile {profile}; runs {os.path.basename(runs_dir)}")')]
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    path = folder / "01_tokenization.ipynb"
+    path.write_text(nbformat.writes(notebook))
+    return path
+
+
+def test_report_store_writes_each_executed_lesson_back_into_the_notebooks(tmp_path, monkeypatch, capsys):
+    """`python -m helpers report --store` (what `make report` runs): the lesson in notebooks/ gets its outputs."""
+    import helpers.lessons as lessons
+    from helpers.cli import main
+
+    monkeypatch.setattr(lessons, "REPORT_ORDER", ("01_tokenization.ipynb",))  # one lesson, not the five
+    source = _lesson_source(tmp_path)
+    before = source.read_bytes()
+    common = ["report", "--notebooks", str(source.parent), "--runs", str(tmp_path / "runs"),
+              "--figures", str(tmp_path / "figures")]
+    # without --store the lesson is executed into --out and the source is left as it was
+    assert main([*common, "--out", str(tmp_path / "plain")]) == 0
+    assert source.read_bytes() == before
+    executed = json.loads((tmp_path / "plain" / "notebooks" / "01_tokenization.ipynb").read_text())
+    assert "".join(executed["cells"][-1]["outputs"][0]["text"]) == "profile lesson; runs runs\n"
+    # with --store the executed lesson replaces the source: outputs kept, papermill's additions left out
+    assert main([*common, "--out", str(tmp_path / "build"), "--store"]) == 0
+    stored = json.loads(source.read_text())
+    assert [c["cell_type"] for c in stored["cells"]] == ["markdown", "code", "code"]
+    assert "".join(stored["cells"][1]["source"]) == 'profile = "paper"\nruns_dir = None\nfigures_dir = None'
+    assert stored["cells"][2]["outputs"] == [{"name": "stdout", "output_type": "stream",
+                                              "text": ["profile lesson; runs runs\n"]}]
+    assert "papermill" not in stored["metadata"] and all("papermill" not in c["metadata"] for c in stored["cells"])
+    assert (tmp_path / "build" / "report.md").exists()
+    assert capsys.readouterr().out.splitlines()[-1] == f"report written to {tmp_path / 'build' / 'report.md'}"
+
+
+def test_make_report_stores_the_lessons_of_the_lesson_profile():
+    from conftest import ROOT
+
+    recipe = ROOT.joinpath("Makefile").read_text().split("\nreport:", 1)[1].split("\n\n", 1)[0]
+    assert "-m helpers report --profile $(PROFILE) $(if $(filter lesson,$(PROFILE)),--store)" in recipe

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
 
+from rigged import one_thread  # noqa: F401 - a fixture
 from helpers.stats import share, wilson_interval
 from helpers.stories import corpus, entities
-from helpers.story_cloze import CLOZE_KINDS, cloze_items, frequency_baseline, story_words
+from helpers.story_cloze import CLOZE_KINDS, ClozeItem, cloze_items, frequency_baseline, story_words
 
 
 @pytest.mark.parametrize("successes, n, low, high", [
@@ -52,15 +54,207 @@ def test_cloze_candidates_come_from_the_story_and_the_answer_is_never_in_the_cue
 
 
 def test_frequency_baseline_picks_the_most_common_candidate():
-    stories = corpus("validation", 40)
-    items = [item for story in stories for item in cloze_items(story)]
-    texts = ["Mom Mom Mom proud proud park", "Mom proud"]
-    baseline = frequency_baseline(items, texts)
-    expected = {}
+    def item(kind, answer, *candidates):
+        return ClozeItem(kind, "a story", "a cue", answer, candidates)
+
+    items = [item("who", "Pete", "Pete", "Tom"),          # tom 2 > pete 1: guesses Tom, wrong
+             item("where", "park", "beach", "park"),      # beach 2 > park 1 ("parking" is another word): wrong
+             item("where", "beach", "farm", "beach"),     # beach 2 > farm 0: right
+             item("what", "kite", "ball", "kite"),        # kite 2 (KITE counts, case is ignored) > ball 1: right
+             item("feeling", "happy", "happy", "sad", "proud")]  # all 0: the first candidate, happy: right
+    texts = ["Tom met Tom and Pete at the beach with a KITE and a ball.",
+             "The beach, the Park and two parking lots: parking! A kite."]
+    assert frequency_baseline(items, texts) == {"who": 0.0, "where": 0.5, "what": 1.0, "feeling": 1.0}
+
+
+@pytest.mark.parametrize("successes, n, low, high", [
+    # Newcombe (1998), "Two-sided confidence intervals for the single proportion", Stat. Med. 17:857,
+    # Table I, method 3 (Wilson score interval without continuity correction), to four decimals.
+    (81, 263, 0.2553, 0.3662),
+    (15, 148, 0.0624, 0.1605),
+    (0, 20, 0.0, 0.1611),
+    (1, 29, 0.0061, 0.1718),
+])
+def test_wilson_interval_equals_the_published_values(successes, n, low, high):
+    got = wilson_interval(successes, n)
+    assert got == pytest.approx((low, high), abs=5e-5)
+    assert got[0] >= 0.0 and got[1] <= 1.0
+
+
+def test_the_default_interval_is_at_the_exact_normal_quantile():
+    from statistics import NormalDist
+
+    from helpers.stats import Z95
+
+    z = NormalDist().inv_cdf(0.975)  # 1.95996398454005..., not the rounded 1.96
+    assert Z95 == pytest.approx(z, rel=1e-12)
+    assert wilson_interval(81, 263) == pytest.approx(wilson_interval(81, 263, z=z), rel=1e-12)
+    assert wilson_interval(81, 263) != pytest.approx(wilson_interval(81, 263, z=1.96), rel=1e-7)
+
+
+# ----------------------------------------------------------------- the cloze, scored by a model whose logits are known
+
+def _cloze_items():
+    """Four blanks written by hand; the model below sees the same logits after every context."""
+    return [
+        ClozeItem("who", "Pete and Tom went out.", "There once was a boy named", "Pete", ("Pete", "Tom")),
+        ClozeItem("where", "Lily went to the park, not the beach.", "One sunny day, Lily went to the", "park",
+                  ("beach", "park")),
+        ClozeItem("feeling", "Sam was sad, then happy, then proud.", "In the end, Sam felt", "happy",
+                  ("sad", "happy", "proud")),
+        # " dog" and " dolphin" start with the same token (" do"): whole words are scored
+        ClozeItem("what", "Ann helped the dog and the dolphin.", "Ann helped the", "dog", ("dog", "dolphin")),
+    ]
+
+
+def _ids(tok, word: str) -> list[int]:
+    return tok(word, add_special_tokens=False)["input_ids"]
+
+
+def _scored(result: dict) -> dict:
+    """Share, counts and chance per kind; the interval is checked to be the share's Wilson interval."""
+    for value in result.values():
+        assert (value["low"], value["high"]) == wilson_interval(value["successes"], value["n"])
+    return {kind: (v["successes"], v["n"], v["share"], pytest.approx(v["chance"])) for kind, v in result.items()}
+
+
+def test_cloze_scores_candidates_as_the_story_writes_them(pre, one_thread):
+    """The candidate after the cue is " Pete" (with its space, one token), not "Pete" (two other tokens)."""
+    from helpers.probes import cloze_accuracy
+    from rigged import constant_model
+
+    _, tok = pre
+    for word in ("Pete", "park", "happy"):  # the two spellings really tokenise differently
+        assert _ids(tok, " " + word)[0] != _ids(tok, word)[0] and len(_ids(tok, " " + word)) == 1
+    assert _ids(tok, " dog")[0] == _ids(tok, " dolphin")[0] and len(_ids(tok, " dog")) == 2
+    do, g = _ids(tok, " dog")
+    favourite = {_ids(tok, " Pete")[0]: 5.0, _ids(tok, " park")[0]: 5.0, _ids(tok, " happy")[0]: 5.0,
+                 do: 5.0, g: 5.0}  # after any context: " Pete", " park", " happy", " do"+"g" are likely
+    model = constant_model(len(tok), favourite, eos_token_id=tok.eos_token_id)
+    # every answer is the favourite among its candidates; " dog" beats " dolphin" on its second token
+    assert _scored(cloze_accuracy(model, tok, _cloze_items())) == {
+        "who": (1, 1, 1.0, 1 / 2), "where": (1, 1, 1.0, 1 / 2), "feeling": (1, 1, 1.0, 1 / 3),
+        "what": (1, 1, 1.0, 1 / 2), "all": (4, 4, 1.0, (1 / 2 + 1 / 2 + 1 / 3 + 1 / 2) / 4)}
+
+
+def test_cloze_counts_a_tie_as_wrong_and_tallies_each_kind(pre, one_thread):
+    from helpers.probes import cloze_accuracy
+    from rigged import constant_model
+
+    _, tok = pre
+    items = _cloze_items()
+    flat = constant_model(len(tok), {}, eos_token_id=tok.eos_token_id)  # every token equally likely
+    # who, where, feeling: every candidate is one token of probability 1/V, a tie, so wrong; what: " dog"
+    # (two tokens, (1/V)^2) beats " dolphin" (three tokens, (1/V)^3) as whole words, so right
+    assert _scored(cloze_accuracy(flat, tok, items)) == {
+        "who": (0, 1, 0.0, 1 / 2), "where": (0, 1, 0.0, 1 / 2), "feeling": (0, 1, 0.0, 1 / 3),
+        "what": (1, 1, 1.0, 1 / 2), "all": (1, 4, 0.25, 11 / 24)}
+    assert _scored(cloze_accuracy(flat, tok, items[:3]))["all"] == (0, 3, 0.0, 4 / 9)  # ties only: none right
+    # " Pete" right; " beach" beats the answer " park"; feeling all tied; " dog" and " dolphin" tie on " do"
+    # and " dolphin"'s two more tokens make it less likely than " dog"'s one: right
+    mixed = constant_model(len(tok), {_ids(tok, " Pete")[0]: 5.0, _ids(tok, " beach")[0]: 5.0},
+                           eos_token_id=tok.eos_token_id)
+    assert _scored(cloze_accuracy(mixed, tok, items, batch_size=3)) == {
+        "who": (1, 1, 1.0, 1 / 2), "where": (0, 1, 0.0, 1 / 2), "feeling": (0, 1, 0.0, 1 / 3),
+        "what": (1, 1, 1.0, 1 / 2), "all": (2, 4, 0.5, 11 / 24)}
+    # two blanks of one kind: the kind's share is over both
+    twice = items + [ClozeItem("who", "Tom and Pete.", "A boy named", "Tom", ("Pete", "Tom"))]
+    assert _scored(cloze_accuracy(mixed, tok, twice))["who"] == (1, 2, 0.5, 1 / 2)
+    assert _scored(cloze_accuracy(mixed, tok, twice))["all"] == (2, 5, 0.4, (11 / 24 * 4 + 1 / 2) / 5)
+
+
+def test_cloze_batches_score_what_one_plain_forward_pass_scores(pre, one_thread):
+    """A trained model, items of different lengths in one right-padded batch: each read alone gives the same ranks."""
+    import torch
+
+    from helpers.probes import cloze_accuracy
+
+    model, tok = pre
+    items = [item for story in corpus("validation", 3) for item in cloze_items(story)]
+    right = []
+    for item in items:
+        ids = _ids(tok, item.context)
+        with torch.no_grad():
+            last = torch.log_softmax(model(torch.tensor([ids])).logits[0, -1].double(), dim=-1)
+        words = [_ids(tok, " " + c) for c in item.candidates]
+        if len({w[0] for w in words}) < len(words):  # a shared first token: whole words
+            scores = []
+            for w in words:
+                with torch.no_grad():
+                    lp = torch.log_softmax(model(torch.tensor([ids + w])).logits[0].double(), dim=-1)
+                scores.append(sum(float(lp[len(ids) - 1 + k, t]) for k, t in enumerate(w)))
+        else:
+            scores = [float(last[w[0]]) for w in words]
+        best = max(scores)
+        right.append(scores[item.candidates.index(item.answer)] == best and sorted(scores)[-2] < best)
+    got = cloze_accuracy(model, tok, items, batch_size=5)
+    assert got["all"]["successes"] == sum(right) and got["all"]["n"] == 12
     for kind in CLOZE_KINDS:
-        chosen = [i for i in items if i.kind == kind]
-        counts = {w: sum(len(re.findall(rf"\b{w.lower()}\b", t.lower())) for t in texts) for i in chosen
-                  for w in i.candidates}
-        guesses = [max(i.candidates, key=lambda w: (counts[w], -i.candidates.index(w))) for i in chosen]
-        expected[kind] = sum(g == i.answer for g, i in zip(guesses, chosen)) / len(chosen)
-    assert baseline == expected
+        assert got[kind]["successes"] == sum(r for r, i in zip(right, items) if i.kind == kind)
+
+
+def test_cloze_log_probabilities_equal_plain_forward_passes(pre, one_thread):
+    """The batched next-token scores and the whole-word scores, against one unpadded forward pass each.
+
+    A word's log-probability after a context is log p(context + word) - log p(context): the whole
+    sequence's log-likelihood, computed a second way.
+    """
+    import torch
+
+    from helpers.probes import _last_log_probs, _word_log_prob
+
+    model, tok = pre
+    model.eval()
+    contexts = [_ids(tok, item.context) for story in corpus("validation", 2) for item in cloze_items(story)]
+    contexts += [_ids(tok, "Tom had a dog."), _ids(tok, "Once")]  # much shorter: padded far to the right
+    assert len({len(c) for c in contexts}) > 2
+    with torch.no_grad():
+        batched = _last_log_probs(model, contexts, torch.device("cpu"))
+        for ids, got in zip(contexts, batched):
+            alone = torch.log_softmax(model(torch.tensor([ids])).logits[0, -1].double(), dim=-1)
+            assert torch.allclose(got.double(), alone, atol=1e-4)
+
+        def likelihood(ids):
+            lp = torch.log_softmax(model(torch.tensor([ids])).logits[0].double(), dim=-1)
+            return sum(float(lp[i, t]) for i, t in enumerate(ids[1:]))
+
+        for ids in contexts[:3] + contexts[-2:]:
+            for word in (" dog", " dolphin", " Pete"):
+                w = _ids(tok, word)
+                expected = likelihood(ids + w) - likelihood(ids)
+                assert _word_log_prob(model, ids, w, torch.device("cpu")) == pytest.approx(expected, abs=1e-3)
+
+
+@pytest.mark.parametrize("counts, low, high", [  # Newcombe (1998), Statistics in Medicine 17:873, table II, method 10
+    ((56, 70, 48, 80), 0.0524, 0.3339),
+    ((9, 10, 3, 10), 0.1705, 0.8090),
+    ((6, 7, 2, 7), 0.0582, 0.8062),
+    ((5, 56, 0, 29), -0.0381, 0.1926),
+])
+def test_the_interval_of_a_difference_is_newcombes(counts, low, high):
+    from helpers.stats import compare_shares
+
+    compared = compare_shares(*counts)
+    assert (round(compared["low"], 4), round(compared["high"], 4)) == (low, high)
+    assert compared["difference"] == pytest.approx(counts[0] / counts[1] - counts[2] / counts[3], abs=1e-15)
+
+
+def test_beating_a_baseline_needs_the_whole_difference_above_zero():
+    """1 of 66 against 0 of 66 was "above" by one old rule and not by the other: one rule now, not distinguishable."""
+    from helpers.stats import compare_shares
+
+    assert compare_shares(1, 66, 0, 66)["verdict"] == "not distinguishable"
+    assert compare_shares(24, 66, 0, 66)["verdict"] == "above"
+    assert compare_shares(0, 66, 24, 66)["verdict"] == "below"
+    compared = compare_shares(24, 66, 0, 66)
+    assert compared["effect"] == pytest.approx(2 * math.asin(math.sqrt(24 / 66)), abs=1e-12)  # Cohen's h against 0
+    assert compare_shares(0, 66, 24, 66)["effect"] == pytest.approx(-compared["effect"], abs=1e-12)
+    assert compare_shares(33, 66, 33, 66)["effect"] == 0.0
+
+
+def test_perplexity_is_exp_of_the_loss_and_finite_for_a_diverged_loss():
+    from helpers.stats import LOSS_CAP, perplexity_from_loss
+
+    assert perplexity_from_loss(math.log(10.18)) == pytest.approx(10.18, rel=1e-12)
+    assert perplexity_from_loss(0.0) == 1.0
+    assert perplexity_from_loss(1e9) == math.exp(LOSS_CAP) and math.isfinite(perplexity_from_loss(1e9))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from helpers.stories import corpus, entities
 from helpers.story_grammar import GIRL_NAMES
 from helpers.text_metrics import (
     answer_fits_kind, consistency_share, grammar_share, repetition, repetition_table, score_answers,
+    versus_baselines,
 )
 
 
@@ -101,19 +104,60 @@ def test_score_answers_counts_only_whole_answers():
                {"instruction": "Yes?", "output": "no", "kind": "yes_no"}]
     right = ["Lily.", "The red ball!\nand more text", "  In the park ", "No"]
     scored = score_answers(records, right)
-    assert (scored["accuracy"], scored["correct"], scored["n"], scored["template"]) == (1.0, 4, 4, 1.0)
-    assert scored["by_kind"]["what"] == {"accuracy": 1.0, "correct": 1, "n": 1, "template": 1.0}
+    assert (scored["share"], scored["successes"], scored["n"], scored["right_form"]) == (1.0, 4, 4, 1.0)
+    assert {k: scored["by_kind"]["what"][k] for k in ("share", "successes", "n", "right_form")} == {
+        "share": 1.0, "successes": 1, "n": 1, "right_form": 1.0}
     # wrong, empty, partial (a piece of the answer, or the answer inside more words): all score 0
     for answers in (["Tom", "a blue ball", "in the garden", "yes"],
                     ["", "", "", ""],
                     ["Li", "red", "park", "n"],
                     ["Lily and Tom", "a red ball and a kite", "in the park with Mom", "no, never"]):
         scored = score_answers(records, answers)
-        assert scored["correct"] == 0 and scored["accuracy"] == 0.0, answers
+        assert scored["successes"] == 0 and scored["share"] == 0.0, answers
     partial = score_answers(records, ["Lily", "", "in the park", "maybe"])
-    assert (partial["correct"], partial["template"]) == (2, 0.5)
+    assert (partial["successes"], partial["right_form"]) == (2, 0.5)
+    assert [r["right_form"] for r in partial["examples"]] == [True, False, True, False]
     assert [r["got"] for r in partial["examples"]] == ["Lily", "", "in the park", "maybe"]
     other = score_answers([{"instruction": "Say hi", "output": "hi"}], ["hi"])
-    assert other["by_kind"] == {"other": {"accuracy": 1.0, "correct": 1, "n": 1, "template": None}}
+    assert {k: (v["share"], v["successes"], v["n"], v["right_form"]) for k, v in other["by_kind"].items()} == {
+        "other": (1.0, 1, 1, None)}
     with pytest.raises(ValueError, match="2 records but 1 answers"):
         score_answers(records[:2], ["Lily"])
+
+
+def test_repetition_table_averages_each_measure_over_the_texts_that_have_it():
+    rows = repetition_table({"loop": ["a b a b a b", "Hi there."]})
+    # "a b a b a b": 2 of 6 words, 2 of 5 bigrams, 2 of 4 trigrams differ; 4-grams abab, baba, abab: 1 of 3
+    # repeats. "Hi there.": every word and bigram differs, no trigram or 4-gram: left out of those averages.
+    assert rows == [{"model": "loop", "texts": 2, "distinct_1": pytest.approx((2 / 6 + 1.0) / 2),
+                     "distinct_2": pytest.approx((2 / 5 + 1.0) / 2), "distinct_3": 0.5,
+                     "repeated_4gram_share": pytest.approx(1 / 3)}]
+
+
+def test_majority_baselines_by_hand():
+    from helpers.text_metrics import majority_baselines
+
+    train = [{"output": "Tom", "kind": "who"}, {"output": "tom.", "kind": "who"}, {"output": "Lily", "kind": "who"},
+             {"output": "happy", "kind": "feeling"}] + [{"output": "yes", "kind": "yes_no"}] * 3
+    held_out = [{"output": "Tom", "kind": "who"}, {"output": "Lily", "kind": "who"}, {"output": "Sam", "kind": "who"},
+                {"output": "No.", "kind": "yes_no"}, {"output": "yes", "kind": "yes_no"},
+                {"output": "in the park", "kind": "where"}, {"output": "hi"}]
+    assert majority_baselines(train, held_out) == {
+        "who": {"answer": "tom", "share": 1 / 3, "n": 3},      # "Tom" twice (normalised), "Lily" once
+        "yes_no": {"answer": "no", "share": 1 / 2, "n": 2},    # always "no", though training said "yes" more
+        "where": {"answer": "", "share": 0.0, "n": 1},         # no training question of the kind
+        "other": {"answer": "", "share": 0.0, "n": 1}}          # no kind: "other"
+
+
+def test_each_kind_and_all_kinds_are_compared_with_their_baseline_by_one_rule():
+    """Counts by hand: who 1 of 66 against a baseline right on 0 of 66, where 30 of 50 against 5 of 50."""
+    tallies = {"where": {"successes": 30, "n": 50}, "who": {"successes": 1, "n": 66},
+               "all": {"successes": 31, "n": 116}}
+    baselines = {"where": {"answer": "at the park", "share": 0.1, "n": 50},
+                 "who": {"answer": "mom", "share": 0.0, "n": 66}}
+    compared = versus_baselines(tallies, baselines)
+    assert list(compared) == ["where", "who", "all"]
+    assert {k: (v["baseline"], v["verdict"]) for k, v in compared.items()} == {
+        "where": (0.1, "above"), "who": (0.0, "not distinguishable"), "all": (5 / 116, "above")}
+    assert compared["all"]["difference"] == pytest.approx(26 / 116, abs=1e-12)
+    assert compared["where"]["effect"] == pytest.approx(2 * math.asin(math.sqrt(0.6)) - 2 * math.asin(math.sqrt(0.1)))

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from .comparison import compare_models, load_comparison
-from .config import Profile
+from .config import ConfigError, Profile
 from .data import finetuning_examples, pretraining_blocks
 from .devices import resolve_device
 from .inference import SAMPLING, generate, load_run, perplexity
@@ -30,15 +30,17 @@ from .markdown import evaluation_markdown
 from .paper import PAPER_INSTRUCTIONS, PAPER_PERPLEXITY, PAPER_STORY_PROMPT
 from .probes import qa_accuracy, story_generations
 from .prompts import model_prompt
-from .runs import read_run_info, require_model, write_text
+from .runs import (
+    EVALUATION, EVALUATION_MARKDOWN, RunRecord, read_run_record, require_model, run_profile, setting_differences,
+    write_text,
+)
 from .sources import load_instructions, load_stories
 from .text_metrics import STORY_SENTENCES, repetition_table
 
-__all__ = ["DEFAULT_SAMPLES", "EvaluationReport", "evaluate_run", "read_evaluation"]
+__all__ = ["DEFAULT_SAMPLES", "EvaluationReport", "evaluate_run"]
 
 # Generations per prompt set when evaluate_run is not told otherwise.
 DEFAULT_SAMPLES = 16
-EVALUATION_FILE = "eval.json"
 
 
 class Perplexity(TypedDict, total=False):
@@ -51,11 +53,13 @@ class Perplexity(TypedDict, total=False):
 
 
 class QAScore(TypedDict):
-    accuracy: float
-    correct: int
+    share: float                 # exact answers, all kinds
+    low: float                   # its 95% interval
+    high: float
+    successes: int
     n: int
-    template: float | None
-    by_kind: dict[str, dict[str, Any]]
+    right_form: float | None     # answers of the form their kind asks for
+    by_kind: dict[str, dict[str, Any]]  # the same per kind
     examples: list[dict[str, Any]]
 
 
@@ -82,12 +86,6 @@ class EvaluationReport(TypedDict):
     markdown_path: str
 
 
-def read_evaluation(run_dir: str | Path) -> EvaluationReport | None:
-    """The ``eval.json`` of a run folder, or ``None`` when the run was not evaluated."""
-    path = Path(run_dir) / EVALUATION_FILE
-    return json.loads(path.read_text()) if path.exists() else None
-
-
 class _Laps:
     """Seconds spent in each part of an evaluation."""
 
@@ -103,14 +101,18 @@ class _Laps:
         return {**self.timings, "total": round(time.perf_counter() - self.started, 3)}
 
 
-def evaluate_run(run_dir: str | Path, profile: Profile, *, judge: bool = False, judge_model: str = DEFAULT_MODEL,
+def evaluate_run(run_dir: str | Path, profile: Profile | None = None, *, other_settings: bool = False,
+                 judge: bool = False, judge_model: str = DEFAULT_MODEL,
                  compare: str | None = None, learning_order: bool = False, samples: int | None = None,
                  max_new_tokens: int = 100, seed: int = 0, order_prompts: int = 200, order_stories: int = 60,
-                 progress: bool = True) -> EvaluationReport:
+                 device: str | None = None, progress: bool = True) -> EvaluationReport:
     """Evaluate one run folder as the paper does and write ``eval.json`` and ``eval.md`` into it.
 
-    The stage comes from ``run.json`` (a bare model folder counts as
-    pretrained). Pretraining runs: perplexity on the profile's validation
+    The stage and the settings come from ``run.json`` (a bare model folder
+    counts as pretrained, measured with ``profile`` or the lesson profile).
+    A ``profile`` that differs from the run's in more than ``device`` is
+    refused unless ``other_settings`` is set; the report then lists the
+    differences. Pretraining runs: perplexity on the profile's validation
     blocks (the paper's 10.18), generations for the paper's story prompt and
     ``samples`` held-out beginnings, repetition, grammar and consistency
     shares. Finetuning runs: perplexity on the held-out instructions (the
@@ -122,15 +124,17 @@ def evaluate_run(run_dir: str | Path, profile: Profile, *, judge: bool = False, 
     checkpoints (``order_prompts`` continuations and ``order_stories`` cloze
     stories per checkpoint of a pretraining run; the questions about
     ``order_stories`` held-out stories at each checkpoint of a finetuning run;
-    drawn beside the run). The API key is never written. Returns the report
-    with ``json_path`` and ``markdown_path``.
+    drawn beside the run). ``device`` overrides the settings' device. The
+    API key is never written. Returns the report with ``json_path`` and
+    ``markdown_path``.
     """
     laps = _Laps()
     run_dir = require_model(Path(run_dir))
-    info = read_run_info(run_dir)
-    stage = info.get("stage", "pretrain")
+    record = read_run_record(run_dir)
+    stage = record.stage if record else "pretrain"
+    profile, changed = _evaluation_profile(run_dir, record, profile, other_settings)
     samples = samples or DEFAULT_SAMPLES
-    device = resolve_device(profile.device)
+    device = resolve_device(device or profile.device)
     model, tokenizer = load_run(run_dir, profile, device)
     laps.lap("load")
 
@@ -139,9 +143,10 @@ def evaluate_run(run_dir: str | Path, profile: Profile, *, judge: bool = False, 
         "settings": {"profile": profile.name, "samples": samples, "max_new_tokens": max_new_tokens, "seed": seed,
                      "sampling": SAMPLING, "story_sentences": STORY_SENTENCES, "judge": judge,
                      "judge_model": judge_model if judge else None, "compare": compare,
-                     "learning_order": learning_order, "device": device, "data": profile.to_dict()["data"]},
+                     "learning_order": learning_order, "device": device, "data": profile.to_dict()["data"],
+                     "other_settings": changed},
         "model": {"parameters": sum(p.numel() for p in model.parameters()),
-                  "vocab_size": model.config.vocab_size, "trained_steps": info.get("total_steps")},
+                  "vocab_size": model.config.vocab_size, "trained_steps": record.total_steps if record else None},
         "paper": {"perplexity": PAPER_PERPLEXITY[stage]},
         "perplexity": _perplexity(model, tokenizer, stage, profile, progress),
         "generations": None, "repetition": None, "grammar": None, "consistency": None,
@@ -149,10 +154,12 @@ def evaluate_run(run_dir: str | Path, profile: Profile, *, judge: bool = False, 
     }
     laps.lap("perplexity")
     if stage == "finetune":
-        report["instructions"] = _paper_instructions(model, tokenizer, max_new_tokens, seed, device)
+        report["instructions"] = _paper_instructions(model, tokenizer, max_new_tokens, seed, device,
+                                                     profile.data.position_offset)
         if profile.data.instructions == "embedded":
             records = load_instructions(profile.data)[1][:4 * samples]
-            report["qa"] = qa_accuracy(model, tokenizer, records, device=device, progress=progress)
+            report["qa"] = qa_accuracy(model, tokenizer, records, position_offset=profile.data.position_offset,
+                                       device=device, progress=progress)
         laps.lap("instructions")
 
     generations, grammar, consistency = story_generations(
@@ -175,6 +182,20 @@ def evaluate_run(run_dir: str | Path, profile: Profile, *, judge: bool = False, 
     return _write(report, run_dir, laps)
 
 
+def _evaluation_profile(run_dir: Path, record: RunRecord | None, profile: Profile | None,
+                        other_settings: bool) -> tuple[Profile, list[str]]:
+    """The run's own settings, or ``profile`` where it differs only in device or on purpose (then named)."""
+    if record is None or profile is None:
+        return profile or run_profile(run_dir), []
+    trained, asked = record.profile, profile.to_dict()
+    changed = [d for d in setting_differences(trained, asked) if not d.startswith("device:")]
+    if changed and not other_settings:
+        raise ConfigError(f"run {str(run_dir)!r} was trained with other settings than the ones given "
+                          f"({'; '.join(changed[:3])}{'; ...' if len(changed) > 3 else ''}); evaluate it with its "
+                          "own (no --profile/--set) or pass --other-settings (other_settings=True) to do it on purpose")
+    return profile, changed
+
+
 def _perplexity(model, tokenizer, stage: str, profile: Profile, progress: bool) -> Perplexity:
     """Validation perplexity on what the stage trained on: stories, or held-out instructions' responses."""
     if stage == "finetune":
@@ -186,13 +207,16 @@ def _perplexity(model, tokenizer, stage: str, profile: Profile, progress: bool) 
     return {**measured, "data": "validation stories", "blocks": len(blocks)}
 
 
-def _paper_instructions(model, tokenizer, max_new_tokens: int, seed: int, device: str) -> list[dict[str, str]]:
-    """The paper's two Alpaca instructions (section 5.3), answered greedily and by sampling."""
+def _paper_instructions(model, tokenizer, max_new_tokens: int, seed: int, device: str,
+                        offset: int) -> list[dict[str, str | None]]:
+    """The paper's two Alpaca instructions (section 5.3), answered greedily and by sampling, where the run reads them."""
     names = list(PAPER_INSTRUCTIONS)
     prompts = [model_prompt(PAPER_INSTRUCTIONS[k]) for k in names]
-    greedy = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, device=device, progress=False)
-    sampled = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, do_sample=True, seed=seed,
-                       device=device, progress=False, **SAMPLING)
+    greedy = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, position_offset=offset, device=device,
+                      progress=False)
+    sampled = [None] * len(prompts) if offset else generate(
+        model, tokenizer, prompts, max_new_tokens=max_new_tokens, do_sample=True, seed=seed, device=device,
+        progress=False, **SAMPLING)
     return [{"name": n, "prompt": p, "greedy": g, "sampled": s} for n, p, g, s in zip(names, prompts, greedy, sampled)]
 
 
@@ -229,7 +253,7 @@ def comparison_prompts(stage: str, generations: dict) -> list[str]:
 
 def _write(report: dict[str, Any], run_dir: Path, laps: _Laps) -> EvaluationReport:
     report["elapsed_s"] = laps.total()
-    json_path, markdown_path = run_dir / EVALUATION_FILE, run_dir / "eval.md"
+    json_path, markdown_path = run_dir / EVALUATION, run_dir / EVALUATION_MARKDOWN
     report["json_path"], report["markdown_path"] = str(json_path), str(markdown_path)
     write_text(json_path, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     write_text(markdown_path, evaluation_markdown(report))

@@ -21,6 +21,7 @@ from .config import Profile
 from .data import InstructionSet, TokenBlocks, pad_batch
 from .model import default_loss_chunk, lm_loss, load_model
 from .progress import progress_bar
+from .stats import perplexity_from_loss
 from .tokenizer import load_tokenizer
 
 __all__ = [
@@ -141,7 +142,7 @@ def perplexity(model: PreTrainedModel, batches_source: TokenBlocks | Instruction
         raise ValueError("nothing to measure: the data set is empty")
     total, count = _sum_losses(model, batches, math.ceil(n / batch_size), device, progress, "perplexity")
     loss = total / count
-    return {"loss": loss, "perplexity": math.exp(min(loss, 700.0)), "tokens": count}
+    return {"loss": loss, "perplexity": perplexity_from_loss(loss), "tokens": count}
 
 
 def text_perplexity(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], *,
@@ -181,8 +182,8 @@ def text_perplexity(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
     batches = (pad_batch(windows[i:i + batch_size], eos) for i in range(0, len(windows), batch_size))
     nats, count = _sum_losses(model, batches, math.ceil(len(windows) / batch_size), device, progress,
                               "text perplexity")
-    return {"loss": nats / count, "token_perplexity": math.exp(min(nats / count, 700.0)),
-            "word_perplexity": math.exp(min(nats / words, 700.0)), "nats": nats,
+    return {"loss": nats / count, "token_perplexity": perplexity_from_loss(nats / count),
+            "word_perplexity": perplexity_from_loss(nats / words), "nats": nats,
             "tokens": count, "words": words, "texts": len(texts)}
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from transformers import AutoTokenizer
 
-from .config import Profile, get_profile
+from .config import Profile
 from .devices import resolve_device
 from .inference import SAMPLING, generate
 from .model import load_model
@@ -28,22 +28,16 @@ from .evaluation_plots import answer_curve_figure, learning_order_figure
 from .plots import close
 from .probes import cloze_accuracy, qa_accuracy
 from .progress import progress_bar
-from .runs import has_model, model_stages, read_metrics, read_run_info, require_model, tokens_at
+from .runs import has_model, model_stages, read_metrics, read_run_record, require_model, run_profile, tokens_at
 from .sources import held_out_questions, load_instructions
 from .stats import share
 from .stories import corpus, story_prompts
 from .story_cloze import cloze_items, frequency_baseline
 from .text_metrics import (
-    STORY_SENTENCES, consistent_continuations, grammatical_sentences, majority_baselines,
+    STORY_SENTENCES, answer_tallies, consistent_continuations, grammatical_sentences, majority_baselines,
 )
 
 __all__ = ["learning_order", "answer_curve", "learning_order_report"]
-
-
-def _run_profile(run_dir: Path) -> Profile:
-    """The settings a run was trained with (the lesson profile for a bare model folder)."""
-    saved = read_run_info(run_dir).get("profile")
-    return Profile.from_dict(saved) if saved else get_profile("lesson")
 
 
 def _story_references(prompts, cloze, corpus_seed: int) -> dict[str, Any]:
@@ -79,7 +73,7 @@ def learning_order(pretrain_run: str | Path, *, prompts: int = 200, cloze_storie
     word-frequency baseline).
     """
     run = require_model(Path(pretrain_run))
-    cfg = profile or _run_profile(run)
+    cfg = profile or run_profile(run)
     begin = story_prompts(prompts, seed=cfg.data.corpus_seed, n_sentences=STORY_SENTENCES)
     cloze = [item for story in corpus("validation", cloze_stories, seed=cfg.data.corpus_seed)
              for item in cloze_items(story)]
@@ -114,14 +108,15 @@ def answer_curve(finetune_run: str | Path, *, stories: int = 64, max_new_tokens:
     interval and the share of answers of the right form.
     """
     run = require_model(Path(finetune_run))
-    cfg = profile or _run_profile(run)
+    cfg = profile or run_profile(run)
     if cfg.data.instructions != "embedded":
         return {"skipped": "answers are scored on the embedded story questions only"}
     questions = held_out_questions(stories, cfg.data.corpus_seed)
     baselines = majority_baselines(load_instructions(cfg.data)[0], questions)
     tokenizer, records = AutoTokenizer.from_pretrained(str(run)), read_metrics(run)
-    init = Path(read_run_info(run).get("init") or "")
-    stages = ([(0, init)] if has_model(init) else []) + model_stages(run)
+    record = read_run_record(run)
+    init = record.init if record else None  # the pretrained model is the answers' step 0
+    stages = ([(0, Path(init))] if init and has_model(init) else []) + model_stages(run)
     dev = resolve_device(device or cfg.device)
     rows = []
     for step, folder in progress_bar(stages, desc="answers", unit="checkpoint", disable=not progress):
@@ -129,20 +124,8 @@ def answer_curve(finetune_run: str | Path, *, stories: int = 64, max_new_tokens:
                              examples=len(questions), position_offset=cfg.data.position_offset, device=dev,
                              progress=False)
         rows.append({"step": step, "tokens": 0 if step == 0 else tokens_at(records, step),
-                     **_kind_shares(scored)})
+                     **answer_tallies(scored["examples"])})
     return {"rows": rows, "baselines": baselines, "questions": len(questions), "stories": stories}
-
-
-def _kind_shares(scored: dict[str, Any]) -> dict[str, Any]:
-    """Exact and right-form shares per kind and for all, each exact share with its interval."""
-    rows = scored["examples"]
-    out = {}
-    for kind in [*sorted({r["kind"] for r in rows}), "all"]:
-        chosen = [r for r in rows if kind in ("all", r["kind"])]
-        judged = [r["fits"] for r in chosen if r["fits"] is not None]
-        out[kind] = {**share(sum(r["correct"] for r in chosen), len(chosen)),
-                     "right_form": sum(judged) / len(judged) if judged else None}
-    return out
 
 
 def learning_order_report(run_dir: Path, stage: str, profile: Profile, seed: int, device: str, progress: bool,

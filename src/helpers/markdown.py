@@ -62,16 +62,18 @@ def evaluation_markdown(report: Mapping[str, Any]) -> str:
     if report["qa"]:
         qa = report["qa"]
         rows = [{"kind": k, **v} for k, v in qa["by_kind"].items()]
-        rows.append({"kind": "**all**", **{k: qa[k] for k in ("accuracy", "correct", "n", "template")}})
+        rows.append({"kind": "**all**", **{k: qa[k] for k in ("share", "successes", "n", "right_form")}})
         out += ["## Story questions (held-out stories)", "",
-                "accuracy: exact match; template: answers of the right form for the question, right or wrong.", "",
-                table(rows, ["kind", "accuracy", "correct", "n", "template"]), "",
-                table(qa["examples"], ["question", "expected", "got", "correct"]), ""]
+                "share: exact answers (match after normalising); right_form: answers of the form the question "
+                "asks for, right or wrong.", "",
+                table(rows, ["kind", "share", "successes", "n", "right_form"]), "",
+                table(qa["examples"], ["question", "expected", "got", "correct", "right_form"]), ""]
     if report["instructions"]:
         out += ["## The paper's instructions", ""]
         for item in report["instructions"]:
-            out += [f"**{item['name']}** (greedy):", "", quote(item["greedy"]), "",
-                    "(sampled):", "", quote(item["sampled"]), ""]
+            out += [f"**{item['name']}** (greedy):", "", quote(item["greedy"]), ""]
+            out += ["(sampled):", "", quote(item["sampled"]), ""] if item["sampled"] is not None else \
+                ["(not sampled: the decoder samples at position 0 only, and this run reads from data.position_offset)", ""]
     gens = report["generations"]
     out += ["## Stories", "", f"Paper prompt `{gens['paper_prompt']['prompt']}`, greedy:", "",
             quote(gens["paper_prompt"]["prompt"] + gens["paper_prompt"]["greedy"]), ""]

@@ -32,8 +32,8 @@ def qa_accuracy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, reco
     Each record is asked as the model reads it in the paper's template
     (:func:`helpers.prompts.model_prompt`) and answered greedily;
     :func:`helpers.text_metrics.score_answers` scores the answers (exact
-    match after normalising, and ``template``: the share of answers of the
-    right form, the paper's "template of an answer" as a number).
+    match after normalising, and ``right_form``: the share of answers of the
+    form their kind asks for, the paper's "template of an answer" as a number).
     """
     if not records:
         raise ValueError("qa_accuracy needs at least one record")

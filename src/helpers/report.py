@@ -11,11 +11,10 @@ import datetime
 import os
 from pathlib import Path
 
-from .evaluate import read_evaluation
 from .lessons import LessonPaths
 from .markdown import fmt, table
 from .paper import PAPER_PERPLEXITY
-from .runs import read_metrics, read_run_info, write_text
+from .runs import read_evaluation, read_metrics, read_run_record, write_text
 
 __all__ = ["FIGURES", "write_report"]
 
@@ -38,17 +37,17 @@ def _perplexity_rows(paths: LessonPaths) -> list[dict]:
     rows = []
     for stage, folder in (("pretraining", paths.pretrain), ("finetuning", paths.finetune)):
         paper = PAPER_PERPLEXITY["pretrain" if stage == "pretraining" else "finetune"]
-        run = read_run_info(folder)
-        if not run:
+        run = read_run_record(folder)
+        if run is None:
             rows.append({"stage": stage, "paper": paper, "this run": "not run"})
             continue
         records = read_metrics(folder)
         last_eval = next((r for r in reversed(records) if r.get("eval_loss") is not None), {})
         measured = ((read_evaluation(folder) or {}).get("perplexity") or {}).get("perplexity", last_eval.get("perplexity"))
-        rows.append({"stage": stage, "paper": paper, "this run": measured, "steps": run["total_steps"],
+        rows.append({"stage": stage, "paper": paper, "this run": measured, "steps": run.total_steps,
                      "training tokens": records[-1]["tokens"],
-                     "training time": f"{fmt(records[-1]['elapsed_s'] / 60, 3)} min on {run['device']} "
-                                      f"({run['precision']})"})
+                     "training time": f"{fmt(records[-1]['elapsed_s'] / 60, 3)} min on {run.device} "
+                                      f"({run.precision})"})
     return rows
 
 
@@ -77,9 +76,9 @@ def write_report(paths: LessonPaths, out: str | Path, *, profile: str = "lesson"
         lines.append("")
     if fine_eval.get("qa"):
         qa = fine_eval["qa"]
-        rows = [{"kind": kind, "exact answers": t["accuracy"], "answers of the right form": t.get("template")}
+        rows = [{"kind": kind, "exact answers": t["share"], "answers of the right form": t["right_form"]}
                 for kind, t in qa["by_kind"].items()]
-        rows.append({"kind": "all", "exact answers": qa["accuracy"], "answers of the right form": qa.get("template")})
+        rows.append({"kind": "all", "exact answers": qa["share"], "answers of the right form": qa["right_form"]})
         lines += ["## Story questions after finetuning", "",
                   table(rows, ["kind", "exact answers", "answers of the right form"]), ""]
     lines += ["## Figures", ""]

@@ -15,6 +15,7 @@ import string
 from collections import Counter
 from typing import Any, Mapping, Sequence
 
+from .stats import Comparison, compare_shares, share
 from .stories import Story, answer_vocabulary, entities, is_grammatical, split_sentences
 
 __all__ = [
@@ -29,7 +30,9 @@ __all__ = [
     "answer_fits_kind",
     "first_line",
     "score_answers",
+    "answer_tallies",
     "majority_baselines",
+    "versus_baselines",
 ]
 
 STORY_SENTENCES = 3  # sentences of a held-out story given as the prompt to continue
@@ -199,11 +202,10 @@ def score_answers(records: Sequence[Mapping[str, Any]], answers: Sequence[str], 
     An answer is its first line (:func:`first_line`), compared with the
     record's ``output`` after :func:`normalise_answer`, so "The red ball."
     matches "a red ball", while a wrong, empty or partial answer ("red")
-    scores 0. Records without a ``kind`` count under "other". ``template`` is
-    the share of answers that have the right form for their kind
-    (:func:`answer_fits_kind`), right or wrong, over the story-question kinds
-    (``None`` if there are none). ``examples`` rows of (question, expected,
-    got) are kept to read.
+    scores 0. Records without a ``kind`` count under "other". The tallies are
+    :func:`answer_tallies`' (all kinds at the top level, each kind under
+    ``by_kind``). ``examples`` rows of (question, kind, expected, got,
+    correct, right_form) are kept to read.
     """
     if len(records) != len(answers):
         raise ValueError(f"{len(records)} records but {len(answers)} answers")
@@ -215,10 +217,25 @@ def score_answers(records: Sequence[Mapping[str, Any]], answers: Sequence[str], 
         kind = record.get("kind", "other")
         rows.append({"question": record["instruction"], "kind": kind, "expected": record["output"], "got": got,
                      "correct": normalise_answer(got) == normalise_answer(record["output"]),
-                     "fits": answer_fits_kind(kind, got)})
-    kinds = sorted({r["kind"] for r in rows})
-    return {**_tally(rows), "by_kind": {k: _tally([r for r in rows if r["kind"] == k]) for k in kinds},
-            "examples": rows[:examples]}
+                     "right_form": answer_fits_kind(kind, got)})
+    tallies = answer_tallies(rows)
+    return {**tallies.pop("all"), "by_kind": tallies, "examples": rows[:examples]}
+
+
+def answer_tallies(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per kind (sorted) and then for "all": exact answers with their 95% interval, and the right-form share.
+
+    ``right_form`` is the share of answers that have the form their kind asks
+    for (:func:`answer_fits_kind`), right or wrong, over the answers whose
+    kind is a story-question kind; ``None`` if there are none.
+    """
+    out = {}
+    for kind in [*sorted({r["kind"] for r in rows}), "all"]:
+        chosen = [r for r in rows if kind in ("all", r["kind"])]
+        judged = [r["right_form"] for r in chosen if r["right_form"] is not None]
+        out[kind] = {**share(sum(r["correct"] for r in chosen), len(chosen)),
+                     "right_form": sum(judged) / len(judged) if judged else None}
+    return out
 
 
 def majority_baselines(train_records: Sequence[Mapping[str, Any]],
@@ -241,8 +258,21 @@ def majority_baselines(train_records: Sequence[Mapping[str, Any]],
     return out
 
 
-def _tally(rows: list[dict]) -> dict[str, Any]:
-    right = sum(r["correct"] for r in rows)
-    judged = [r["fits"] for r in rows if r["fits"] is not None]
-    return {"accuracy": right / len(rows), "correct": right, "n": len(rows),
-            "template": sum(judged) / len(judged) if judged else None}
+def versus_baselines(tallies: Mapping[str, Mapping[str, Any]],
+                     baselines: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each kind's exact answers, and all kinds', against the no-model baseline, by the course's one rule.
+
+    ``tallies`` as :func:`answer_tallies` gives them, ``baselines`` as
+    :func:`majority_baselines` does; the baseline of all kinds is each kind's
+    right answers added up. Each entry is the baseline's share and
+    :func:`helpers.stats.compare_shares` of the two (difference, its 95%
+    interval, Cohen's h, the verdict).
+    """
+    right = {kind: round(b["share"] * b["n"]) for kind, b in baselines.items()}  # a whole count of questions
+    counts = {**{kind: (right[kind], b["n"]) for kind, b in baselines.items()},
+              "all": (sum(right.values()), sum(b["n"] for b in baselines.values()))}
+    out: dict[str, dict[str, Any]] = {}
+    for kind, (base_right, base_n) in counts.items():
+        compared: Comparison = compare_shares(tallies[kind]["successes"], tallies[kind]["n"], base_right, base_n)
+        out[kind] = {"baseline": base_right / base_n, **compared}
+    return out
