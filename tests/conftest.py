@@ -17,8 +17,14 @@ ALPACA_335 = DATA / "alpaca" / "alpaca_data.first335.json"
 ALPACA_LONG = DATA / "alpaca" / "alpaca_data.long-outputs-2000.json"
 PAPER = SHARED / "reference" / "story-based-qa-gpt-paper.txt"
 
-# Prepared data of the tests lives under build/, never in the user's cache.
-os.environ.setdefault("HELPERS_CACHE", str(ROOT / "build" / "test-cache"))
+# The suite is isolated from the user's environment, so that nothing set there turns a test into a skip
+# or a pass: prepared data lives under build/, never in the user's cache; the Hugging Face cache is the
+# suite's own (a gpt2 the user downloaded would make the comparison take another path); no experiment
+# tracker or judge configured by the user is reached. The notebooks and subprocesses inherit all this.
+os.environ["HELPERS_CACHE"] = str(ROOT / "build" / "test-cache")
+os.environ["HF_HUB_CACHE"] = str(ROOT / "build" / "test-hf-cache")
+for _name in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_PROJECT", "WANDB_DIR", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
+    os.environ.pop(_name, None)
 
 
 def require_shared() -> None:

@@ -42,6 +42,16 @@ def test_metric_figure_draws_the_logged_values(pretrained_run, tmp_path):
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["a", "b"]
 
 
+def test_metric_figure_numbers_say_how_far_a_run_went_not_how_long_it_took(tmp_path):
+    """The JSON beside a figure is committed: a rerun with the same numbers must write the same bytes."""
+    records = [{"step": s, "tokens": 100 * s, "train_loss": 5.0 / s, "elapsed_s": 0.37 * s} for s in (1, 2, 3)]
+    path = tmp_path / "loss.png"
+    plots.metric_figure({"run": records}, "train_loss", title="t", path=path)
+    beside = json.loads(path.with_suffix(".json").read_text())
+    assert beside["series"]["run"]["run"] == {"step": 3, "tokens": 300}
+    assert "elapsed" not in path.with_suffix(".json").read_text()
+
+
 def test_metric_figure_refuses_a_metric_no_run_has(pretrained_run):
     with pytest.raises(ValueError, match="no run has any 'bleu' values to plot"):
         plots.metric_figure({"run": pretrained_run}, "bleu", title="t")

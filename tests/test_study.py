@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
 
-from conftest import ROOT
+import torch
 
-SHRUNK = {"pretrain.max_steps": 6, "pretrain.save_every": 3, "pretrain.eval_every": 3, "pretrain.batch_size": 4,
+from conftest import ROOT
+from helpers import study
+
+SHRUNK = {"pretrain.max_steps": 6, "pretrain.warmup_steps": 2, "pretrain.save_every": 3, "pretrain.eval_every": 3,
+          "pretrain.batch_size": 4,
           "data.train_stories": 300, "data.val_stories_count": 20, "data.block_size": 128,
           "data.instruction_limit": 200, "finetune.max_steps": 4,
           "finetune.save_every": 2, "finetune.eval_every": 2, "finetune.warmup_steps": 0, "finetune.batch_size": 4,
@@ -27,6 +32,9 @@ def test_study_writes_its_answer_curve(tmp_path):
     assert result["settings"]["finetune.max_steps"] == 4 and result["stories"] == 2
     assert set(result["baselines"]) == set(result["rows"][0]) - {"step", "tokens", "all"}
     assert result["tokens"]["finetuning"] == result["rows"][-1]["tokens"] > 0
+    assert "minutes" not in result  # the machine's times go to benchmarks/results beside the figures folder
+    timing = json.loads((tmp_path / "benchmarks" / "results" / "study-timing.json").read_text())
+    assert set(timing["minutes"]) == {"pretraining", "finetuning", "measuring"}
     final = result["rows"][-1]["all"]
     assert first.stdout.strip().endswith(
         f"study done: exact answers {final['share']:.3f} (95% {final['low']:.3f}-{final['high']:.3f}) on "
@@ -36,3 +44,38 @@ def test_study_writes_its_answer_curve(tmp_path):
     assert json.loads((tmp_path / "figs" / "study_answers.json").read_text())["rows"] == result["rows"]
     order = json.loads((tmp_path / "figs" / "study_learning_order.json").read_text())
     assert [r["step"] for r in order["rows"]] == [3, 6] and order["prompts"] == 3 and order["cloze_stories"] == 2
+
+
+def test_the_study_timing_is_a_benchmark_result_that_names_its_machine(tmp_path):
+    """Minutes mean nothing without the machine, and change on every rerun: not in figures/, in benchmarks/results/."""
+    path = study.write_timing(tmp_path / "benchmarks" / "results" / "study-timing.json",
+                              {"pretraining": 8.69622, "finetuning": 3.03846}, settings={"pretrain.max_steps": 3500},
+                              device="cpu")
+    written = json.loads(path.read_text())
+    assert written["minutes"] == {"pretraining": 8.7, "finetuning": 3.04}
+    assert written["settings"] == {"pretrain.max_steps": 3500} and written["date"][:2] == "20"
+    machine = written["machine"]
+    assert machine["platform"] == platform.platform() and machine["cores"] == os.cpu_count() > 0
+    assert machine["torch"] == torch.__version__ and machine["device"] == "cpu" and machine["gpu"] is None
+    assert machine["cpu"] and machine["cpu"] != "unknown CPU"
+
+
+def test_the_study_keeps_its_minutes_out_of_its_figures(tmp_path, monkeypatch):
+    """run_study with its training and measuring replaced by stand-ins: where each of its numbers goes."""
+    class Run:
+        def __init__(self, tokens, elapsed_s):
+            self.tokens, self.eval_loss, self.elapsed_s = tokens, 1.0, elapsed_s
+
+    runs = {"pretrain": Run(700, 120.0), "finetune": Run(300, 60.0)}
+    drawn = {}
+    monkeypatch.setattr(study, "ensure_run", lambda stage, *args, **kwargs: runs[stage])
+    monkeypatch.setattr(study, "answer_curve", lambda *args, **kwargs: {"rows": []})
+    monkeypatch.setattr(study, "learning_order", lambda *args, **kwargs: {})
+    monkeypatch.setattr(study, "learning_order_figure", lambda *args, **kwargs: None)
+    monkeypatch.setattr(study, "answer_curve_figure", lambda curve, **kwargs: drawn.update(curve))
+    monkeypatch.setattr(study, "close", lambda figure: None)
+    result = study.run_study(tmp_path / "runs", tmp_path / "figures", progress=False)
+    assert "minutes" not in drawn and drawn["tokens"] == {"pretraining": 700, "finetuning": 300}
+    timing = json.loads((tmp_path / "benchmarks" / "results" / "study-timing.json").read_text())
+    assert result["timing"] == str(tmp_path / "benchmarks" / "results" / "study-timing.json")
+    assert timing["minutes"]["pretraining"] == 2.0 and timing["minutes"]["finetuning"] == 1.0

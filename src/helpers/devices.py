@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import platform
 import random
+from pathlib import Path
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -28,6 +30,7 @@ __all__ = [
     "rng_state",
     "set_rng_state",
     "seed_everything",
+    "describe_machine",
 ]
 
 
@@ -161,3 +164,16 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def describe_machine(device: str | None = None) -> dict[str, Any]:
+    """The machine a time was measured on, named: a time means nothing without it."""
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name")), cpu)
+    except OSError:  # not Linux: the platform's own name for the processor
+        pass
+    gpu = torch.cuda.get_device_name(device) if device and device.startswith("cuda") else None
+    return {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "device": device,
+            "torch": torch.__version__, "python": platform.python_version()}

@@ -132,24 +132,60 @@ def run_lessons(profile: str = "lesson", *, notebooks: str | Path = "notebooks",
     return written
 
 
-def store_lesson(executed: str | Path, target: str | Path) -> Path:
-    """An executed lesson as it is committed: no injected-parameters cell, each progress bar at its last state.
+# Cell metadata that records one execution, not the lesson: papermill's timings and status, Jupyter's.
+RUN_METADATA = ("papermill", "execution", "ExecuteTime")
 
-    A text progress bar redraws its line with carriage returns; the stored
-    stream keeps only what a terminal would finally show on each line.
-    Papermill's bookkeeping (the machine's input and output paths, the
-    parameters, cell timings) stays out of the committed file.
+
+def store_lesson(executed: str | Path, target: str | Path) -> Path:
+    """An executed lesson as it is committed: the same bytes whenever the same content was executed.
+
+    Dropped: the injected-parameters cell, papermill's bookkeeping (the
+    machine's input and output paths, the parameters, cell timings) and the
+    kernel's Python version, which differ from machine to machine and run to
+    run. Each cell's printed text is stored in one canonical form
+    (:func:`_canonical_outputs`), however the kernel happened to send it.
     """
     notebook = json.loads(Path(executed).read_text(encoding="utf-8"))
     notebook["metadata"].pop("papermill", None)
+    notebook["metadata"].get("language_info", {}).pop("version", None)  # the machine's Python, not the lesson's
     notebook["cells"] = [c for c in notebook["cells"] if "injected-parameters" not in c["metadata"].get("tags", [])]
     for cell in notebook["cells"]:
-        cell["metadata"].pop("papermill", None)
-        cell["metadata"].pop("execution", None)
-        for output in cell.get("outputs", []):
-            if output.get("output_type") == "stream":
-                text = "".join(output["text"])
-                lines = [line.rsplit("\r", 1)[-1] for line in text.replace("\r\n", "\n").split("\n")]
-                output["text"] = "\n".join(lines).splitlines(keepends=True)
+        for key in RUN_METADATA:
+            cell["metadata"].pop(key, None)
+        if "outputs" in cell:
+            cell["outputs"] = _canonical_outputs(cell["outputs"])
     write_text(target, json.dumps(notebook, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
     return Path(target)
+
+
+def _canonical_outputs(outputs: list[dict]) -> list[dict]:
+    """Consecutive streams of one name joined into one, then each line as a terminal finally shows it.
+
+    The kernel sends printed text in pieces whose boundaries depend on
+    timing (a line, even a carriage return, may be split between two
+    pieces), so pieces are joined before carriage returns are resolved.
+    """
+    joined: list[dict] = []
+    for output in outputs:
+        if output.get("output_type") != "stream":
+            joined.append(output)
+        elif joined and joined[-1].get("output_type") == "stream" and joined[-1]["name"] == output["name"]:
+            joined[-1]["text"] += "".join(output["text"])
+        else:
+            joined.append({**output, "text": "".join(output["text"])})
+    for output in joined:
+        if output.get("output_type") == "stream":
+            output["text"] = _shown_lines(output["text"])
+    return [o for o in joined if o.get("output_type") != "stream" or o["text"]]
+
+
+def _shown_lines(text: str) -> list[str]:
+    """``text`` as nbformat lines, each line redrawn with carriage returns reduced to its last state.
+
+    A text progress bar redraws its line, padding a shorter state with
+    spaces; the padding depends on which states were drawn (a matter of
+    timing), so a redrawn line loses its trailing spaces.
+    """
+    lines = [line.rsplit("\r", 1)[-1].rstrip() if "\r" in line else line
+             for line in text.replace("\r\n", "\n").split("\n")]
+    return [line + "\n" for line in lines[:-1]] + ([lines[-1]] if lines[-1] else [])

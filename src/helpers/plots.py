@@ -124,7 +124,8 @@ def metric_figure(
         ax.plot(xs, ys, label=label, linewidth=2, **style)
         drawn += 1
         last = records[-1]
-        series[label] = {x: list(xs), metric: list(ys), "run": {k: last.get(k) for k in ("step", "tokens", "elapsed_s")}}
+        # How far the run went, never how long it took: the JSON is committed, and must not change with the clock.
+        series[label] = {x: list(xs), metric: list(ys), "run": {k: last.get(k) for k in ("step", "tokens")}}
     if not drawn:
         plt.close(fig)
         raise ValueError(f"no run has any {metric!r} values to plot")
