@@ -62,6 +62,25 @@ def test_committed_notebooks_are_clean(path):
         assert markdown.count("```mermaid") >= DIAGRAMS.get(path.name, 0)
 
 
+@pytest.mark.parametrize("path", COURSE, ids=lambda p: p.name)
+def test_every_name_a_notebook_imports_from_helpers_exists(path):
+    """A name moved between modules fails here in a second, not twenty minutes later in the notebook run."""
+    import ast
+    import importlib
+
+    nb = nbformat.read(path, as_version=4)
+    missing = []
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        lines = [line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!"))]
+        for node in ast.walk(ast.parse("\n".join(lines))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "helpers":
+                module = importlib.import_module(node.module)
+                missing += [f"{node.module}.{a.name}" for a in node.names if not hasattr(module, a.name)]
+    assert missing == [], f"{path.name} imports names that do not exist: {missing}"
+
+
 def test_every_exercise_has_a_worked_solution():
     for lesson, solutions in zip(NOTEBOOKS, SOLUTIONS):
         exercises = set(re.findall(r"\*\*Exercise (\d+)", _markdown(NOTEBOOK_DIR / lesson)))

@@ -3,10 +3,12 @@
 A run-dependent number typed into Markdown goes stale the day the run
 changes. So every number in a notebook's Markdown must appear in that
 notebook's own code or outputs, in the paper, in the profiles, or be a small
-count (a section, an exercise); and every number in the README must appear
-in the numbers the report job writes beside each figure (``figures/*.json``)
-or the benchmarks' result files, in the paper or in the profiles. Code spans and formulas are left out: they
-are code and mathematics, not results.
+count (a section, an exercise). Every number of the README's results section
+is one named value of the JSON the report job writes beside a figure
+(``figures/*.json``), checked at the precision the README writes it, so a
+number one unit off fails; elsewhere in the README a number comes from the
+results file its paragraph names, the paper or the profiles. Code spans and
+formulas are left out: they are code and mathematics, not results.
 """
 
 from __future__ import annotations
@@ -85,8 +87,115 @@ def test_every_number_in_a_lessons_prose_is_backed_by_its_cells(path):
     assert not missing, f"{path.name}: numbers in Markdown that no cell prints (type them as outputs): {missing}"
 
 
-def _figure_numbers() -> str:
-    """Every value in figures/*.json, written the ways prose rounds it (and seconds also as minutes)."""
+# ----------------------------------------------------------------- the README
+
+# The README's results section: every number in it is one value of one figure's JSON, named below.
+RESULTS = ("## What the lesson run shows", "## Where to run it")
+N = r"(\d[\d,]*(?:\.\d+)?%?)"  # a number as the README writes it
+
+
+def _series(name: str, series: str = "lesson profile"):
+    return lambda load: load(name)["series"][series]
+
+
+PRE, PPL = _series("pretrain_loss_eval.json"), _series("pretrain_ppl.json")
+FINE = _series("finetune_loss_eval.json")
+
+
+def _last(name: str, *keys: str):
+    """``rows[-1][key][key]...`` of a figure's JSON."""
+    def get(load):
+        value = load(name)["rows"][-1]
+        for key in keys:
+            value = value[key]
+        return value
+    return get
+
+
+def _overall_baseline(name: str):
+    """The baselines of all kinds together: each kind's share weighted by its questions."""
+    def get(load):
+        baselines = load(name)["baselines"].values()
+        return sum(b["share"] * b["n"] for b in baselines) / sum(b["n"] for b in baselines)
+    return get
+
+
+def _kind_row(label: str, kind: str):
+    """One row of the README's per-kind table: lesson run (answers.json), then the study (study_answers.json)."""
+    lesson, study = (lambda load: load("answers.json")), (lambda load: load("study_answers.json"))
+    return (rf"\| {label} \| {N} \| {N} \| {N} \({N}-{N}\) \| {N} \| {N} \({N}-{N}\) \|",
+            [lambda load: lesson(load)["baselines"][kind]["n"],
+             lambda load: lesson(load)["baselines"][kind]["share"],
+             _last("answers.json", kind, "share"), _last("answers.json", kind, "low"),
+             _last("answers.json", kind, "high"),
+             lambda load: study(load)["baselines"][kind]["share"],
+             _last("study_answers.json", kind, "share"), _last("study_answers.json", kind, "low"),
+             _last("study_answers.json", kind, "high")])
+
+
+CLAIMS = [
+    (rf"\*\*Pretraining\*\* \(lesson 3\): {N} steps, {N} tokens;\s+validation loss {N} at step {N} "
+     rf"to {N}, perplexity {N}",
+     [lambda load: PRE(load)["run"]["step"], lambda load: PRE(load)["run"]["tokens"],
+      lambda load: PRE(load)["eval_loss"][0],
+      lambda load: PRE(load)["step"][0], lambda load: PRE(load)["eval_loss"][-1],
+      lambda load: PPL(load)["perplexity"][-1]]),
+    (rf"at the last checkpoint\s+{N} of sampled sentences", [_last("learning_order.json", "grammar", "share")]),
+    (rf"cloze is right on {N} of blanks \(chance {N}\)",
+     [_last("learning_order.json", "cloze", "all", "share"), _last("learning_order.json", "cloze", "all", "chance")]),
+    (rf"{N} of continuations keep the story's characters \(the stories themselves:\s+{N}\)",
+     [_last("learning_order.json", "consistency", "share"),
+      lambda load: load("learning_order.json")["references"]["consistency"]["the stories' own continuations"]]),
+    (rf"\*\*Finetuning\*\* \(lesson 4\): {N} steps; answer-token validation loss\s+{N} to {N}\.",
+     [lambda load: FINE(load)["run"]["step"],
+      lambda load: FINE(load)["eval_loss"][0], lambda load: FINE(load)["eval_loss"][-1]]),
+    (rf"costs {N} nats at the first evaluation",
+     [lambda load: (_series("finetune_positions.json", "beyond")(load)["eval_loss"][0]
+                    - _series("finetune_positions.json", "inside")(load)["eval_loss"][0])]),
+    (rf"`answers.png`, {N} questions about {N} held-out stories\):\s+right form {N} at step {N} and {N} at the end; "
+     rf"exact answers\s+{N} \({N}-{N}\) against {N} for always",
+     [lambda load: load("answers.json")["questions"], lambda load: load("answers.json")["stories"],
+      lambda load: load("answers.json")["rows"][0]["all"]["right_form"],
+      lambda load: load("answers.json")["rows"][0]["step"], _last("answers.json", "all", "right_form"),
+      _last("answers.json", "all", "share"), _last("answers.json", "all", "low"), _last("answers.json", "all", "high"),
+      _overall_baseline("answers.json")]),
+    (rf"\(`make study`, `study_answers.png`\): {N} pretraining steps\s+\({N} tokens\) and {N} finetuning "
+     rf"steps\s+reach {N} \({N}-{N}\) exact answers against {N}\.",
+     [lambda load: load("study_answers.json")["settings"]["pretrain.max_steps"],
+      lambda load: load("study_answers.json")["tokens"]["pretraining"],
+      lambda load: load("study_answers.json")["settings"]["finetune.max_steps"],
+      _last("study_answers.json", "all", "share"), _last("study_answers.json", "all", "low"),
+      _last("study_answers.json", "all", "high"), _overall_baseline("study_answers.json")]),
+    _kind_row("who", "who"), _kind_row("what", "what"), _kind_row("where", "where"),
+    _kind_row("feeling", "feeling"), _kind_row("yes/no", "yes_no"),
+    (rf"held-out beginnings: greedy {N}, sampled {N}, the stories themselves {N}\.",
+     [lambda load: load("repetition.json")["rows"][0]["repeated_4gram_share"],
+      lambda load: load("repetition.json")["rows"][1]["repeated_4gram_share"],
+      lambda load: load("repetition.json")["rows"][4]["repeated_4gram_share"]]),
+]
+
+
+def _as_written(number: str, value: float) -> str:
+    """``value`` written with the README number's precision (a share as a percentage where it has a %)."""
+    plain = number.rstrip("%").replace(",", "")
+    decimals = len(plain.partition(".")[2])
+    return f"{value * 100 if number.endswith('%') else value:.{decimals}f}"
+
+
+def _blanked(text: str) -> str:
+    """``text`` with code spans and formulas replaced by spaces (positions kept)."""
+    return SKIP.sub(lambda m: " " * len(m.group()), text)
+
+
+def _named_sources(block: str, figures: Path, results: Path) -> list[Path]:
+    """The results files a README paragraph names: ``x.png`` (its ``figures/x.json``) and benchmark results."""
+    paths = [figures / f"{name}.json" for name in re.findall(r"([\w-]+)\.png", block)]
+    paths += [results / name for name in re.findall(r"benchmarks/results/([\w.-]+\.json)", block)]
+    return [p for p in paths if p.exists()]
+
+
+def _file_numbers(paths: list[Path]) -> str:
+    """Every value in the files, written the ways prose rounds it (and seconds also as minutes)."""
     forms: set[str] = set()
 
     def walk(value, key=""):
@@ -97,21 +206,129 @@ def _figure_numbers() -> str:
             for v in value:
                 walk(v, key)
         elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            for v in ([value, value / 60] if key == "elapsed_s" else [value]):
+            for v in ([value, value / 60] if key.endswith("_s") else [value]):
                 forms.update({f"{v:.0f}", f"{v:.1f}", f"{v:.2f}", f"{v:.3f}", f"{v * 100:.0f}%", f"{v:g}"})
 
-    for path in sorted((ROOT / "figures").glob("*.json")) + sorted((ROOT / "benchmarks" / "results").glob("*.json")):
+    for path in paths:
         walk(json.loads(path.read_text()))
     return " ".join(sorted(forms))
 
 
-def test_every_number_in_the_readme_comes_from_the_figures_the_paper_or_the_profiles():
-    readme = (ROOT / "README.md").read_text()
-    figures = _figure_numbers()
-    missing = [n for n in numbers_in(readme) if not _found(n, figures, _static_text(), _readme_code(readme))]
-    assert not missing, f"README numbers found in no figures/*.json, profile or the paper: {sorted(set(missing))}"
+def readme_problems(readme: Path, figures: Path = ROOT / "figures",
+                    results: Path = ROOT / "benchmarks" / "results") -> list[str]:
+    """Every README number that does not come from where the README says it does.
+
+    In the results section each number must be the value its claim names (:data:`CLAIMS`), written to
+    the README's precision; a number no claim covers must be a small count or a fact of the paper or
+    the profiles. Elsewhere a number must be a small count, a fact of the paper or the profiles, part
+    of the README's code, or a value of a results file the same paragraph names; a paragraph that
+    names a benchmark result (``benchmarks/results/*.json``) takes its numbers from that file alone.
+    """
+    text = readme.read_text()
+    begin, end = text.index(RESULTS[0]), text.index(RESULTS[1])
+    section = text[begin:end]
+    cache: dict[str, dict] = {}
+
+    def load(name: str) -> dict:
+        if name not in cache:
+            cache[name] = json.loads((figures / name).read_text())
+        return cache[name]
+
+    problems, covered = [], []
+    for pattern, getters in CLAIMS:
+        found = list(re.finditer(pattern, section))
+        if len(found) != 1:
+            problems.append(f"the README's results section no longer reads {pattern!r} ({len(found)} matches)")
+            continue
+        match = found[0]
+        for group, get in enumerate(getters, start=1):
+            written, expected = match.group(group), _as_written(match.group(group), get(load))
+            covered.append(match.span(group))
+            if written.rstrip("%").replace(",", "") != expected:
+                problems.append(f"{written} in {match.group(0)[:60]!r}... is {expected} in the figures")
+    blank = _blanked(section)
+    for match in NUMBER.finditer(blank):
+        number = match.group(1).replace(",", "") + match.group(2)
+        inside = any(a <= match.start() and match.end() <= b for a, b in covered)
+        if not inside and not _found(number, _static_text()):
+            problems.append(f"{number} in the results section is claimed by no figure value")
+    rest = text[:begin] + "\n\n" + text[end:]
+    code = _readme_code(text) + " " + _interval_level()
+    for block in re.split(r"\n\s*\n|\n(?=- |\|)", rest):
+        sources = _named_sources(block, figures, results)
+        named = _file_numbers(sources)
+        # a paragraph that cites a benchmark result takes its numbers from it, not from the paper
+        facts = "" if any(p.parent == results for p in sources) else _static_text()
+        for number in numbers_in(block):
+            if not _found(number, named, facts, code):
+                problems.append(f"{number} in {block.strip()[:60]!r}... is in no file the paragraph names, "
+                                "nor the paper or the profiles")
+    return problems
+
+
+def _interval_level() -> str:
+    """The confidence of every interval the course draws, from helpers.stats: "95%"."""
+    from statistics import NormalDist
+
+    from helpers.stats import Z95
+
+    return f"{(2 * NormalDist().cdf(Z95) - 1) * 100:.0f}%"
+
+
+def test_every_number_in_the_readme_comes_from_the_file_it_names():
+    problems = readme_problems(ROOT / "README.md")
+    assert not problems, "README numbers without their source:\n" + "\n".join(problems)
 
 
 def _readme_code(readme: str) -> str:
     """The README's code blocks and spans: commands and settings, not results."""
     return _plain(" ".join(re.findall(r"```.*?```|`[^`]*`", readme, re.S)))
+
+
+def _one_unit_more(number: str) -> str:
+    """``number`` changed by one unit of its last digit (9 becomes 8)."""
+    i = max(k for k, c in enumerate(number) if c.isdigit())
+    return number[:i] + ("8" if number[i] == "9" else str(int(number[i]) + 1)) + number[i + 1:]
+
+
+def test_a_readme_number_changed_by_one_unit_is_caught(tmp_path):
+    """Every number of the results section, and some elsewhere, planted one unit off in a copy of the README."""
+    text = (ROOT / "README.md").read_text()
+    begin = text.index(RESULTS[0])
+    spans = []
+    for pattern, getters in CLAIMS:
+        match = re.search(pattern, text[begin:])
+        spans += [(begin + match.start(g), begin + match.end(g)) for g in range(1, len(getters) + 1)]
+    for phrase in ("(676 tests", "takes\n19.4 minutes", "limit is 25 minutes", "3,582,016 parameters",
+                   "(496,640 parameters)"):  # elsewhere: make-test.json, the profiles
+        at = text.index(phrase)
+        found = NUMBER.search(text, at)
+        spans.append(found.span(1) if not found.group(2) else (found.start(1), found.end(2)))
+    assert len(spans) == 84  # 88 until the four wall-clock minutes left the results section
+    copy = tmp_path / "README.md"
+    missed = []
+    for start, end in spans:
+        number = text[start:end]
+        copy.write_text(text[:start] + _one_unit_more(number) + text[end:])
+        if not readme_problems(copy):
+            missed.append(f"{number} -> {_one_unit_more(number)} at {text[start - 30:start]!r}")
+    assert not missed, missed
+    copy.write_text(text.replace("cloze is right on", "cloze gets"))  # a claim that no longer reads is an error
+    assert any("no longer reads" in p for p in readme_problems(copy))
+    copy.write_text(text)
+    assert readme_problems(copy) == []
+
+
+def test_the_readme_calls_above_baseline_exactly_the_kinds_the_course_rule_does():
+    """The study's sentence on which kinds beat their baseline, against helpers.text_metrics.versus_baselines."""
+    from helpers.text_metrics import versus_baselines
+
+    study = json.loads((ROOT / "figures" / "study_answers.json").read_text())
+    verdicts = versus_baselines(study["rows"][-1], study["baselines"])
+    text = " ".join((ROOT / "README.md").read_text().split())
+    said = re.search(r"is not reached: (?P<above>.+?) climb far above their baselines, (?P<level>.+?) cannot be told "
+                     r"from theirs\.", text)
+    assert said, "the README no longer says which kinds of the study beat their baseline"
+    kinds = {group: {k.replace("/", "_") for k in re.findall(r"\*([a-z/]+)\*", said[group])} for group in ("above", "level")}
+    assert kinds["above"] == {k for k, v in verdicts.items() if k != "all" and v["verdict"] == "above"}
+    assert kinds["level"] == {k for k, v in verdicts.items() if k != "all" and v["verdict"] == "not distinguishable"}

@@ -20,6 +20,11 @@ combinations, every edge value of every setting is tried alone, and a few
 accepted cases train for real, without stand-ins, on tiny data
 (``conftest.TINY``).
 
+The draws are derandomized, so the suite is the same on every run; to
+explore other draws, run this file with ``derandomize`` off and
+``--hypothesis-seed=N`` (seeds 1-4 found nothing more when the 2e9-parameter
+rule was added after an earlier random draw found ``model.n_embd=10**400``).
+
 What this catches is a setting accepted but crashing a run (a range too wide
 or a cross rule missing). A range that is too narrow, or a value that runs
 but makes no sense (dropout 1.0), is for the exact-message tests of
@@ -263,7 +268,7 @@ def _slow_on_this_machine(profile: Profile, stage: str) -> bool:
 # ------------------------------------------------------------------ (a) the command line
 
 
-@settings(max_examples=150, deadline=None, database=None,
+@settings(max_examples=150, deadline=None, database=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(stage=st.sampled_from(["pretrain", "pretrain", "finetune"]), engine=st.sampled_from(["fast"] * 5 + ["hf"]),
        drawn=overrides, pre_existing=st.booleans())
@@ -328,7 +333,7 @@ def _one_line(error: ConfigError) -> str:
     return message
 
 
-@settings(max_examples=100, deadline=None, database=None,
+@settings(max_examples=100, deadline=None, database=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(drawn=overrides)
 def test_typed_overrides_are_accepted_and_train_or_raise_one_config_error(drawn):
@@ -378,7 +383,8 @@ RUNNABLE = st.fixed_dictionaries({}, optional={
 })
 
 
-@settings(max_examples=4, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=4, deadline=None, database=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(drawn=RUNNABLE)
 def test_accepted_settings_really_train_a_step_on_tiny_data(drawn):
     """No stand-ins: the lesson's tokenizer and stories, one pretraining step, then one finetuning step from it."""
@@ -406,7 +412,8 @@ def _process(*args: str) -> subprocess.CompletedProcess:
                           timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
 
 
-@settings(max_examples=2, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=2, deadline=None, database=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(drawn=overrides)
 def test_a_real_process_refuses_bad_settings_in_one_line(drawn):
     pairs = [f"{key}={_as_text(value)}" for key, value in drawn]

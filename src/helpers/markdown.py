@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 
 from .judge import SCORE_NAMES, Grade, summarise
 
-__all__ = ["fmt", "interval", "table", "quote", "evaluation_markdown", "grades_table"]
+__all__ = ["fmt", "interval", "difference", "table", "quote", "evaluation_markdown", "grades_table"]
 
 
 def fmt(value: Any, digits: int = 4, decimals: int | None = None) -> str:
@@ -124,6 +124,14 @@ def interval(value: Mapping[str, Any] | None) -> str:
     if value is None:
         return "–"
     return f"{value['share']:.2f} ({value['low']:.2f}-{value['high']:.2f})"
+
+
+def difference(compared: Mapping[str, Any]) -> str:
+    """A :func:`helpers.stats.compare_shares` result: the difference, its 95% interval, the verdict.
+
+    E.g. ``+0.02 (-0.03 to +0.07) not distinguishable``.
+    """
+    return f"{compared['difference']:+.2f} ({compared['low']:+.2f} to {compared['high']:+.2f}) {compared['verdict']}"
 
 
 def _learning_order_section(order: Mapping[str, Any]) -> list[str]:
