@@ -192,3 +192,19 @@ def test_the_data_option_reaches_the_profile_of_each_command(monkeypatch, tmp_pa
     assert cli.main(["pretrain", "--out", str(tmp_path / "q"), "--set", "device=cpu"]) == 0
     assert seen["pretrain"].data.stories == "embedded"
     capsys.readouterr()
+
+
+def test_evaluate_loads_the_model_on_the_device_asked_for_else_the_runs_own(pretrained_run, monkeypatch):
+    import helpers.evaluate as evaluate
+
+    asked = []
+
+    def stop_at_load(run_dir, profile, device):
+        asked.append((device, profile.data.val_stories_count))
+        raise RuntimeError("loaded")
+
+    monkeypatch.setattr(evaluate, "load_run", stop_at_load)
+    for device in ("meta", None):
+        with pytest.raises(RuntimeError, match="loaded"):
+            evaluate_run(pretrained_run, device=device, progress=False)
+    assert asked == [("meta", 40), ("cpu", 40)]  # the run's own settings (conftest.TINY), on the device asked for

@@ -150,14 +150,17 @@ def test_majority_baselines_by_hand():
 
 
 def test_each_kind_and_all_kinds_are_compared_with_their_baseline_by_one_rule():
-    """Counts by hand: who 1 of 66 against a baseline right on 0 of 66, where 30 of 50 against 5 of 50."""
-    tallies = {"where": {"successes": 30, "n": 50}, "who": {"successes": 1, "n": 66},
-               "all": {"successes": 31, "n": 116}}
-    baselines = {"where": {"answer": "at the park", "share": 0.1, "n": 50},
-                 "who": {"answer": "mom", "share": 0.0, "n": 66}}
+    """Counts by hand: who 1 of 66 against a baseline right on 3 of 66, where 60 of 100 against 29 of 100.
+
+    29 / 100 * 100 is 28.999999999999996 in floating point: the baseline's count is rounded, not cut.
+    """
+    tallies = {"where": {"successes": 60, "n": 100}, "who": {"successes": 1, "n": 66},
+               "all": {"successes": 61, "n": 166}}
+    baselines = {"where": {"answer": "at the park", "share": 29 / 100, "n": 100},
+                 "who": {"answer": "mom", "share": 3 / 66, "n": 66}}
     compared = versus_baselines(tallies, baselines)
     assert list(compared) == ["where", "who", "all"]
     assert {k: (v["baseline"], v["verdict"]) for k, v in compared.items()} == {
-        "where": (0.1, "above"), "who": (0.0, "not distinguishable"), "all": (5 / 116, "above")}
-    assert compared["all"]["difference"] == pytest.approx(26 / 116, abs=1e-12)
-    assert compared["where"]["effect"] == pytest.approx(2 * math.asin(math.sqrt(0.6)) - 2 * math.asin(math.sqrt(0.1)))
+        "where": (0.29, "above"), "who": (3 / 66, "not distinguishable"), "all": (32 / 166, "above")}
+    assert compared["all"]["difference"] == pytest.approx(29 / 166, abs=1e-12)
+    assert compared["where"]["effect"] == pytest.approx(2 * math.asin(math.sqrt(0.6)) - 2 * math.asin(math.sqrt(0.29)))
