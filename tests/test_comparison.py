@@ -6,6 +6,7 @@ import json
 import time
 
 from helpers.comparison import compare_models, load_comparison
+from helpers.inference import Decoding
 from helpers.runs import checkpoint_dir
 from helpers.stories import corpus
 
@@ -45,7 +46,7 @@ def test_compare_two_local_models(pre, pretrained_run, capsys):
     assert early is not None and capsys.readouterr().out == ""
     texts = [s.text for s in corpus("validation", 3)]
     prompts = ["Once upon a time,", "Lily had a red ball."]
-    out = compare_models({"final": (model, tok), "step 10": early}, texts, prompts, max_new_tokens=10,
+    out = compare_models({"final": (model, tok), "step 10": early}, texts, prompts, decoding=Decoding(10),
                             progress=False)
     assert set(out["perplexity"]) == {"final", "step 10"}
     assert out["perplexity"]["final"]["word_perplexity"] < out["perplexity"]["step 10"]["word_perplexity"]

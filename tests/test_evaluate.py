@@ -14,7 +14,7 @@ import pytest
 from conftest import ROOT, tiny_profile
 from helpers.data import finetuning_examples
 from helpers.evaluate import evaluate_run
-from helpers.inference import SAMPLING, generate, perplexity
+from helpers.inference import Decoding, generate, perplexity
 from helpers.learning_order import learning_order
 from helpers.paper import PAPER_INSTRUCTIONS, PAPER_PERPLEXITY
 from helpers.probes import qa_accuracy
@@ -57,13 +57,14 @@ def test_evaluate_pretrained_run(pretrained_run, pre, tmp_path, capsys, no_judge
     # every section is what the underlying functions give for the same model, prompts and seed
     model, tok = pre
     opening = saved["generations"]["paper_prompt"]
-    assert opening["greedy"] == generate(model, tok, ["Once upon a time,"], max_new_tokens=16, progress=False)[0]
-    assert opening["sampled"] == generate(model, tok, ["Once upon a time,"] * 3, max_new_tokens=16, do_sample=True,
-                                          seed=0, progress=False, **SAMPLING)
+    assert opening["greedy"] == generate(model, tok, ["Once upon a time,"], Decoding(16), progress=False)[0]
+    assert opening["sampled"] == generate(model, tok, ["Once upon a time,"] * 3, Decoding(16, do_sample=True, seed=0),
+                                          progress=False)
+    assert saved["settings"]["sampling"] == {"temperature": 1.0, "top_k": 0, "top_p": 1.0}
     prompts = story_prompts(2, seed=0, n_sentences=3)
     stories = saved["generations"]["stories"]
     assert [s["beginning"] for s in stories] == [b for b, _ in prompts]
-    greedy = generate(model, tok, [b for b, _ in prompts], max_new_tokens=16, progress=False)
+    greedy = generate(model, tok, [b for b, _ in prompts], Decoding(16), progress=False)
     assert [s["greedy"] for s in stories] == greedy
     sampled = [s["sampled"] for s in stories]
     assert saved["grammar"] == {"greedy": grammar_share(greedy), "sampled": grammar_share(sampled)}
@@ -99,7 +100,7 @@ def test_evaluate_finetuned_run(finetuned_run, fin, tmp_path, capsys, no_judge):
     names = ["healthy_tips", "concise_sentence"]
     assert [i["name"] for i in saved["instructions"]] == names
     assert [i["greedy"] for i in saved["instructions"]] == generate(
-        model, tok, [model_prompt(PAPER_INSTRUCTIONS[n]) for n in names], max_new_tokens=16, progress=False)
+        model, tok, [model_prompt(PAPER_INSTRUCTIONS[n]) for n in names], Decoding(16), progress=False)
     records = load_instructions(tiny_profile().data)[1][:8]
     assert saved["qa"] == json.loads(json.dumps(qa_accuracy(model, tok, records, progress=False)))
     assert saved["judge"] is None and saved["comparison"] is None and saved["learning_order"] is None

@@ -16,7 +16,7 @@ from rigged import constant_model, first_token, one_thread, parity_model, save_m
 from test_judge import StubState, _assessment, _grades_reply, stub  # noqa: F401 - stub: a fixture
 from helpers.data import finetuning_examples
 from helpers.evaluate import evaluate_run
-from helpers.inference import generate, perplexity
+from helpers.inference import Decoding, generate, perplexity
 from helpers.judge import build_conversation
 from helpers.paper import PAPER_INSTRUCTIONS
 from helpers.prompts import model_prompt
@@ -68,7 +68,7 @@ def test_a_run_trained_at_shifted_positions_is_evaluated_there(finetuned_run, pr
     unshifted = perplexity(model, held_out, batch_size=16, progress=False)["loss"]
     assert abs(unshifted - expected["loss"]) > 1e-3  # the offset really changes the number
     prompts = [model_prompt(record) for record in PAPER_INSTRUCTIONS.values()]
-    assert [i["greedy"] for i in report["instructions"]] == generate(moved, tok, prompts, max_new_tokens=8,
+    assert [i["greedy"] for i in report["instructions"]] == generate(moved, tok, prompts, Decoding(8),
                                                                      progress=False)
     # The story questions, asked a model whose answer shows where it read: after reading at an even
     # position it writes " cat", after an odd one " sun". A prompt of n tokens read from position 101

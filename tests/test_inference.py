@@ -12,7 +12,7 @@ from conftest import tiny_profile
 from rigged import one_thread  # noqa: F401 - a fixture
 from helpers.config import ModelConfig
 from helpers.data import finetuning_examples, pretraining_blocks
-from helpers.inference import SAMPLING, generate, perplexity, text_perplexity
+from helpers.inference import Decoding, generate, perplexity, text_perplexity
 from helpers.probes import qa_accuracy
 from helpers.runs import read_metrics
 from helpers.stats import wilson_interval
@@ -111,15 +111,15 @@ def test_generation_is_deterministic(pre):
     model, tok = pre
     prompts = ["Once upon a time,", "Lily had a red ball.", "Tom", ""]
     state = torch.get_rng_state()
-    a = generate(model, tok, prompts, max_new_tokens=12, do_sample=True, seed=3, progress=False)
-    b = generate(model, tok, prompts, max_new_tokens=12, do_sample=True, seed=3, progress=False)
-    c = generate(model, tok, prompts, max_new_tokens=12, do_sample=True, seed=4, progress=False)
+    a = generate(model, tok, prompts, Decoding(12, do_sample=True, seed=3), progress=False)
+    b = generate(model, tok, prompts, Decoding(12, do_sample=True, seed=3), progress=False)
+    c = generate(model, tok, prompts, Decoding(12, do_sample=True, seed=4), progress=False)
     assert torch.equal(state, torch.get_rng_state())  # the caller's random state is untouched
     assert a == b and a != c
-    greedy = generate(model, tok, prompts, max_new_tokens=12, seed=0, progress=False)
-    assert greedy == generate(model, tok, prompts, max_new_tokens=12, seed=99, progress=False)
+    greedy = generate(model, tok, prompts, Decoding(12, seed=0), progress=False)
+    assert greedy == generate(model, tok, prompts, Decoding(12, seed=99), progress=False)
     # left padding: a batch gives what each prompt gives alone
-    alone = [generate(model, tok, [p], max_new_tokens=12, progress=False)[0] for p in prompts]
+    alone = [generate(model, tok, [p], Decoding(12), progress=False)[0] for p in prompts]
     assert greedy == alone
 
 
@@ -127,12 +127,12 @@ def test_generation_stops_at_end_of_text(pre):
     model, tok = pre
     prompt = ["Once upon a time, there was a little girl named Lily. She loved to"]
     # sampled, so that the barely trained model does not repeat one token
-    full = generate(model, tok, prompt, max_new_tokens=16, do_sample=True, seed=3, progress=False)[0]
+    full = generate(model, tok, prompt, Decoding(16, do_sample=True, seed=3), progress=False)[0]
     new_ids = tok(full, add_special_tokens=False)["input_ids"]
     stop_at = next(i for i in range(1, len(new_ids)) if new_ids[i] not in new_ids[:i])
     stopper = copy.deepcopy(tok)
     stopper.eos_token = tok.convert_ids_to_tokens(new_ids[stop_at])  # make that token end the text
-    cut = generate(model, stopper, prompt, max_new_tokens=16, do_sample=True, seed=3, progress=False)[0]
+    cut = generate(model, stopper, prompt, Decoding(16, do_sample=True, seed=3), progress=False)[0]
     assert cut == tok.decode(new_ids[:stop_at])
     assert len(cut) < len(full)
 
@@ -180,8 +180,8 @@ def test_sampling_draws_from_softmax_of_logits_over_temperature(pre, one_thread)
     n = 3000
 
     def shares(**knobs):
-        texts = generate(model, tok, ["Once"] * n, max_new_tokens=1, do_sample=True, seed=1, batch_size=1000,
-                         progress=False, **knobs)
+        texts = generate(model, tok, ["Once"] * n, Decoding(1, do_sample=True, seed=1, **knobs), batch_size=1000,
+                         progress=False)
         assert set(texts) <= set(words)
         return [texts.count(w) / n for w in words]
 
@@ -193,13 +193,12 @@ def test_sampling_draws_from_softmax_of_logits_over_temperature(pre, one_thread)
     assert shares(temperature=0.02) == [1.0, 0.0, 0.0]  # a temperature near 0 is greedy
     assert shares(temperature=1.0, top_k=1) == [1.0, 0.0, 0.0]
     assert shares(temperature=1.0, top_p=0.5) == [1.0, 0.0, 0.0]  # " cat" alone holds more than half
-    greedy = generate(model, tok, ["Once"] * 3, max_new_tokens=1, progress=False)
+    greedy = generate(model, tok, ["Once"] * 3, Decoding(1), progress=False)
     assert greedy == [" cat"] * 3
     # top_k=0 keeps every token: a model with 2048 equally likely tokens gives hundreds of different draws
     # (transformers' own default, top_k=50, would allow at most 50)
     flat = constant_model(len(tok), {}, eos_token_id=tok.eos_token_id)
-    drawn = generate(flat, tok, ["Once"] * 1000, max_new_tokens=1, do_sample=True, seed=1, batch_size=1000,
-                     progress=False, **SAMPLING)
+    drawn = generate(flat, tok, ["Once"] * 1000, Decoding(1, do_sample=True, seed=1), batch_size=1000, progress=False)
     assert len(set(drawn)) > 300
 
 
@@ -212,10 +211,10 @@ def test_generation_at_shifted_positions(pre):
         wpe = moved.transformer.wpe.weight
         wpe.copy_(torch.cat([wpe[k:], wpe[:k]]))
     prompts = ["Once upon a time,", "Lily had a red ball. She", "Tom"]
-    shifted = generate(model, tok, prompts, max_new_tokens=10, position_offset=k, progress=False)
-    assert shifted == generate(moved, tok, prompts, max_new_tokens=10, progress=False)
-    assert shifted != generate(model, tok, prompts, max_new_tokens=10, progress=False)
+    shifted = generate(model, tok, prompts, Decoding(10), position_offset=k, progress=False)
+    assert shifted == generate(moved, tok, prompts, Decoding(10), progress=False)
+    assert shifted != generate(model, tok, prompts, Decoding(10), progress=False)
     with pytest.raises(ValueError, match="position_offset decodes greedily"):
-        generate(model, tok, prompts, do_sample=True, position_offset=k, progress=False)
+        generate(model, tok, prompts, Decoding(do_sample=True), position_offset=k, progress=False)
     with pytest.raises(ValueError, match="exceeds the model's 1024 positions"):
-        generate(model, tok, prompts, max_new_tokens=10, position_offset=1020, progress=False)
+        generate(model, tok, prompts, Decoding(10), position_offset=1020, progress=False)

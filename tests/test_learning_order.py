@@ -10,7 +10,7 @@ import pytest
 
 from conftest import tiny_profile
 from rigged import constant_model, first_token, one_thread, save_model  # noqa: F401 - one_thread: a fixture
-from helpers.inference import SAMPLING, generate
+from helpers.inference import Decoding, generate
 from helpers.learning_order import answer_curve, learning_order
 from helpers.model import load_model
 from helpers.probes import cloze_accuracy
@@ -59,8 +59,8 @@ def test_learning_order_measures_every_checkpoint(pretrained_run, pre, tmp_path,
     # grammar and consistency: each row from its own checkpoint's sampled continuations
     prompts = story_prompts(4, seed=0, n_sentences=3)
     for row, step in zip(rows, (10, 20, 30)):
-        texts = generate(load_model(checkpoint_dir(run, step)), tok, [b for b, _ in prompts], max_new_tokens=16,
-                         do_sample=True, seed=5, progress=False, **SAMPLING)
+        texts = generate(load_model(checkpoint_dir(run, step)), tok, [b for b, _ in prompts],
+                         Decoding(16, do_sample=True, seed=5), progress=False)
         good, total = grammatical_sentences(texts)
         assert (row["grammar"]["successes"], row["grammar"]["n"]) == (good, total)
         assert row["consistency"]["successes"] == consistent_continuations(
@@ -89,17 +89,16 @@ def test_learning_order_counts_what_each_checkpoint_wrote(pretrained_run, monkey
     }
     calls = []
 
-    def fake_generate(model, tokenizer, prompts, **options):
-        calls.append(options)
+    def fake_generate(model, tokenizer, prompts, decoding, **options):
+        calls.append(decoding)
         return [next(text for hero, text in written.items() if f"named {hero}." in p or p.startswith(hero))
                 for p in prompts]
 
     monkeypatch.setattr(lo, "generate", fake_generate)
     order = learning_order(pretrained_run, prompts=4, cloze_stories=1, max_new_tokens=16, seed=5,
                            profile=tiny_profile(), progress=False)
-    assert len(calls) == 3 and all(c["do_sample"] is True and c["seed"] == 5 and c["max_new_tokens"] == 16
-                                   and c["temperature"] == 1.0 and c["top_k"] == 0 and c["top_p"] == 1.0
-                                   for c in calls)  # sampled, from the model's own distribution
+    assert calls == [Decoding(max_new_tokens=16, do_sample=True, temperature=1.0, top_k=0, top_p=1.0, seed=5)] * 3
+    # sampled, from the model's own distribution
     for row in order["rows"]:
         assert (row["grammar"]["successes"], row["grammar"]["n"], row["grammar"]["share"]) == (4, 5, 0.8)
         assert (row["consistency"]["successes"], row["consistency"]["n"]) == (3, 4)

@@ -16,7 +16,7 @@ from huggingface_hub import constants
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from .hub import hub_unreachable
-from .inference import SAMPLING, generate, text_perplexity
+from .inference import Decoding, generate, text_perplexity
 from .judge import DEFAULT_MODEL, judge_many, summarise
 from .model import hf_quiet
 from .text_metrics import repetition_table
@@ -76,14 +76,15 @@ def load_comparison(name_or_path: str | Path) -> tuple[PreTrainedModel, PreTrain
 
 
 def compare_models(models: Mapping[str, tuple[PreTrainedModel, PreTrainedTokenizerBase]],
-                   texts: Sequence[str], prompts: Sequence[str], *, max_new_tokens: int = 100, seed: int = 0,
+                   texts: Sequence[str], prompts: Sequence[str], *, decoding: Decoding = Decoding(),
                    judge: bool = False, judge_model: str = DEFAULT_MODEL, judge_cache: str | Path | None = None,
                    device: str | torch.device | None = None, progress: bool = True) -> dict[str, Any]:
     """The same measurements for several models, each with its own tokenizer.
 
     Per model: :func:`text_perplexity` on ``texts`` (compare the
     ``word_perplexity``; token perplexities use different tokens), greedy and
-    seeded sampled continuations of the same ``prompts``, and their
+    sampled continuations of the same ``prompts`` (``decoding``'s length, seed
+    and sampling settings), and their
     :func:`repetition_table` rows. With ``judge``, the greedy continuations
     are graded by :func:`helpers.judge.judge_many` in one call for all models
     (so an unconfigured judge prints its skip line once).
@@ -92,10 +93,8 @@ def compare_models(models: Mapping[str, tuple[PreTrainedModel, PreTrainedTokeniz
                            "generations": {}, "repetition": [], "judge": None}
     for name, (model, tokenizer) in models.items():
         out["perplexity"][name] = text_perplexity(model, tokenizer, texts, device=device, progress=progress)
-        greedy = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, device=device,
-                          progress=progress)
-        sampled = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, do_sample=True,
-                           seed=seed, device=device, progress=progress, **SAMPLING)
+        greedy = generate(model, tokenizer, prompts, decoding.greedy(), device=device, progress=progress)
+        sampled = generate(model, tokenizer, prompts, decoding.sampled(), device=device, progress=progress)
         out["generations"][name] = {"greedy": greedy, "sampled": sampled}
         out["repetition"] += repetition_table({f"{name}, greedy": greedy, f"{name}, sampled": sampled})
     if judge:

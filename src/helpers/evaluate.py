@@ -23,7 +23,7 @@ from .comparison import compare_models, load_comparison
 from .config import ConfigError, Profile
 from .data import finetuning_examples, pretraining_blocks
 from .devices import resolve_device
-from .inference import SAMPLING, generate, load_run, perplexity
+from .inference import Decoding, generate, load_run, perplexity
 from .judge import DEFAULT_MODEL, judge_available, judge_many, summarise
 from .learning_order import learning_order_report
 from .markdown import evaluation_markdown
@@ -134,6 +134,7 @@ def evaluate_run(run_dir: str | Path, profile: Profile | None = None, *, other_s
     stage = record.stage if record else "pretrain"
     profile, changed = _evaluation_profile(run_dir, record, profile, other_settings)
     samples = samples or DEFAULT_SAMPLES
+    decoding = Decoding(max_new_tokens=max_new_tokens, seed=seed)  # greedy, and sampled with the same seed
     device = resolve_device(device or profile.device)
     model, tokenizer = load_run(run_dir, profile, device)
     laps.lap("load")
@@ -141,7 +142,7 @@ def evaluate_run(run_dir: str | Path, profile: Profile | None = None, *, other_s
     report: dict[str, Any] = {
         "run": str(run_dir), "stage": stage,
         "settings": {"profile": profile.name, "samples": samples, "max_new_tokens": max_new_tokens, "seed": seed,
-                     "sampling": SAMPLING, "story_sentences": STORY_SENTENCES, "judge": judge,
+                     "sampling": decoding.sampling(), "story_sentences": STORY_SENTENCES, "judge": judge,
                      "judge_model": judge_model if judge else None, "compare": compare,
                      "learning_order": learning_order, "device": device, "data": profile.to_dict()["data"],
                      "other_settings": changed},
@@ -154,8 +155,7 @@ def evaluate_run(run_dir: str | Path, profile: Profile | None = None, *, other_s
     }
     laps.lap("perplexity")
     if stage == "finetune":
-        report["instructions"] = _paper_instructions(model, tokenizer, max_new_tokens, seed, device,
-                                                     profile.data.position_offset)
+        report["instructions"] = _paper_instructions(model, tokenizer, decoding, device, profile.data.position_offset)
         if profile.data.instructions == "embedded":
             records = load_instructions(profile.data)[1][:4 * samples]
             report["qa"] = qa_accuracy(model, tokenizer, records, position_offset=profile.data.position_offset,
@@ -163,7 +163,7 @@ def evaluate_run(run_dir: str | Path, profile: Profile | None = None, *, other_s
         laps.lap("instructions")
 
     generations, grammar, consistency = story_generations(
-        model, tokenizer, profile.data.corpus_seed, samples, max_new_tokens, seed, device, progress)
+        model, tokenizer, profile.data.corpus_seed, samples, decoding, device, progress)
     report.update(generations=generations, grammar=grammar, consistency=consistency,
                   repetition=repetition_table({"greedy": [s["greedy"] for s in generations["stories"]],
                                                "sampled": [s["sampled"] for s in generations["stories"]]}))
@@ -173,7 +173,7 @@ def evaluate_run(run_dir: str | Path, profile: Profile | None = None, *, other_s
         laps.lap("judge")
     if compare:
         report["comparison"] = _comparison(model, tokenizer, compare, stage, generations, profile, samples,
-                                           max_new_tokens, seed, judge, judge_model, run_dir, device, progress)
+                                           decoding, judge, judge_model, run_dir, device, progress)
         laps.lap("comparison")
     if learning_order:
         report["learning_order"] = learning_order_report(run_dir, stage, profile, seed, device, progress,
@@ -207,16 +207,14 @@ def _perplexity(model, tokenizer, stage: str, profile: Profile, progress: bool) 
     return {**measured, "data": "validation stories", "blocks": len(blocks)}
 
 
-def _paper_instructions(model, tokenizer, max_new_tokens: int, seed: int, device: str,
-                        offset: int) -> list[dict[str, str | None]]:
+def _paper_instructions(model, tokenizer, decoding: Decoding, device: str, offset: int) -> list[dict[str, str | None]]:
     """The paper's two Alpaca instructions (section 5.3), answered greedily and by sampling, where the run reads them."""
     names = list(PAPER_INSTRUCTIONS)
     prompts = [model_prompt(PAPER_INSTRUCTIONS[k]) for k in names]
-    greedy = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, position_offset=offset, device=device,
+    greedy = generate(model, tokenizer, prompts, decoding.greedy(), position_offset=offset, device=device,
                       progress=False)
-    sampled = [None] * len(prompts) if offset else generate(
-        model, tokenizer, prompts, max_new_tokens=max_new_tokens, do_sample=True, seed=seed, device=device,
-        progress=False, **SAMPLING)
+    sampled = [None] * len(prompts) if offset else generate(model, tokenizer, prompts, decoding.sampled(),
+                                                            device=device, progress=False)
     return [{"name": n, "prompt": p, "greedy": g, "sampled": s} for n, p, g, s in zip(names, prompts, greedy, sampled)]
 
 
@@ -230,7 +228,7 @@ def _judge(generations: dict, judge_model: str, run_dir: Path) -> dict[str, Any]
 
 
 def _comparison(model, tokenizer, compare: str, stage: str, generations: dict, profile: Profile, samples: int,
-                max_new_tokens: int, seed: int, judge: bool, judge_model: str, run_dir: Path, device: str,
+                decoding: Decoding, judge: bool, judge_model: str, run_dir: Path, device: str,
                 progress: bool) -> dict[str, Any]:
     """This run beside ``compare`` on the same stories and prompts, or why that could not be done."""
     loaded = load_comparison(compare)
@@ -239,7 +237,7 @@ def _comparison(model, tokenizer, compare: str, stage: str, generations: dict, p
     texts = load_stories(profile.data, "validation")[:8 * samples]
     prompts = comparison_prompts(stage, generations)
     return compare_models({"this run": (model, tokenizer), compare: loaded}, texts, prompts,
-                          max_new_tokens=max_new_tokens, seed=seed, judge=judge and judge_available(),
+                          decoding=decoding, judge=judge and judge_available(),
                           judge_model=judge_model, judge_cache=run_dir / "judge-cache", device=device,
                           progress=progress)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -25,7 +26,7 @@ from .stats import perplexity_from_loss
 from .tokenizer import load_tokenizer
 
 __all__ = [
-    "SAMPLING",
+    "Decoding",
     "place",
     "decoding_threads",
     "perplexity",
@@ -34,9 +35,37 @@ __all__ = [
     "load_run",
 ]
 
-# Sampling draws from the model's own distribution, untouched (no top-k, no
-# nucleus), so what is sampled is what the model learned.
-SAMPLING = {"temperature": 1.0, "top_k": 0, "top_p": 1.0}
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How a continuation is chosen, as one value passed down instead of six loose arguments.
+
+    Greedy by default. With ``do_sample`` the tokens are drawn from the
+    softmax of the logits over ``temperature``, restricted to the ``top_k``
+    most likely (0: all) and to the smallest set holding ``top_p`` of the
+    probability (1.0: all), seeded by ``seed``. The course samples with the
+    defaults: the model's own distribution, untouched, so what is sampled is
+    what the model learned.
+    """
+
+    max_new_tokens: int = 100
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    seed: int = 0
+
+    def greedy(self) -> "Decoding":
+        return replace(self, do_sample=False)
+
+    def sampled(self) -> "Decoding":
+        return replace(self, do_sample=True)
+
+    def sampling(self) -> dict[str, float]:
+        """The settings that shape the distribution a sample is drawn from (for reports)."""
+        return {"temperature": self.temperature, "top_k": self.top_k, "top_p": self.top_p}
+
 
 SMALL_MODEL = 10_000_000  # parameters; below this, decoding on a CPU uses one thread
 
@@ -190,17 +219,14 @@ def text_perplexity(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
 # ----------------------------------------------------------------- generation
 
 
-def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], *,
-             max_new_tokens: int = 100, do_sample: bool = False, temperature: float = 1.0, top_k: int = 0,
-             top_p: float = 1.0, seed: int = 0, batch_size: int = 16, position_offset: int = 0,
+def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str],
+             decoding: Decoding = Decoding(), *, batch_size: int = 16, position_offset: int = 0,
              device: str | torch.device | None = None, progress: bool = True) -> list[str]:
-    """Continuations of ``prompts`` (the new text only), through ``model.generate``.
+    """Continuations of ``prompts`` (the new text only), through ``model.generate``, as ``decoding`` says.
 
-    Greedy by default; with ``do_sample`` the draws come from
-    ``torch.manual_seed(seed)`` inside a forked random state, so the same
-    seed and batch size give the same texts and the caller's random state is
-    untouched. ``top_k=0`` and ``top_p=1.0`` leave the distribution as it is.
-    Prompts of a batch are left-padded with end-of-text (GPT-2 has no padding
+    Sampled draws come from ``torch.manual_seed(decoding.seed)`` inside a
+    forked random state, so the same seed and batch size give the same texts
+    and the caller's random state is untouched. Prompts of a batch are left-padded with end-of-text (GPT-2 has no padding
     token) under an attention mask; a sequence stops at end-of-text, which is
     not part of the returned text. An empty prompt starts from end-of-text.
     On a CPU a model under 10M parameters decodes on one thread (faster).
@@ -208,7 +234,8 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
     as a model finetuned with ``data.position_offset`` was trained (greedy
     only; each step then reruns the whole sequence).
     """
-    if position_offset and do_sample:
+    max_new_tokens = decoding.max_new_tokens
+    if position_offset and decoding.do_sample:
         raise ValueError("position_offset decodes greedily; sampling with an offset is not supported")
     device = place(model, device)
     model.eval()
@@ -219,14 +246,14 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
     if limit is not None and longest + max_new_tokens + position_offset > limit:
         raise ValueError(f"a prompt of {longest} tokens plus {max_new_tokens} new tokens exceeds the "
                          f"model's {limit} positions")
-    options: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": do_sample,
+    options: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": decoding.do_sample,
                                "pad_token_id": eos, "eos_token_id": eos}
-    if do_sample:
-        options.update(temperature=temperature, top_k=top_k, top_p=top_p)
+    if decoding.do_sample:
+        options.update(decoding.sampling())
     texts: list[str] = []
     fork = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=fork), torch.no_grad(), decoding_threads(model, device):
-        torch.manual_seed(seed)
+        torch.manual_seed(decoding.seed)
         starts = range(0, len(encoded), batch_size)
         for start in progress_bar(starts, desc="generating", unit="batch", disable=not progress, leave=False):
             chunk = encoded[start:start + batch_size]

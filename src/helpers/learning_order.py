@@ -22,7 +22,7 @@ from transformers import AutoTokenizer
 
 from .config import Profile
 from .devices import resolve_device
-from .inference import SAMPLING, generate
+from .inference import Decoding, generate
 from .model import load_model
 from .evaluation_plots import answer_curve_figure, learning_order_figure
 from .plots import close
@@ -83,8 +83,8 @@ def learning_order(pretrain_run: str | Path, *, prompts: int = 200, cloze_storie
     for step, folder in progress_bar(model_stages(run), desc="learning order", unit="checkpoint",
                                      disable=not progress):
         model = load_model(folder).to(dev)
-        texts = generate(model, tokenizer, [b for b, _ in begin], max_new_tokens=max_new_tokens, do_sample=True,
-                         seed=seed, device=dev, progress=False, **SAMPLING)
+        texts = generate(model, tokenizer, [b for b, _ in begin],
+                         Decoding(max_new_tokens=max_new_tokens, do_sample=True, seed=seed), device=dev, progress=False)
         good, total = grammatical_sentences(texts)
         no_sentence = {"share": 0.0, "low": 0.0, "high": 1.0, "successes": 0, "n": 0}  # nothing to count yet
         rows.append({"step": step, "tokens": tokens_at(records, step),

@@ -13,15 +13,15 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .data import pad_batch
-from .inference import SAMPLING, generate, place
+from .inference import Decoding, generate, place
 from .stats import share
 from .story_cloze import ClozeItem
 from .paper import PAPER_STORY_PROMPT
 from .prompts import model_prompt
-from .stories import Story, story_prompts
+from .stories import story_prompts
 from .text_metrics import STORY_SENTENCES, consistency_share, grammar_share, score_answers
 
-__all__ = ["qa_accuracy", "story_measures", "story_generations", "cloze_accuracy"]
+__all__ = ["qa_accuracy", "story_generations", "cloze_accuracy"]
 
 
 def qa_accuracy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, records: Sequence[dict], *,
@@ -38,41 +38,28 @@ def qa_accuracy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, reco
     if not records:
         raise ValueError("qa_accuracy needs at least one record")
     prompts = [model_prompt(r) for r in records]
-    answers = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
+    answers = generate(model, tokenizer, prompts, Decoding(max_new_tokens=max_new_tokens), batch_size=batch_size,
                        position_offset=position_offset, device=device, progress=progress)
     return score_answers(records, answers, examples=examples)
 
 
-def story_measures(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[tuple[str, Story]],
-                   *, max_new_tokens: int, do_sample: bool, seed: int,
-                   device: str | torch.device | None = None) -> dict[str, float]:
-    """Grammar and consistency shares of the model's continuations of ``(beginning, story)`` prompts."""
-    continuations = generate(model, tokenizer, [b for b, _ in prompts], max_new_tokens=max_new_tokens,
-                             do_sample=do_sample, seed=seed, device=device, progress=False, **SAMPLING)
-    return {"grammar": grammar_share(continuations),
-            "consistency": consistency_share([(s, c) for (_, s), c in zip(prompts, continuations)])}
-
-
 def story_generations(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, corpus_seed: int, samples: int,
-                      max_new_tokens: int, seed: int, device: str, progress: bool) -> tuple[dict, dict, dict]:
+                      decoding: Decoding, device: str, progress: bool) -> tuple[dict, dict, dict]:
     """The paper's story prompt and ``samples`` held-out beginnings, greedy and sampled, with their measures.
 
-    Returns the generations, then the grammar and consistency shares per decoding.
+    ``decoding`` gives the length, the seed and the sampling settings; each
+    prompt is continued once greedily and once sampled. Returns the
+    generations, then the grammar and consistency shares per decoding.
     """
+    greedy, sampled = decoding.greedy(), decoding.sampled()
     opening = PAPER_STORY_PROMPT
     paper = {"prompt": opening,
-             "greedy": generate(model, tokenizer, [opening], max_new_tokens=max_new_tokens, device=device,
-                                progress=False)[0],
-             "sampled": generate(model, tokenizer, [opening] * 3, max_new_tokens=max_new_tokens, do_sample=True,
-                                 seed=seed, device=device, progress=False, **SAMPLING)}
+             "greedy": generate(model, tokenizer, [opening], greedy, device=device, progress=False)[0],
+             "sampled": generate(model, tokenizer, [opening] * 3, sampled, device=device, progress=False)}
     prompts = story_prompts(samples, seed=corpus_seed, n_sentences=STORY_SENTENCES)
     beginnings = [b for b, _ in prompts]
-    decoded = {
-        "greedy": generate(model, tokenizer, beginnings, max_new_tokens=max_new_tokens, device=device,
-                           progress=progress),
-        "sampled": generate(model, tokenizer, beginnings, max_new_tokens=max_new_tokens, do_sample=True,
-                            seed=seed, device=device, progress=progress, **SAMPLING),
-    }
+    decoded = {"greedy": generate(model, tokenizer, beginnings, greedy, device=device, progress=progress),
+               "sampled": generate(model, tokenizer, beginnings, sampled, device=device, progress=progress)}
     stories = [{"beginning": b, "hero": s.hero, "greedy": g, "sampled": x}
                for (b, s), g, x in zip(prompts, decoded["greedy"], decoded["sampled"])]
     grammar = {k: grammar_share(v) for k, v in decoded.items()}
