@@ -123,21 +123,22 @@ def test_missing_runs_raise_run_error(tmp_path):
         learning_order(empty)
 
 
-def test_cli_evaluate(finetuned_run, tmp_path):
+def test_cli_evaluate(finetuned_run, tmp_path, capsys):
+    from helpers.cli import main
+
     run = _copy(finetuned_run, tmp_path)
     env = {k: v for k, v in os.environ.items() if k not in {"OPENAI_API_KEY", "OPENAI_BASE_URL"}}
     command = [sys.executable, "-m", "helpers", "evaluate", "--run", str(run), "--quiet", "--samples", "1"]
-    # the run's own settings by default; another value is refused unless asked for on purpose
+    # the run's own settings by default; another value is refused unless asked for on purpose (in this process)
     other = [*command, "--set", "data.instruction_limit=150"]
-    refused = subprocess.run(other, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert refused.returncode == 2 and not (run / "eval.json").exists()
-    assert refused.stderr.startswith(f"error: run {str(run)!r} was trained with other settings than the ones given "
-                                     "(data.instruction_limit: 200 there, 150 now)")
+    capsys.readouterr()
+    assert main(other[3:]) == 2 and not (run / "eval.json").exists()
+    assert capsys.readouterr().err.startswith(f"error: run {str(run)!r} was trained with other settings than the "
+                                              "ones given (data.instruction_limit: 200 there, 150 now)")
     done = subprocess.run([*other, "--other-settings"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines() == [str(run / "eval.md")]
     settings = json.loads((run / "eval.json").read_text())["settings"]
     assert (settings["samples"], settings["other_settings"]) == (1, ["data.instruction_limit: 200 there, 150 now"])
-    missing = subprocess.run([sys.executable, "-m", "helpers", "evaluate", "--run", str(tmp_path / "none")],
-                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert missing.returncode == 2 and "python -m helpers pretrain" in missing.stderr
+    assert main(["evaluate", "--run", str(tmp_path / "none")]) == 2
+    assert "python -m helpers pretrain" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import math
@@ -24,6 +25,19 @@ NO_DROPOUT = {"model.resid_pdrop": 0.0, "model.embd_pdrop": 0.0, "model.attn_pdr
 def _cli(*args: str, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "helpers", *args], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, **kwargs)
+
+
+def _in_process(capsys, *args: str) -> subprocess.CompletedProcess:
+    """``python -m helpers ARGS`` run in this process (no second start of torch): status, stdout, stderr."""
+    from helpers.cli import main
+
+    capsys.readouterr()
+    try:
+        status = main(list(args))
+    except SystemExit as exit_:  # argparse: --help, or a flag it refuses
+        status = exit_.code
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["helpers", *args], status, out, err)
 
 
 def _sets(overrides: dict) -> list[str]:
@@ -410,7 +424,8 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     assert not (out / "model.safetensors").exists()
 
 
-def test_cli_refuses_bad_requests_and_touches_nothing(tmp_path, pretrained_run):
+def test_cli_refuses_bad_requests_and_touches_nothing(tmp_path, pretrained_run, capsys):
+    _cli = functools.partial(_in_process, capsys)  # a real process refuses the same way: test_settings_property
     missing = _cli("finetune", "--out", str(tmp_path / "ft"), "--init", str(tmp_path / "nothing"))
     assert missing.returncode == 2
     assert missing.stderr.strip() == (
@@ -441,7 +456,8 @@ def test_cli_refuses_bad_requests_and_touches_nothing(tmp_path, pretrained_run):
     assert not (tmp_path / "x").exists()
 
 
-def test_help_explains_every_option():
+def test_help_explains_every_option(capsys):
+    _cli = functools.partial(_in_process, capsys)
     out = _cli("pretrain", "--help")
     assert out.returncode == 0
     for option in ("--profile", "--set", "--out", "--resume", "--engine", "--data", "--quiet"):
