@@ -1,6 +1,6 @@
 """Models whose next-token logits the test chooses, so that a probe's result can be worked out by hand.
 
-A real ``GPT2LMHeadModel`` (so every probe runs it as it runs a trained one)
+A real :class:`helpers.gpt.GPT` (so every probe runs it as it runs a trained one)
 with the final layer norm's weight set to zero: whatever the blocks compute,
 ``ln_f`` then outputs its bias, here the first unit vector, and the tied
 output layer turns that into ``logits[t] = wte[t, 0]``. Writing the chosen
@@ -30,13 +30,13 @@ def constant_model(vocab_size: int, logits: Mapping[int, float], *, eos_token_id
                       bos_token_id=eos_token_id, eos_token_id=eos_token_id)
     model = build_model(cfg, seed=0).eval()
     with torch.no_grad():
-        wte = model.transformer.wte.weight
+        wte = model.wte.weight
         wte[:, 0] = rest
         for token, value in logits.items():
             wte[token, 0] = value
-        model.transformer.ln_f.weight.zero_()
-        model.transformer.ln_f.bias.zero_()
-        model.transformer.ln_f.bias[0] = 1.0
+        model.ln_f.weight.zero_()
+        model.ln_f.bias.zero_()
+        model.ln_f.bias[0] = 1.0
     return model
 
 
@@ -77,16 +77,16 @@ def parity_model(vocab_size: int, even: int, odd: int, *, eos_token_id: int = 0,
                       bos_token_id=eos_token_id, eos_token_id=eos_token_id)
     model = build_model(cfg, seed=0).eval()
     with torch.no_grad():
-        for block in model.transformer.h:
+        for block in model.h:
             for proj in (block.attn.c_proj, block.mlp.c_proj):
                 proj.weight.zero_()
                 proj.bias.zero_()
-        wte, wpe = model.transformer.wte.weight, model.transformer.wpe.weight
+        wte, wpe = model.wte.weight, model.wpe.weight
         wte.zero_()
         wte[even, 0] = wte[odd, 1] = 1.0
         wpe.zero_()
         wpe[0::2, 0], wpe[0::2, 1] = 10.0, -10.0
         wpe[1::2, 0], wpe[1::2, 1] = -10.0, 10.0
-        model.transformer.ln_f.weight.fill_(1.0)
-        model.transformer.ln_f.bias.zero_()
+        model.ln_f.weight.fill_(1.0)
+        model.ln_f.bias.zero_()
     return model

@@ -97,3 +97,16 @@ def test_paper_gpu_script_dry_runs_on_a_cpu(tmp_path):
         assert text[f"{stage}.log"].splitlines()[-1].startswith(f"{stage} done: 2 steps, last training loss ")
     assert " on cpu in " in text["pretrain.log"]
     assert text["times.txt"].startswith("pretraining ") and " s, finetuning " in text["times.txt"]
+
+
+def test_decoding_benchmark_checks_that_all_decoders_agree(tmp_path):
+    out = tmp_path / "decode.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "decode_cache.py"), "--prompts", "3", "--new-tokens", "5", "--repeats", "1",
+         "--set", "model.n_layer=1", "--set", "model.n_embd=32", "--set", "model.n_head=2", "--json", str(out)],
+        capture_output=True, text=True, env=_env(), timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["tokens_equal_to_first"] == {"cache": 1.0, "recompute": 1.0, "transformers": 1.0}
+    assert result["prompts"] == 3 and result["new_tokens"] == 5 and result["recompute_over_cache"] > 0
+    assert all(len(times) == 1 and times[0] > 0 for times in result["seconds"].values())

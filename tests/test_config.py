@@ -326,17 +326,26 @@ def test_report_to_choices_are_the_viewers_tracking_knows():
         assert config_accepts == tracking_accepts, value
 
 
-def test_every_activation_choice_builds_a_gpt2():
+def test_every_activation_choice_builds_a_gpt2_equal_to_transformers():
     from transformers.activations import ACT2FN
 
     from helpers.config import ACTIVATIONS
-    from helpers.model import build_model
+    from helpers.model import build_model, hf_model
 
+    ids = torch.tensor([[1, 5, 2, 7]])
+    outputs = {}
     for name in ACTIVATIONS:
         assert name in ACT2FN
         cfg = get_profile("lesson", {"model.activation_function": name, "model.n_layer": 1, "model.vocab_size": 8,
                                      "model.n_embd": 8, "model.n_head": 2, "data.block_size": 4}).model
-        build_model(cfg, seed=0)(torch.zeros(1, 4, dtype=torch.long))
+        model = build_model(cfg, seed=0).eval()
+        with torch.no_grad():  # biases off zero, so that each activation's negative side shows
+            for p in model.parameters():
+                p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(0)))
+            ours, theirs = model(ids).logits, hf_model(model).eval()(ids).logits
+        assert (ours - theirs).abs().max().item() < 1e-5, name
+        outputs[name] = ours
+    assert not torch.equal(outputs["gelu_new"], outputs["relu"])  # the name reaches the MLP
 
 
 def test_odd_overrides_are_config_errors_not_tracebacks():

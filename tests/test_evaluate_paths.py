@@ -31,7 +31,7 @@ def _moved(model, k: int):
     """The same model with its position rows moved up by ``k``: reading at position p what row p + k holds."""
     moved = copy.deepcopy(model)
     with torch.no_grad():
-        wpe = moved.transformer.wpe.weight
+        wpe = moved.wpe.weight
         wpe.copy_(torch.cat([wpe[k:], wpe[:k]]))
     return moved
 

@@ -1,4 +1,4 @@
-"""The from-scratch GPT-2 equals Hugging Face's, and the hand-written decoding does what it says."""
+"""The course's GPT-2 equals Hugging Face's, saves as Hugging Face's, and its cached decoder does what it says."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from transformers import GPT2LMHeadModel
+
 from helpers.config import ModelConfig, get_profile
-from helpers.gpt import GPT, LayerNorm, generate, gelu_new, next_token_probs
-from helpers.model import build_model
+from helpers.gpt import GPT, LayerNorm, generate, gelu_new, gpt2_config, next_token_probs
 
 TOL = 1e-5  # fp32; measured differences are below 1e-6
 
@@ -28,6 +29,12 @@ def one_thread():
 
 def small(**changes) -> ModelConfig:
     return ModelConfig(**{**SMALL, **changes})
+
+
+def build_hf(cfg: ModelConfig, seed: int = 0) -> GPT2LMHeadModel:
+    """transformers' GPT2LMHeadModel of this shape, initialised by transformers itself."""
+    torch.manual_seed(seed)
+    return GPT2LMHeadModel(gpt2_config(cfg))
 
 
 def hf_output(out) -> torch.Tensor:
@@ -54,7 +61,7 @@ def train_a_little(hf, steps: int = 3, lr: float = 0.5, seed: int = 0) -> None:
 
 def perturbed(cfg: ModelConfig, seed: int = 0, scale: float = 0.3):
     """An HF model with seeded noise on every weight: peaked, varied predictions (greedy does not loop on one token)."""
-    hf = build_model(cfg, seed=seed).eval()
+    hf = build_hf(cfg, seed=seed).eval()
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in hf.parameters():
@@ -79,25 +86,25 @@ def perturbed(cfg: ModelConfig, seed: int = 0, scale: float = 0.3):
     ],
 )
 def test_logits_equal_hugging_face(cfg, length):
-    hf = build_model(cfg, seed=1).eval()
+    hf = build_hf(cfg, seed=1).eval()
     gpt = GPT.from_hf(hf).eval()
     ids = torch.randint(0, cfg.vocab_size, (2, length), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        ours, theirs = gpt(ids), hf(ids).logits
+        ours, theirs = gpt(ids).logits, hf(ids).logits
     assert ours.shape == theirs.shape == (2, length, cfg.vocab_size)
     assert max_diff(ours, theirs) < TOL
 
 
 @pytest.mark.parametrize("cfg", [get_profile("lesson").model, small(n_head=3)], ids=["lesson", "3heads"])
 def test_logits_equal_hugging_face_after_training(cfg):
-    hf = build_model(cfg, seed=2)
+    hf = build_hf(cfg, seed=2)
     before = hf.transformer.h[0].attn.c_attn.weight.detach().clone()
     train_a_little(hf)
     assert max_diff(hf.transformer.h[0].attn.c_attn.weight, before) > 1e-4  # really moved
     gpt = GPT.from_hf(hf).eval()
     ids = torch.randint(0, cfg.vocab_size, (3, 30), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        assert max_diff(gpt(ids), hf(ids).logits) < TOL
+        assert max_diff(gpt(ids).logits, hf(ids).logits) < TOL
 
 
 def test_one_block_equals_hugging_face_block():
@@ -105,7 +112,7 @@ def test_one_block_equals_hugging_face_block():
     gpt = GPT.from_hf(hf).eval()
     hidden = torch.randn(2, 9, 48, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
-        assert max_diff(gpt.h[0](hidden), hf_output(hf.transformer.h[0](hidden))) < TOL
+        assert max_diff(gpt.h[0](hidden)[0], hf_output(hf.transformer.h[0](hidden))) < TOL
 
 
 def test_attention_weights_equal_hugging_face_eager_attention():
@@ -114,8 +121,9 @@ def test_attention_weights_equal_hugging_face_eager_attention():
     hf.set_attn_implementation("eager")  # the fused kernel never materialises the weights
     ids = torch.randint(0, 300, (2, 12), generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
-        logits, ours = gpt(ids, return_attentions=True)
+        ours = gpt(ids, output_attentions=True).attentions
         theirs = hf(ids, output_attentions=True).attentions
+        assert gpt(ids).attentions is None  # only when asked for
     assert len(ours) == len(theirs) == 2
     for a, b in zip(ours, theirs):
         assert a.shape == (2, 4, 12, 12) and max_diff(a, b) < TOL
@@ -124,7 +132,7 @@ def test_attention_weights_equal_hugging_face_eager_attention():
 
 
 def test_weights_are_copied_transposed_and_tied():
-    hf = build_model(small(), seed=0)
+    hf = build_hf(small(), seed=0)
     gpt = GPT.from_hf(hf)
     hf_block, block = hf.transformer.h[1], gpt.h[1]
     assert torch.equal(block.attn.c_attn.weight, hf_block.attn.c_attn.weight.t())  # Conv1D (in, out)
@@ -146,21 +154,21 @@ def test_layer_norm_from_the_formula_equals_torch():
 
 def test_every_layer_norm_uses_the_configured_epsilon():
     """At epsilon 1e-2, far above the variance of freshly initialised activations, a wrong epsilon shows."""
-    hf = build_model(small(layer_norm_epsilon=1e-2), seed=1).eval()
+    hf = build_hf(small(layer_norm_epsilon=1e-2), seed=1).eval()
     gpt = GPT.from_hf(hf).eval()
     assert [m.eps for m in gpt.modules() if isinstance(m, LayerNorm)] == [1e-2] * 5  # 2 blocks x 2, and ln_f
     ids = torch.randint(0, 300, (2, 16), generator=torch.Generator().manual_seed(0))
     hidden = torch.randn(2, 9, 48, generator=torch.Generator().manual_seed(3)) * 0.02
     with torch.no_grad():
-        assert max_diff(gpt(ids), hf(ids).logits) < TOL
+        assert max_diff(gpt(ids).logits, hf(ids).logits) < TOL
         for ours, theirs in zip(gpt.h, hf.transformer.h):
-            assert max_diff(ours(hidden), hf_output(theirs(hidden))) < TOL
+            assert max_diff(ours(hidden)[0], hf_output(theirs(hidden))) < TOL
         # the same weights at GPT-2's default epsilon give visibly other logits: the test can see it
         default = GPT.from_hf(hf).eval()
         for m in default.modules():
             if isinstance(m, LayerNorm):
                 m.eps = 1e-5
-        assert max_diff(default(ids), hf(ids).logits) > 1e-2
+        assert max_diff(default(ids).logits, hf(ids).logits) > 1e-2
     # the epsilon formula itself: sqrt(var + eps), not sqrt(var) + eps
     norm = LayerNorm(4, eps=1e-2)
     x = torch.tensor([[1.0, -1.0, 1.0, -1.0]]) * 0.1  # mean 0, variance 0.01
@@ -190,7 +198,7 @@ def test_initialisation_follows_gpt2():
     cfg = get_profile("paper").model
     torch.manual_seed(0)
     gpt = GPT(cfg)
-    hf = build_model(cfg, seed=0)
+    hf = build_hf(cfg, seed=0)
     scaled = 0.02 / math.sqrt(2 * cfg.n_layer)
     for model, prefix in ((gpt, ""), (hf, "transformer.")):
         params = dict(model.named_parameters())
@@ -219,6 +227,20 @@ def decoders():
     return hf, GPT.from_hf(hf).eval()
 
 
+def without_cache(gpt, prompt, n, positions=None, generator=None, **knobs):
+    """The plainest decoder: rerun the whole sequence for every new token (what the cache must reproduce)."""
+    ids = prompt
+    for _ in range(n):
+        pos = None if positions is None else torch.arange(ids.shape[1])[None] + positions
+        logits = gpt(ids, position_ids=pos).logits[:, -1]
+        if knobs.get("temperature", 1.0) == 0:
+            step = logits.argmax(-1, keepdim=True)
+        else:
+            step = torch.multinomial(next_token_probs(logits, **knobs), 1, generator=generator)
+        ids = torch.cat([ids, step], dim=1)
+    return ids
+
+
 def test_greedy_equals_hugging_face_generate(decoders):
     hf, gpt = decoders
     prompt = torch.randint(1, 300, (2, 5), generator=torch.Generator().manual_seed(6))
@@ -227,18 +249,62 @@ def test_greedy_equals_hugging_face_generate(decoders):
     )
     assert expected.shape == (2, 25)
     assert len(set(expected[:, 5:].flatten().tolist())) > 5  # not one token repeated
-    for model in (gpt, hf):
-        assert torch.equal(generate(model, prompt, 20, temperature=0, eos_token_id=0), expected)
+    assert torch.equal(generate(gpt, prompt, 20, temperature=0, eos_token_id=0), expected)
 
 
-def test_generate_crops_to_the_context(decoders):
+@pytest.mark.parametrize("cfg", [get_profile("paper").model, get_profile("lesson").model], ids=["paper", "lesson"])
+def test_greedy_equals_hugging_face_generate_on_the_course_shapes(cfg):
+    hf = perturbed(cfg, seed=11, scale=0.05)
+    gpt = GPT.from_hf(hf).eval()
+    prompt = torch.randint(1, cfg.vocab_size, (3, 7), generator=torch.Generator().manual_seed(12))
+    with torch.no_grad():
+        expected = hf.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False, max_new_tokens=30,
+                               pad_token_id=cfg.eos_token_id, eos_token_id=None)
+    assert torch.equal(generate(gpt, prompt, 30, temperature=0), expected)
+
+
+def test_the_cache_gives_the_tokens_of_rerunning_the_prefix(decoders):
+    _, gpt = decoders
+    prompt = torch.randint(1, 300, (2, 6), generator=torch.Generator().manual_seed(13))
+    with torch.no_grad():
+        assert torch.equal(generate(gpt, prompt, 25, temperature=0), without_cache(gpt, prompt, 25, temperature=0))
+        knobs = dict(temperature=0.9, top_k=40, top_p=0.95)
+        cached = generate(gpt, prompt, 25, generator=torch.Generator().manual_seed(3), **knobs)
+        plain = without_cache(gpt, prompt, 25, generator=torch.Generator().manual_seed(3), **knobs)
+    assert torch.equal(cached, plain)
+
+
+def test_left_padded_prompts_decode_as_each_prompt_alone(decoders):
+    _, gpt = decoders
+    gen = torch.Generator().manual_seed(14)
+    prompts = [torch.randint(1, 300, (n,), generator=gen) for n in (3, 8, 5)]
+    ids = torch.zeros(3, 8, dtype=torch.long)
+    mask = torch.zeros(3, 8, dtype=torch.long)
+    for row, p in enumerate(prompts):
+        ids[row, 8 - len(p):], mask[row, 8 - len(p):] = p, 1
+    batch = generate(gpt, ids, 12, attention_mask=mask, temperature=0)
+    for row, p in enumerate(prompts):
+        alone = generate(gpt, p[None], 12, temperature=0)
+        assert torch.equal(batch[row, 8:], alone[0, len(p):]), row
+
+
+def test_position_offset_reads_the_prompt_further_right(decoders):
+    _, gpt = decoders
+    prompt = torch.randint(1, 300, (1, 5), generator=torch.Generator().manual_seed(15))
+    with torch.no_grad():
+        shifted = generate(gpt, prompt, 10, temperature=0, position_offset=30)
+        assert torch.equal(shifted, without_cache(gpt, prompt, 10, positions=30, temperature=0))
+        assert not torch.equal(shifted, generate(gpt, prompt, 10, temperature=0))
+    with pytest.raises(ValueError, match="a prompt of 5 tokens from position 60 plus 10 new tokens exceeds the model's 64"):
+        generate(gpt, prompt, 10, temperature=0, position_offset=60)
+
+
+def test_generate_refuses_to_run_past_the_context(decoders):
     _, gpt = decoders
     prompt = torch.randint(1, 300, (1, 60), generator=torch.Generator().manual_seed(7))
-    out = generate(gpt, prompt, 10, temperature=0)  # 70 tokens against n_positions=64
-    assert out.shape == (1, 70) and torch.equal(out[:, :60], prompt)
-    with torch.no_grad():
-        for t in range(60, 70):
-            assert out[0, t] == gpt(out[:, :t][:, -64:])[0, -1].argmax()
+    assert generate(gpt, prompt, 4, temperature=0).shape == (1, 64)
+    with pytest.raises(ValueError, match="a prompt of 60 tokens plus 5 new tokens exceeds the model's 64 positions"):
+        generate(gpt, prompt, 5, temperature=0)
 
 
 def test_seeded_sampling_is_reproducible(decoders):
@@ -257,16 +323,16 @@ def test_seeded_sampling_is_reproducible(decoders):
 
 
 class CountingLM(torch.nn.Module):
-    """A stand-in language model that always predicts (last token + 1) mod 10, with HF-style output."""
+    """A stand-in language model that always predicts (last token + 1) mod 10, and records what it is fed."""
 
-    def __init__(self, n_positions=None):
+    def __init__(self, n_positions=1024):
         super().__init__()
         self.config = type("Config", (), {"n_positions": n_positions})()
         self.seen = []
 
-    def forward(self, ids):
+    def forward(self, ids, **cache):
         self.seen.append(ids.shape[1])
-        return type("Output", (), {"logits": F.one_hot((ids + 1) % 10, 10).float() * 20})()
+        return type("Output", (), {"logits": F.one_hot((ids + 1) % 10, 10).float() * 20, "past_key_values": None})()
 
 
 def test_eos_stops_a_row_and_pads_it():
@@ -278,10 +344,10 @@ def test_eos_stops_a_row_and_pads_it():
     assert generate(CountingLM(), prompt, 4, temperature=0).tolist() == [[5, 6, 7, 8, 9], [1, 2, 3, 4, 5]]
 
 
-def test_generate_feeds_at_most_n_positions_tokens():
-    model = CountingLM(n_positions=4)
-    generate(model, torch.tensor([[0, 1]]), 6, temperature=0)
-    assert model.seen == [2, 3, 4, 4, 4, 4]
+def test_after_the_prompt_only_the_newest_token_is_fed():
+    model = CountingLM()
+    generate(model, torch.tensor([[0, 1, 2]]), 5, temperature=0)
+    assert model.seen == [3, 1, 1, 1, 1]
 
 
 # --- next_token_probs --------------------------------------------------------------------------
@@ -339,6 +405,9 @@ def test_too_long_input_names_the_limit():
     gpt = GPT(small(n_positions=40))
     with pytest.raises(ValueError, match=r"input has 41 tokens .* n_positions=40"):
         gpt(torch.zeros(1, 41, dtype=torch.long))
+    past = gpt(torch.zeros(1, 40, dtype=torch.long), use_cache=True).past_key_values
+    with pytest.raises(ValueError, match=r"input has 41 tokens .* n_positions=40"):
+        gpt(torch.zeros(1, 1, dtype=torch.long), past_key_values=past)
 
 
 @pytest.mark.parametrize(
@@ -363,12 +432,41 @@ def test_bad_shapes_raise():
 
 
 def test_from_hf_refuses_an_untied_model():
-    from transformers import GPT2LMHeadModel
-
-    from helpers.model import gpt2_config
-
     config = gpt2_config(small())
     config.tie_word_embeddings = False
     untied = GPT2LMHeadModel(config)
     with pytest.raises(ValueError, match="not tied"):
         GPT.from_hf(untied)
+
+
+# --- the loss and the two ways of computing attention ------------------------------------------
+
+
+def test_loss_is_the_mean_cross_entropy_of_the_scored_next_tokens(decoders):
+    hf, gpt = decoders
+    ids = torch.randint(0, 300, (2, 10), generator=torch.Generator().manual_seed(16))
+    labels = ids.clone()
+    labels[0, :4] = -100  # a masked prompt: tokens 1..3 of row 0 are not scored
+    with torch.no_grad():
+        out = gpt(ids, labels)
+        by_hand = [-F.log_softmax(out.logits[b, t], -1)[labels[b, t + 1]]
+                   for b in range(2) for t in range(9) if labels[b, t + 1] != -100]
+        assert len(by_hand) == 15
+        assert abs(out.loss.item() - torch.stack(by_hand).mean().item()) < 1e-6
+        assert abs(out.loss.item() - hf(ids, labels=labels).loss.item()) < 1e-6
+    assert gpt(ids).loss is None
+
+
+def test_fused_attention_equals_the_written_out_scores(decoders):
+    _, gpt = decoders
+    ids = torch.randint(0, 300, (2, 12), generator=torch.Generator().manual_seed(17))
+    mask = torch.ones(2, 12, dtype=torch.long)
+    mask[1, :5] = 0  # left padding
+    with torch.no_grad():
+        fused, written = gpt(ids).logits, gpt(ids, output_attentions=True).logits
+        assert max_diff(fused, written) < TOL
+        fused = gpt(ids, attention_mask=mask).logits
+        out = gpt(ids, attention_mask=mask, output_attentions=True)
+        assert max_diff(fused, out.logits) < TOL
+        assert out.attentions[0][1, :, 5:, :5].abs().max().item() == 0.0  # real tokens never read padding
+        assert max_diff(fused[0], gpt(ids[:1]).logits[0]) < TOL  # an all-ones mask changes nothing

@@ -26,12 +26,14 @@ def test_perplexity_equals_trainer_eval_loss(pre, pretrained_run, tmp_path):
     import numpy as np
     from transformers import Trainer, TrainingArguments
 
+    from helpers.model import hf_model
+
     model, tok = pre
     blocks = pretraining_blocks(tiny_profile().data, "validation", tok, progress=False)
     ours = perplexity(model, blocks, batch_size=16, progress=False)
     rows = [{"input_ids": ids.tolist(), "labels": ids.tolist()} for ids in np.asarray(blocks.array).astype(np.int64)]
     args = TrainingArguments(output_dir=str(tmp_path), per_device_eval_batch_size=16, report_to="none", use_cpu=True)
-    reference = Trainer(model=model, args=args, eval_dataset=rows).evaluate()["eval_loss"]
+    reference = Trainer(model=hf_model(model), args=args, eval_dataset=rows).evaluate()["eval_loss"]
     assert ours["perplexity"] == pytest.approx(math.exp(reference), rel=1e-4)
     assert ours["tokens"] == len(blocks) * 127
     # and it is the very number the training loop logged at its last evaluation
@@ -70,7 +72,7 @@ def _uniform(model):
 
     model = copy.deepcopy(model)
     with torch.no_grad():
-        model.get_output_embeddings().weight.zero_()
+        model.lm_head.weight.zero_()
     return model
 
 
@@ -208,13 +210,14 @@ def test_generation_at_shifted_positions(pre):
     k = 100
     moved = copy.deepcopy(model)
     with torch.no_grad():
-        wpe = moved.transformer.wpe.weight
+        wpe = moved.wpe.weight
         wpe.copy_(torch.cat([wpe[k:], wpe[:k]]))
     prompts = ["Once upon a time,", "Lily had a red ball. She", "Tom"]
     shifted = generate(model, tok, prompts, Decoding(10), position_offset=k, progress=False)
     assert shifted == generate(moved, tok, prompts, Decoding(10), progress=False)
     assert shifted != generate(model, tok, prompts, Decoding(10), progress=False)
-    with pytest.raises(ValueError, match="position_offset decodes greedily"):
-        generate(model, tok, prompts, Decoding(do_sample=True), position_offset=k, progress=False)
+    sampled = Decoding(10, do_sample=True, seed=3)  # sampling reads the shifted positions too
+    assert generate(model, tok, prompts, sampled, position_offset=k, progress=False) == \
+        generate(moved, tok, prompts, sampled, progress=False)
     with pytest.raises(ValueError, match="exceeds the model's 1024 positions"):
         generate(model, tok, prompts, Decoding(10), position_offset=1020, progress=False)

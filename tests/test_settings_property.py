@@ -57,7 +57,7 @@ from helpers import cli, run_setup
 from helpers.batches import FinetuneData, PretrainData
 from helpers.config import ConfigError, Profile, apply_overrides, get_profile
 from helpers.devices import seed_everything
-from helpers.model import build_model
+from helpers.model import build_model, hf_model
 from helpers.runs import RunError
 from helpers.settings_check import SECTIONS
 from helpers.train import TrainingDiverged, train
@@ -200,9 +200,11 @@ class _Tokenizer:
         Path(folder).mkdir(parents=True, exist_ok=True)
 
 
-def _model_and_tokenizer(stage, profile, init):
+def _model_and_tokenizer(stage, profile, init, engine):
     """The profile's model, built as ``run_setup`` builds it, and the stand-in tokenizer; then the seed."""
     model = build_model(profile.model, seed=profile.pretrain.seed)
+    if engine == "hf":
+        model = hf_model(model)
     seed_everything(getattr(profile, stage).seed)
     return model, _Tokenizer()
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from conftest import TINY, tiny_profile
-from helpers.optim import build_optimizer, cosine_with_warmup, warmup_steps_for
+from helpers.optim import build_optimizer, cosine_with_warmup, learning_rate, warmup_steps_for
 from helpers.runs import checkpoint_dir, latest_checkpoint, read_metrics
 from helpers.train import TrainingDiverged, pretrain
 
@@ -67,17 +67,27 @@ def test_warmup_ratio_rounds_up_like_trainer():
     assert warmup_steps_for(tiny_profile().pretrain, 999) == 5
 
 
-def test_weight_decay_skips_biases_and_norms():
-    from helpers.model import build_model
+def test_weight_decay_skips_biases_and_norms_as_trainer_does():
+    from transformers import Trainer
+
+    from helpers.model import build_model, hf_model
 
     model = build_model(tiny_profile().model)
     decay, no_decay = build_optimizer(model, tiny_profile().pretrain, torch.device("cpu")).param_groups
     names = {id(p): n for n, p in model.named_parameters()}
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
-    assert all(names[id(p)].endswith(".weight") and ".ln_" not in names[id(p)] for p in decay["params"])
-    assert {names[id(p)] for p in no_decay["params"]} >= {"transformer.ln_f.weight", "transformer.ln_f.bias",
-                                                          "transformer.h.0.attn.c_attn.bias"}
+    decayed = {names[id(p)] for p in decay["params"]}
+    assert {names[id(p)] for p in no_decay["params"]} >= {"ln_f.weight", "ln_f.bias", "h.0.attn.c_attn.bias"}
+    assert "wte.weight" in decayed and "h.0.mlp.c_fc.weight" in decayed
+    trainer_decays = Trainer.get_decay_parameter_names(None, hf_model(model))  # the paper's engine's rule
+    assert {"transformer." + n for n in decayed} == set(trainer_decays) - {"lm_head.weight"}  # lm_head: wte, tied
     assert sum(p.numel() for p in decay["params"] + no_decay["params"]) == model.num_parameters()
+
+
+def test_the_learning_rate_of_each_step_is_the_peak_times_the_schedule():
+    cfg = tiny_profile(**{"pretrain.learning_rate": 2e-3}).pretrain
+    assert [learning_rate(s, cfg, 2, 6) for s in range(6)] == pytest.approx(
+        [0.0, 1e-3, 2e-3, 2e-3 * 0.5 * (1 + math.cos(math.pi / 4)), 1e-3, 2e-3 * 0.5 * (1 + math.cos(3 * math.pi / 4))])
 
 
 # ------------------------------------------------------------------ a run folder
@@ -333,6 +343,24 @@ def test_fast_engine_equals_trainer(tmp_path):
     assert AutoModelForCausalLM.from_pretrained(tmp_path / "hf").num_parameters() == 496_640
 
 
+def test_compiled_blocks_train_as_the_eager_ones(tmp_path):
+    """``pretrain.compile=true`` compiles each block in place (here on the CPU): same losses, same saved names."""
+    from safetensors.torch import load_file
+    from torch._dynamo.utils import counters
+
+    sets = {**NO_DROPOUT, "model.n_layer": 2, "pretrain.max_steps": 3, "pretrain.warmup_steps": 1, "pretrain.log_every": 1,
+            "pretrain.eval_every": 0, "pretrain.save_every": 3}
+    pretrain(tiny_profile(**sets), tmp_path / "eager", progress=False)
+    counters.clear()
+    pretrain(tiny_profile(**sets, **{"pretrain.compile": True}), tmp_path / "compiled", progress=False)
+    assert counters["stats"]["unique_graphs"] >= 1  # dynamo really compiled something
+    eager, compiled = ([r["train_loss"] for r in read_metrics(tmp_path / name)] for name in ("eager", "compiled"))
+    assert len(eager) == 3 and compiled == pytest.approx(eager, rel=1e-5)
+    saved = [load_file(tmp_path / name / "model.safetensors") for name in ("eager", "compiled")]
+    assert saved[0].keys() == saved[1].keys() and all(
+        torch.allclose(saved[0][k], saved[1][k], atol=1e-5) for k in saved[0])
+
+
 def test_fast_engine_equals_trainer_when_finetuning(tmp_path, pretrained_run):
     """Padded instruction batches, a masked prompt and accumulation: both engines log the same numbers."""
     from helpers.train import finetune
@@ -356,7 +384,8 @@ def test_cpu_bf16_computes_only_the_output_layer_in_bf16(tmp_path, capsys):
     steps = {**NO_DROPOUT, "pretrain.max_steps": 10, "pretrain.log_every": 2, "pretrain.eval_every": 5,
              "pretrain.save_every": 0}
     pretrain(tiny_profile(**steps), tmp_path / "fp32", progress=False)
-    pretrain(tiny_profile(**steps, **{"pretrain.precision": "bf16"}), tmp_path / "bf16", progress=False)
+    pretrain(tiny_profile(**steps, **{"pretrain.precision": "bf16", "pretrain.loss": "chunked"}), tmp_path / "bf16",
+             progress=False)
     pretrain(tiny_profile(**steps, **{"pretrain.precision": "bf16", "pretrain.loss": "full"}), tmp_path / "full",
              progress=False)
     printed = capsys.readouterr().out

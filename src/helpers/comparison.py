@@ -13,19 +13,19 @@ from typing import Any, Mapping, Sequence
 
 import torch
 from huggingface_hub import constants
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from .gpt import GPT, hf_quiet
 from .hub import hub_unreachable
 from .inference import Decoding, generate, text_perplexity
 from .judge import DEFAULT_MODEL, judge_many, summarise
-from .model import hf_quiet
 from .text_metrics import repetition_table
 
 __all__ = ["load_comparison", "compare_models"]
 
 
-def load_comparison(name_or_path: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase] | None:
-    """A model to compare with (``"gpt2"``, another hub id, or a folder), or ``None``.
+def load_comparison(name_or_path: str | Path) -> tuple[GPT, PreTrainedTokenizerBase] | None:
+    """A GPT-2 to compare with (``"gpt2"``, another hub id, or a folder) as a :class:`GPT`, or ``None``.
 
     Order: a local folder is loaded as it is; a hub id is first looked up in
     the local Hugging Face cache (no network). Only if it is not there, and
@@ -38,8 +38,8 @@ def load_comparison(name_or_path: str | Path) -> tuple[PreTrainedModel, PreTrain
     source = str(name_or_path)
 
     def attempt(**options):
+        model = GPT.from_pretrained(source, **options)
         with hf_quiet():
-            model = AutoModelForCausalLM.from_pretrained(source, **options)
             tokenizer = AutoTokenizer.from_pretrained(source, **options)
         return model.eval(), tokenizer
 
@@ -75,7 +75,7 @@ def load_comparison(name_or_path: str | Path) -> tuple[PreTrainedModel, PreTrain
         return skip(f"the hub could not provide it ({why(err)})")
 
 
-def compare_models(models: Mapping[str, tuple[PreTrainedModel, PreTrainedTokenizerBase]],
+def compare_models(models: Mapping[str, tuple[GPT, PreTrainedTokenizerBase]],
                    texts: Sequence[str], prompts: Sequence[str], *, decoding: Decoding = Decoding(),
                    judge: bool = False, judge_model: str = DEFAULT_MODEL, judge_cache: str | Path | None = None,
                    device: str | torch.device | None = None, progress: bool = True) -> dict[str, Any]:

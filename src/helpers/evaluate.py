@@ -213,8 +213,8 @@ def _paper_instructions(model, tokenizer, decoding: Decoding, device: str, offse
     prompts = [model_prompt(PAPER_INSTRUCTIONS[k]) for k in names]
     greedy = generate(model, tokenizer, prompts, decoding.greedy(), position_offset=offset, device=device,
                       progress=False)
-    sampled = [None] * len(prompts) if offset else generate(model, tokenizer, prompts, decoding.sampled(),
-                                                            device=device, progress=False)
+    sampled = generate(model, tokenizer, prompts, decoding.sampled(), position_offset=offset, device=device,
+                       progress=False)
     return [{"name": n, "prompt": p, "greedy": g, "sampled": s} for n, p, g, s in zip(names, prompts, greedy, sampled)]
 
 

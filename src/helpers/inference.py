@@ -12,14 +12,16 @@ import contextlib
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
-from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from .config import Profile
 from .data import InstructionSet, TokenBlocks, pad_batch
+from .gpt import GPT
+from .gpt import generate as decode
 from .model import default_loss_chunk, lm_loss, load_model
 from .progress import progress_bar
 from .stats import perplexity_from_loss
@@ -73,7 +75,7 @@ SMALL_MODEL = 10_000_000  # parameters; below this, decoding on a CPU uses one t
 # ----------------------------------------------------------------- devices and threads
 
 
-def place(model: PreTrainedModel, device: str | torch.device | None) -> torch.device:
+def place(model: GPT, device: str | torch.device | None) -> torch.device:
     """Where to compute: the given device (the model moves there) or where the model already is."""
     if device is None:
         return next(model.parameters()).device
@@ -83,7 +85,7 @@ def place(model: PreTrainedModel, device: str | torch.device | None) -> torch.de
 
 
 @contextlib.contextmanager
-def decoding_threads(model: PreTrainedModel, device: torch.device) -> Iterator[None]:
+def decoding_threads(model: GPT, device: torch.device) -> Iterator[None]:
     """One CPU thread while a small model decodes, then the previous setting again.
 
     A decoding step of the lesson model multiplies a handful of 64-wide rows:
@@ -104,17 +106,16 @@ def decoding_threads(model: PreTrainedModel, device: torch.device) -> Iterator[N
             torch.set_num_threads(before)
 
 
-def _scored_loss(model: PreTrainedModel, batch: Mapping[str, torch.Tensor], chunk: int) -> tuple[float, int]:
+def _scored_loss(model: GPT, batch: Mapping[str, torch.Tensor], chunk: int) -> tuple[float, int]:
     """Summed next-token loss and the number of scored tokens of one batch.
 
     Uses the chunked loss of :mod:`helpers.model`, the very computation the
     training loop validates with: only tokens with a label are projected onto
     the vocabulary, so a long instruction prompt costs no output-layer work.
     """
-    outputs = model.base_model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"),
-                               position_ids=batch.get("position_ids"))
-    hidden = outputs.last_hidden_state
-    loss_sum, count = lm_loss(hidden, model.get_output_embeddings().weight, batch["labels"], chunk)
+    hidden, _, _ = model.hidden_states(batch["input_ids"], attention_mask=batch.get("attention_mask"),
+                                       position_ids=batch.get("position_ids"))
+    loss_sum, count = lm_loss(hidden, model.lm_head.weight, batch["labels"], chunk)
     return float(loss_sum), int(count)
 
 
@@ -134,7 +135,7 @@ def _sum_losses(model, batches, n_batches: int, device, progress: bool, desc: st
 # ----------------------------------------------------------------- perplexity
 
 
-def perplexity(model: PreTrainedModel, batches_source: TokenBlocks | InstructionSet, *,
+def perplexity(model: GPT, batches_source: TokenBlocks | InstructionSet, *,
                batch_size: int = 32, device: str | torch.device | None = None,
                progress: bool = True) -> dict[str, float]:
     """Token-weighted mean next-token loss over all of ``batches_source``, and its exp.
@@ -174,7 +175,7 @@ def perplexity(model: PreTrainedModel, batches_source: TokenBlocks | Instruction
     return {"loss": loss, "perplexity": perplexity_from_loss(loss), "tokens": count}
 
 
-def text_perplexity(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], *,
+def text_perplexity(model: GPT, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], *,
                     block_size: int = 128, batch_size: int = 16, device: str | torch.device | None = None,
                     progress: bool = True) -> dict[str, float]:
     """Perplexity of raw texts under a model and its own tokenizer, per token and per word.
@@ -219,41 +220,29 @@ def text_perplexity(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
 # ----------------------------------------------------------------- generation
 
 
-def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str],
+def generate(model: GPT, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str],
              decoding: Decoding = Decoding(), *, batch_size: int = 16, position_offset: int = 0,
              device: str | torch.device | None = None, progress: bool = True) -> list[str]:
-    """Continuations of ``prompts`` (the new text only), through ``model.generate``, as ``decoding`` says.
+    """Continuations of ``prompts`` (the new text only), decoded by :func:`helpers.gpt.generate` as ``decoding`` says.
 
-    Sampled draws come from ``torch.manual_seed(decoding.seed)`` inside a
-    forked random state, so the same seed and batch size give the same texts
-    and the caller's random state is untouched. Prompts of a batch are left-padded with end-of-text (GPT-2 has no padding
-    token) under an attention mask; a sequence stops at end-of-text, which is
-    not part of the returned text. An empty prompt starts from end-of-text.
-    On a CPU a model under 10M parameters decodes on one thread (faster).
-    ``position_offset`` reads each prompt that many positions further right,
-    as a model finetuned with ``data.position_offset`` was trained (greedy
-    only; each step then reruns the whole sequence).
+    Sampled draws come from a generator seeded with ``decoding.seed``, so the
+    same seed and batch size give the same texts and the caller's random
+    state is untouched. Prompts of a batch are left-padded with end-of-text
+    (GPT-2 has no padding token) under an attention mask; a sequence stops at
+    end-of-text, which is not part of the returned text. An empty prompt
+    starts from end-of-text. On a CPU a model under 10M parameters decodes on
+    one thread (faster). ``position_offset`` reads each prompt that many
+    positions further right, as a model finetuned with ``data.position_offset``
+    was trained.
     """
-    max_new_tokens = decoding.max_new_tokens
-    if position_offset and decoding.do_sample:
-        raise ValueError("position_offset decodes greedily; sampling with an offset is not supported")
     device = place(model, device)
     model.eval()
     eos = tokenizer.eos_token_id
     encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] or [eos] for p in prompts]
-    limit = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
-    longest = max((len(ids) for ids in encoded), default=0)
-    if limit is not None and longest + max_new_tokens + position_offset > limit:
-        raise ValueError(f"a prompt of {longest} tokens plus {max_new_tokens} new tokens exceeds the "
-                         f"model's {limit} positions")
-    options: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": decoding.do_sample,
-                               "pad_token_id": eos, "eos_token_id": eos}
-    if decoding.do_sample:
-        options.update(decoding.sampling())
+    temperature = decoding.temperature if decoding.do_sample else 0.0
+    generator = torch.Generator(device=device).manual_seed(decoding.seed)
     texts: list[str] = []
-    fork = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=fork), torch.no_grad(), decoding_threads(model, device):
-        torch.manual_seed(decoding.seed)
+    with decoding_threads(model, device):
         starts = range(0, len(encoded), batch_size)
         for start in progress_bar(starts, desc="generating", unit="batch", disable=not progress, leave=False):
             chunk = encoded[start:start + batch_size]
@@ -263,10 +252,9 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
             for row, prompt_ids in enumerate(chunk):
                 ids[row, width - len(prompt_ids):] = torch.tensor(prompt_ids)
                 mask[row, width - len(prompt_ids):] = 1
-            if position_offset:
-                out = _greedy_shifted(model, ids.to(device), mask.to(device), max_new_tokens, position_offset, eos)
-            else:
-                out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **options)
+            out = decode(model, ids.to(device), decoding.max_new_tokens, attention_mask=mask.to(device),
+                         position_offset=position_offset, temperature=temperature, top_k=decoding.top_k,
+                         top_p=decoding.top_p, generator=generator, eos_token_id=eos)
             for row in out[:, width:].tolist():
                 if eos in row:
                     row = row[:row.index(eos)]
@@ -274,23 +262,7 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
     return texts
 
 
-def _greedy_shifted(model, ids: torch.Tensor, mask: torch.Tensor, max_new_tokens: int, offset: int,
-                    eos: int) -> torch.Tensor:
-    """Greedy decoding of left-padded prompts whose first real token sits at position ``offset``."""
-    finished = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
-    for _ in range(max_new_tokens):
-        positions = (mask.cumsum(-1) - 1).clamp(min=0) + offset
-        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, -1]
-        step = logits.argmax(-1).masked_fill(finished, eos)
-        finished |= step == eos
-        ids = torch.cat([ids, step[:, None]], dim=1)
-        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-        if bool(finished.all()):
-            break
-    return ids
-
-
-def load_run(run_dir: str | Path, profile: Profile, device: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def load_run(run_dir: str | Path, profile: Profile, device: str) -> tuple[GPT, PreTrainedTokenizerBase]:
     """The model of a run folder on ``device``, in eval mode, with the tokenizer saved beside it.
 
     A bare model folder without tokenizer files gets the profile's tokenizer.

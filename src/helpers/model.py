@@ -1,35 +1,34 @@
-"""The paper's GPT-2 and a memory-light loss for its 50257-wide output layer.
+"""Building and loading the course's GPT-2, and a memory-light loss for its 50257-wide output layer.
 
-The model is plain ``transformers.GPT2LMHeadModel`` (tied input and output
-embeddings, PyTorch's scaled-dot-product attention), so every checkpoint
-loads with ``AutoModelForCausalLM.from_pretrained``.
+The model is :class:`helpers.gpt.GPT`, the one lesson 2 writes; saved runs
+are Hugging Face GPT-2 folders. The ``hf`` engine trains the same weights as
+a ``transformers.GPT2LMHeadModel`` (:func:`hf_model`), as the paper did.
 
 At width 64 almost all of the arithmetic sits in the output layer: each token
 needs a 64 x 50257 projection, its softmax, and two more products in the
 backward pass. Materialising the logits of a 32 x 128 micro-batch takes
 823 MB in fp32. :func:`lm_loss` computes the same cross-entropy and the same
-gradients chunk by chunk, never holding more than ``chunk`` rows of logits.
+gradients chunk by chunk, never holding more than ``chunk`` rows of logits;
+the paper profile uses it, the lesson profile's 2048-wide layer does not need it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
-from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
-from transformers.utils import logging as hf_logging
+from transformers import GPT2LMHeadModel
 
 from .config import ModelConfig
+from .gpt import GPT
 from .runs import RunError
 
 __all__ = [
-    "hf_quiet",
     "load_model",
-    "gpt2_config",
     "build_model",
+    "hf_model",
     "parameter_report",
     "lm_loss",
     "default_loss_chunk",
@@ -40,69 +39,29 @@ __all__ = [
 LOSSES = ("chunked", "full", "cce", "liger")  # how the output layer and its loss can be computed
 
 
-@contextlib.contextmanager
-def hf_quiet() -> Iterator[None]:
-    """Hide transformers' per-file progress bars (saving or loading a 14 MB model needs none)."""
-    was_enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            hf_logging.enable_progress_bar()
-
-
-def load_model(path: str | Path, attn_implementation: str = "sdpa") -> GPT2LMHeadModel:
-    """A saved model (run folder or checkpoint).
-
-    Scaled-dot-product attention by default; ``attn_implementation="eager"``
-    when the attention weights themselves are wanted (``output_attentions``),
-    which the fused kernel never materialises.
-    """
-    with hf_quiet():
-        model = AutoModelForCausalLM.from_pretrained(str(path), attn_implementation=attn_implementation)
-    return _name_loss(model)
-
-
-def _name_loss(model):
-    """Tell transformers this is a causal LM loss (GPT2LMHeadModel's class name does not say so).
-
-    Without it, transformers 5 warns on every forward pass and ``Trainer``
-    counts the unshifted labels, dividing each batch's summed loss by
-    128 tokens where only 127 are predicted: losses logged 0.8% too low.
-    """
-    model.loss_type = "ForCausalLM"
-    return model
-
-
-def gpt2_config(cfg: ModelConfig) -> GPT2Config:
-    """A ``GPT2Config`` holding exactly the profile's model settings."""
-    return GPT2Config(
-        vocab_size=cfg.vocab_size,
-        n_positions=cfg.n_positions,
-        n_embd=cfg.n_embd,
-        n_layer=cfg.n_layer,
-        n_head=cfg.n_head,
-        activation_function=cfg.activation_function,
-        resid_pdrop=cfg.resid_pdrop,
-        embd_pdrop=cfg.embd_pdrop,
-        attn_pdrop=cfg.attn_pdrop,
-        layer_norm_epsilon=cfg.layer_norm_epsilon,
-        initializer_range=cfg.initializer_range,
-        bos_token_id=cfg.bos_token_id,
-        eos_token_id=cfg.eos_token_id,
-        scale_attn_weights=True,
-        scale_attn_by_inverse_layer_idx=False,
-        tie_word_embeddings=True,
-        architectures=["GPT2LMHeadModel"],
-    )
-
-
-def build_model(cfg: ModelConfig, seed: int | None = None) -> GPT2LMHeadModel:
-    """A freshly initialised GPT-2 (normal(0, 0.02) weights, as Hugging Face does)."""
+def build_model(cfg: ModelConfig, seed: int | None = None) -> GPT:
+    """A freshly initialised GPT-2 (normal(0, 0.02) weights, as Hugging Face does), seeded when asked."""
     if seed is not None:
         torch.manual_seed(seed)
-    return _name_loss(GPT2LMHeadModel._from_config(gpt2_config(cfg), attn_implementation="sdpa"))
+    return GPT(cfg)
+
+
+def load_model(path: str | Path) -> GPT:
+    """A saved model: a run folder, a checkpoint, or any GPT-2 folder Hugging Face wrote."""
+    return GPT.from_pretrained(path)
+
+
+def hf_model(model: GPT) -> GPT2LMHeadModel:
+    """The same weights as a ``GPT2LMHeadModel``, for ``transformers.Trainer`` (the ``hf`` engine).
+
+    Tells transformers this is a causal LM loss (GPT2LMHeadModel's class name
+    does not say so): without it, transformers 5 warns on every forward pass
+    and ``Trainer`` counts the unshifted labels, dividing each batch's summed
+    loss by 128 tokens where only 127 are predicted: losses logged 0.8% too low.
+    """
+    hf = model.to_hf()
+    hf.loss_type = "ForCausalLM"
+    return hf
 
 
 def parameter_report(model: torch.nn.Module) -> dict[str, int]:
@@ -113,11 +72,12 @@ def parameter_report(model: torch.nn.Module) -> dict[str, int]:
     """
     counts = {"embeddings": 0, "blocks": 0, "final_norm": 0}
     for name, param in model.named_parameters():  # tied weights are listed once
-        if ".wte." in name or ".wpe." in name:
+        name = name.removeprefix("transformer.")  # GPT2LMHeadModel's names
+        if name.startswith(("wte.", "wpe.")):
             counts["embeddings"] += param.numel()
-        elif ".h." in name:
+        elif name.startswith("h."):
             counts["blocks"] += param.numel()
-        elif ".ln_f." in name:
+        elif name.startswith("ln_f."):
             counts["final_norm"] += param.numel()
         else:  # pragma: no cover - GPT-2 has no other parameters
             raise ValueError(f"unexpected parameter {name}")
@@ -246,15 +206,15 @@ class ChunkedCrossEntropy(torch.autograd.Function):
 
 
 class CausalLMLoss(torch.nn.Module):
-    """A GPT-2 and the way its loss is computed, as one module whose forward returns (summed loss, count).
+    """A GPT and the way its loss is computed, as one module whose forward returns (summed loss, count).
 
     One module, so that ``DistributedDataParallel`` and ``torch.compile`` see
     a single forward pass whichever way the output layer is computed:
-    ``"chunked"`` (:func:`lm_loss`), ``"full"`` (``GPT2LMHeadModel``'s own
-    loss over all logits), or an optional GPU library (``"cce"``, ``"liger"``).
+    ``"full"`` (:meth:`GPT.forward`'s loss over all logits), ``"chunked"``
+    (:func:`lm_loss`), or an optional GPU library (``"cce"``, ``"liger"``).
     """
 
-    def __init__(self, model: GPT2LMHeadModel, loss: str, chunk: int, dtype: torch.dtype | None):
+    def __init__(self, model: GPT, loss: str, chunk: int, dtype: torch.dtype | None):
         super().__init__()
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; choose one of {list(LOSSES)}")
@@ -263,12 +223,10 @@ class CausalLMLoss(torch.nn.Module):
 
     def forward(self, input_ids, attention_mask=None, labels=None, position_ids=None):
         if self.loss == "full":
-            out = self.model(input_ids=input_ids, attention_mask=attention_mask, labels=labels,
-                             position_ids=position_ids)
+            out = self.model(input_ids, labels, attention_mask=attention_mask, position_ids=position_ids)
             count = (labels[:, 1:] != -100).sum()
-            return out.loss.float() * count, count
-        hidden = self.model.transformer(input_ids=input_ids, attention_mask=attention_mask,
-                                        position_ids=position_ids).last_hidden_state
+            return out.loss * count, count
+        hidden, _, _ = self.model.hidden_states(input_ids, attention_mask=attention_mask, position_ids=position_ids)
         if self.head is not None:
             return self.head(hidden, self.model.lm_head.weight, labels), (labels[:, 1:] != -100).sum()
         return lm_loss(hidden, self.model.lm_head.weight, labels, self.chunk, self.dtype)

@@ -22,7 +22,8 @@ from transformers import AutoTokenizer, GPT2LMHeadModel, PreTrainedTokenizerBase
 from .batches import FinetuneData, PretrainData, StepOrder, TokenCount, prepare_data
 from .config import Profile, TrainConfig
 from .devices import Processes, run_precision, seed_everything, setup_processes
-from .model import build_model, hf_quiet, load_model
+from .gpt import GPT, hf_quiet
+from .model import build_model, hf_model, load_model
 from .optim import warmup_steps_for
 from .runs import (
     RunError, RunRecord, checkpoint_step, latest_checkpoint, missing_model_files, truncate_metrics, write_run_record,
@@ -44,7 +45,7 @@ class RunSetup:
     out: Path                              # the run folder
     procs: Processes                       # rank, world size, device
     precision: str                         # what the device actually runs
-    model: GPT2LMHeadModel
+    model: GPT | GPT2LMHeadModel           # the fast engine trains GPT, Trainer the same weights as transformers'
     tokenizer: PreTrainedTokenizerBase
     train_data: PretrainData | FinetuneData
     val_data: PretrainData | FinetuneData
@@ -81,14 +82,19 @@ def check_init(init: str | Path | None) -> Path | None:
     return path
 
 
-def _model_and_tokenizer(stage: Stage, profile: Profile, init: Path | None):
-    """A fresh model and the profile's tokenizer, or the pretrained ones in ``init``; then the seed."""
+def _model_and_tokenizer(stage: Stage, profile: Profile, init: Path | None, engine: str):
+    """A fresh model and the profile's tokenizer, or the pretrained ones in ``init``; then the seed.
+
+    Both engines start from the same :class:`GPT` weights; ``Trainer`` gets them as a ``GPT2LMHeadModel``.
+    """
     if init is None:
         tokenizer = profile_tokenizer(profile)
         model = build_model(profile.model, seed=profile.pretrain.seed)
     else:
         tokenizer = AutoTokenizer.from_pretrained(str(init))
         model = load_model(init)
+    if engine == "hf":
+        model = hf_model(model)
     tokenizer.model_max_length = int(1e9)
     seed_everything(getattr(profile, stage).seed)  # as Trainer does once the model exists
     return model, tokenizer
@@ -107,7 +113,7 @@ def prepare(stage: Stage, profile: Profile, out: Path, init: Path | None, resume
     procs = setup_processes(profile.device)
     fast = engine == "fast"
     precision = run_precision(cfg.precision, procs.device, cfg.loss if fast else "full")
-    model, tokenizer = _model_and_tokenizer(stage, profile, init)
+    model, tokenizer = _model_and_tokenizer(stage, profile, init, engine)
     data_device = procs.device if fast else torch.device("cpu")
     train_data, val_data, summary = prepare_data(stage, profile, tokenizer, data_device, procs, progress)
     _check_positions(stage, profile, train_data, val_data, model.config.n_positions)

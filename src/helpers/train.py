@@ -1,16 +1,19 @@
 """Training: pretraining and finetuning with one plain PyTorch loop, or with the paper's ``Trainer``.
 
-``engine="fast"`` is the loop in :func:`_train_fast`, to be read beside
-lesson 3: AdamW, warm-up then cosine, gradient accumulation, clipping at 1.0,
-mixed precision on GPUs (and a bf16 output layer on CPUs that multiply bf16
-natively), ``DistributedDataParallel`` under ``torchrun``, and the chunked
-output layer of :mod:`helpers.model`. ``engine="hf"`` runs the same recipe
-through ``transformers.Trainer`` (:mod:`helpers.hf_trainer`). Both start from
-the same :class:`helpers.run_setup.RunSetup` and write the same run folder
-(:mod:`helpers.runs`): ``metrics.jsonl`` with one record per logging or
-evaluation step, checkpoints written under a temporary name and renamed,
-and the final model. ``resume=True`` continues a run exactly from its last
-checkpoint.
+``engine="fast"`` is :func:`training_loop`, lesson 3's loop in the same order
+and with the same names (set the rate, get a batch, forward, backward, clip,
+step), training lesson 2's :class:`helpers.gpt.GPT`. What it adds around the
+lesson's lines is marked ``+``: gradient accumulation, mixed precision on
+GPUs (and a bf16 output layer on CPUs that multiply bf16 natively),
+``DistributedDataParallel`` under ``torchrun``, the chunked output layer of
+:mod:`helpers.model` where the profile asks for it, evaluation, checkpoints
+and logging. ``engine="hf"`` runs the same recipe through
+``transformers.Trainer`` (:mod:`helpers.hf_trainer`) on the same weights as a
+``GPT2LMHeadModel``. Both start from the same :class:`helpers.run_setup.RunSetup`
+and write the same run folder (:mod:`helpers.runs`): ``metrics.jsonl`` with
+one record per logging or evaluation step, checkpoints written under a
+temporary name and renamed, and the final model. ``resume=True`` continues a
+run exactly from its last checkpoint.
 
 For the resume tests, ``HELPERS_CRASH_AFTER_STEP=k`` makes either engine
 kill its own process (SIGKILL, as an out-of-memory killer would) once step
@@ -34,8 +37,9 @@ import torch
 from .config import Profile
 from .devices import resolve_device, rng_state, set_rng_state, tf32_matmuls, world_size
 from .hf_trainer import load_checkpoint_weights, train_with_trainer
+from .gpt import GPT
 from .model import CausalLMLoss, default_loss_chunk
-from .optim import build_optimizer, build_scheduler
+from .optim import build_optimizer, learning_rate
 from .progress import progress_bar
 from .run_setup import RunSetup, Stage, check_init, describe, prepare, publish_final, save_model_files
 from .runs import (
@@ -46,7 +50,7 @@ from .sources import check_hub_sources
 from .stats import perplexity_from_loss
 from .tracking import check_reporters
 
-__all__ = ["TrainingDiverged", "train", "ensure_run", "pretrain", "finetune"]
+__all__ = ["TrainingDiverged", "train", "ensure_run", "pretrain", "finetune", "training_loop"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -80,7 +84,7 @@ def train(stage: Stage, profile: Profile, out_dir: str | Path, *, init: str | Pa
     with setup.log, tf32_matmuls(setup.cfg.tf32, setup.device):
         if engine == "hf":
             return train_with_trainer(setup, progress, after_step)
-        return _train_fast(setup, progress, after_step)
+        return training_loop(setup, progress, after_step)
 
 
 def _after_step_hook() -> Callable[[int], None]:
@@ -131,13 +135,11 @@ def finetune(profile: Profile, out_dir: str | Path, init: str | Path, **options)
 
 
 @dataclass
-class _Optimization:
-    """What the fast loop adds to the shared set-up: the loss module, optimizer, schedule, precision."""
+class _Engine:
+    """What the engine adds around lesson 3's loop: the loss module, several processes, mixed precision."""
 
-    module: CausalLMLoss              # the model and its loss; evaluation calls it directly
-    runner: torch.nn.Module           # the same, wrapped by DDP when several processes train
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
+    module: CausalLMLoss                 # the model and its loss; evaluation calls it directly
+    runner: torch.nn.Module              # the same, wrapped by DDP when several processes train
     scaler: torch.amp.GradScaler | None  # fp16 on a GPU only
     autocast_dtype: torch.dtype | None   # the blocks' number format on a GPU (None: fp32)
     head_dtype: torch.dtype | None       # the output layer's number format
@@ -147,87 +149,128 @@ class _Optimization:
             return contextlib.nullcontext()
         return torch.autocast(device_type=device.type, dtype=self.autocast_dtype)
 
+    def no_sync(self, last_micro: bool):
+        """Processes average their gradients once per step, after the last micro-batch."""
+        return contextlib.nullcontext() if last_micro or self.runner is self.module else self.runner.no_sync()
+
+    def backward(self, loss: torch.Tensor) -> None:
+        (self.scaler.scale(loss) if self.scaler else loss).backward()
+
+    def clip(self, model: torch.nn.Module, max_norm: float, optimizer: torch.optim.Optimizer) -> torch.Tensor:
+        if self.scaler is not None:
+            self.scaler.unscale_(optimizer)
+        return torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+
+    def step(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.scaler is None:
+            optimizer.step()
+            return
+        self.scaler.step(optimizer)
+        self.scaler.update()
+
 
 @dataclass
 class _Window:
-    """Training numbers since the last log line."""
+    """Training numbers since the last log line, and the last losses logged."""
 
     losses: list = field(default_factory=list)
     tokens: int = 0
     start: float = 0.0
+    last_train: float | None = None
+    last_eval: float | None = None
 
 
-def _train_fast(setup: RunSetup, progress: bool, after_step: Callable[[int], None]) -> RunResult:
-    """The training loop: a step, then logging, evaluation and checkpoints when they are due, then ``after_step``."""
-    cfg, procs = setup.cfg, setup.procs
-    opt = _optimization(setup)
-    elapsed0, window = _resume(setup, opt)
-    _announce(setup, opt)
+def training_loop(setup: RunSetup, progress: bool, after_step: Callable[[int], None]) -> RunResult:
+    """Lesson 3's loop with the engine's additions marked (+): set the rate, batch, forward, backward, clip, step."""
+    cfg, procs, device = setup.cfg, setup.procs, setup.device
+    model = setup.model.to(device).train()
+    optimizer = build_optimizer(model, cfg, device)  # AdamW; matrices decay, biases and norms do not
+    engine = _engine(setup, model)  # + chunked output layer, mixed precision, several processes
+    elapsed0, window = _resume(setup, optimizer, engine)  # + continue a stopped run
+    _announce(setup, engine)
     # At most one redraw a second: a notebook's progress widget sends messages per redraw, and
     # thousands of them overflow the kernel's output queue (nbval then loses the cell's end).
     bar = progress_bar(total=setup.total, initial=setup.start_step, desc=setup.stage, unit="step",
-               disable=not (progress and procs.main), dynamic_ncols=True, mininterval=1.0)
+                       disable=not (progress and procs.main), dynamic_ncols=True, mininterval=1.0)
     run_start = time.perf_counter() - elapsed0
     window.start = time.perf_counter()
-    last_train = last_eval = None
     for step in range(setup.start_step, setup.total):
-        lr = opt.optimizer.param_groups[0]["lr"]
-        grad_norm = _train_step(setup, opt, step, window)
-        done = step + 1
-        log_now = done % cfg.log_every == 0 or done == setup.total
-        eval_now = cfg.eval_every > 0 and (done % cfg.eval_every == 0 or done == setup.total)
-        save_now = cfg.save_every > 0 and (done % cfg.save_every == 0 or done == setup.total)
-        record: dict = {}
-        if log_now or save_now:
-            losses = _checked_losses(setup, window, done, save_now, bar)
-        if log_now:
-            now = time.perf_counter()
-            last_train = float(losses.mean())
-            record.update(train_loss=last_train, learning_rate=lr, grad_norm=float(grad_norm),
-                          tokens_per_sec=window.tokens / max(now - window.start, 1e-9))
-            window.losses, window.tokens, window.start = [], 0, now
-        if eval_now:
-            last_eval = _evaluate(setup, opt)
-            record.update(eval_loss=last_eval, perplexity=perplexity_from_loss(last_eval))
-        if record and procs.main:
-            _log(setup, record, done, run_start, bar)
-        if save_now:
-            _save_checkpoint(setup, opt, done, time.perf_counter() - run_start, window)
-        if eval_now or save_now:  # tokens/s measures training alone
-            window.start = time.perf_counter()
+        rate = learning_rate(step, cfg, setup.warmup, setup.total)
+        for group in optimizer.param_groups:
+            group["lr"] = rate  # warm-up, then cosine
+        optimizer.zero_grad(set_to_none=True)
+        count = setup.train_data.scored(setup.order.step_items(step))  # + tokens scored by the whole step
+        loss = torch.zeros((), device=device)
+        for micro in range(cfg.grad_accum):  # + gradient accumulation
+            batch = setup.train_data.batch(setup.order.micro_items(step, micro, procs.rank))
+            with engine.no_sync(micro == cfg.grad_accum - 1), engine.autocast(device):  # + processes, precision
+                loss_sum, _ = engine.runner(**batch)  # forward: summed next-token loss
+            engine.backward(loss_sum * (procs.world / count))  # the gradient of the step's mean loss
+            loss += loss_sum.detach()
+        grad_norm = engine.clip(model, cfg.max_grad_norm, optimizer)
+        engine.step(optimizer)
+        window.losses.append(loss / count)
+        window.tokens += setup.tokens.after(step + 1) - setup.tokens.after(step)
+        _log_evaluate_save(setup, engine, optimizer, step + 1, rate, grad_norm, window, run_start, bar)  # +
         bar.update(1)
-        after_step(done)
+        after_step(step + 1)  # + the crash of a resume test
     bar.close()
     if procs.main:
-        publish_final(setup.model, setup.tokenizer, setup.out)
+        publish_final(model, setup.tokenizer, setup.out)
     procs.barrier()
-    return RunResult(setup.out, setup.total, setup.tokens.after(setup.total), last_train, last_eval,
+    return RunResult(setup.out, setup.total, setup.tokens.after(setup.total), window.last_train, window.last_eval,
                      time.perf_counter() - run_start)
 
 
-def _optimization(setup: RunSetup) -> _Optimization:
-    """Move the model to its device and build the loss module, optimizer, schedule and scaler."""
+def _log_evaluate_save(setup: RunSetup, engine: _Engine, optimizer: torch.optim.Optimizer, done: int, rate: float,
+                       grad_norm: torch.Tensor, window: _Window, run_start: float, bar) -> None:
+    """After step ``done``: log the window, evaluate, save a checkpoint, each when it is due."""
+    cfg = setup.cfg
+    log_now = done % cfg.log_every == 0 or done == setup.total
+    eval_now = cfg.eval_every > 0 and (done % cfg.eval_every == 0 or done == setup.total)
+    save_now = cfg.save_every > 0 and (done % cfg.save_every == 0 or done == setup.total)
+    record: dict = {}
+    if log_now or save_now:
+        losses = _checked_losses(setup, window, done, save_now, bar)
+    if log_now:
+        now = time.perf_counter()
+        window.last_train = float(losses.mean())
+        record.update(train_loss=window.last_train, learning_rate=rate, grad_norm=float(grad_norm),
+                      tokens_per_sec=window.tokens / max(now - window.start, 1e-9))
+        window.losses, window.tokens, window.start = [], 0, now
+    if eval_now:
+        window.last_eval = _evaluate(setup, engine)
+        record.update(eval_loss=window.last_eval, perplexity=perplexity_from_loss(window.last_eval))
+    if record and setup.procs.main:
+        _log(setup, record, done, run_start, bar)
+    if save_now:
+        _save_checkpoint(setup, optimizer, engine, done, time.perf_counter() - run_start, window)
+    if eval_now or save_now:  # tokens/s measures training alone
+        window.start = time.perf_counter()
+
+
+def _engine(setup: RunSetup, model: GPT) -> _Engine:
+    """The loss module for the profile's output layer, DDP across processes, the number formats."""
     cfg, device = setup.cfg, setup.device
     head_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(setup.precision)
-    model = setup.model
-    model.to(device)
-    model.train()
-    optimizer = build_optimizer(model, cfg, device)
-    scheduler = build_scheduler(optimizer, setup.warmup, setup.total)
     scaler = torch.amp.GradScaler("cuda") if setup.precision == "fp16" else None
-    if cfg.compile:  # in place, so parameter names (and checkpoints) stay unchanged
-        (model if cfg.loss == "full" else model.transformer).compile(mode=cfg.compile_mode)
+    if cfg.compile:  # each block in place, so parameter names (and checkpoints) stay unchanged
+        for block in model.h:
+            block.compile(mode=cfg.compile_mode)
     module = CausalLMLoss(model, cfg.loss, cfg.loss_chunk or default_loss_chunk(device.type), head_dtype)
     runner = module
     if setup.procs.world > 1:
         runner = torch.nn.parallel.DistributedDataParallel(
             module, device_ids=[device.index] if device.type == "cuda" else None)
     autocast_dtype = head_dtype if device.type == "cuda" else None  # a CPU keeps its blocks in fp32
-    return _Optimization(module, runner, optimizer, scheduler, scaler, autocast_dtype, head_dtype)
+    return _Engine(module, runner, scaler, autocast_dtype, head_dtype)
 
 
-def _resume(setup: RunSetup, opt: _Optimization) -> tuple[float, _Window]:
-    """Load the checkpoint a resumed run continues from: weights, optimizer, schedule, window, random state.
+CHECKPOINT_FORMAT = 2  # 2: helpers.gpt.GPT's optimizer state, the rate a function of the step (no scheduler)
+
+
+def _resume(setup: RunSetup, optimizer: torch.optim.Optimizer, engine: _Engine) -> tuple[float, _Window]:
+    """Load the checkpoint a resumed run continues from: weights, optimizer, scaler, window, random state.
 
     Returns the training time already spent and the logging window as it was.
     """
@@ -235,13 +278,17 @@ def _resume(setup: RunSetup, opt: _Optimization) -> tuple[float, _Window]:
         return 0.0, _Window()
     checkpoint, procs = setup.checkpoint, setup.procs
     state = torch.load(checkpoint / "trainer_state.pt", map_location="cpu", weights_only=False)
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise RunError(f"{checkpoint} was written by an older version of helpers (GPT2LMHeadModel's optimizer "
+                       "state); its model still loads, but training cannot continue from it: train the run again")
     if state["world_size"] != procs.world:
         raise RunError(f"{checkpoint} was written by {state['world_size']} processes, not {procs.world}")
-    load_checkpoint_weights(setup.model, checkpoint)
-    opt.optimizer.load_state_dict(state["optimizer"])
-    opt.scheduler.load_state_dict(state["scheduler"])
-    if opt.scaler is not None and state.get("scaler"):
-        opt.scaler.load_state_dict(state["scaler"])
+    shell = setup.model.to_hf()
+    load_checkpoint_weights(shell, checkpoint)
+    setup.model.copy_from_hf(shell)
+    optimizer.load_state_dict(state["optimizer"])
+    if engine.scaler is not None and state.get("scaler"):
+        engine.scaler.load_state_dict(state["scaler"])
     # The window was saved summed over processes: rank 0 carries it, the others start from zero.
     losses = state["window_losses"] if procs.main else [0.0] * len(state["window_losses"])
     window = _Window([torch.tensor(x, device=setup.device) for x in losses], state["window_tokens"])
@@ -249,7 +296,7 @@ def _resume(setup: RunSetup, opt: _Optimization) -> tuple[float, _Window]:
     return state["elapsed_s"], window
 
 
-def _announce(setup: RunSetup, opt: _Optimization) -> None:
+def _announce(setup: RunSetup, opt: _Engine) -> None:
     """One line saying what is about to be trained, where, and in which number format."""
     if not setup.procs.main:
         setup.procs.barrier()
@@ -264,40 +311,6 @@ def _announce(setup: RunSetup, opt: _Optimization) -> None:
     if setup.precision != cfg.precision and cfg.precision != "auto":
         print(f"note: {cfg.precision} asked for, but {device.type} runs {setup.precision}", flush=True)
     setup.procs.barrier()
-
-
-def _train_step(setup: RunSetup, opt: _Optimization, step: int, window: _Window) -> torch.Tensor:
-    """One optimizer step over ``grad_accum`` micro-batches; returns the gradient norm before clipping.
-
-    Each micro-batch's summed loss is divided by the step's scored tokens
-    over all processes, so the gradient is that of the step's mean loss
-    however the batch is split.
-    """
-    cfg, procs, device = setup.cfg, setup.procs, setup.device
-    count = setup.train_data.scored(setup.order.step_items(step))
-    step_loss = torch.zeros((), device=device)
-    for micro in range(cfg.grad_accum):
-        items = setup.order.micro_items(step, micro, procs.rank)
-        sync = micro == cfg.grad_accum - 1 or procs.world == 1
-        with contextlib.nullcontext() if sync else opt.runner.no_sync():
-            with opt.autocast(device):
-                loss_sum, _ = opt.runner(**setup.train_data.batch(items))
-            scaled = loss_sum * (procs.world / count)
-            (opt.scaler.scale(scaled) if opt.scaler else scaled).backward()
-        step_loss += loss_sum.detach()
-    if opt.scaler is not None:
-        opt.scaler.unscale_(opt.optimizer)
-    grad_norm = torch.nn.utils.clip_grad_norm_(setup.model.parameters(), cfg.max_grad_norm)
-    if opt.scaler is not None:
-        opt.scaler.step(opt.optimizer)
-        opt.scaler.update()
-    else:
-        opt.optimizer.step()
-    opt.scheduler.step()
-    opt.optimizer.zero_grad(set_to_none=True)
-    window.losses.append(step_loss / count)
-    window.tokens += setup.tokens.after(step + 1) - setup.tokens.after(step)
-    return grad_norm
 
 
 def _checked_losses(setup: RunSetup, window: _Window, done: int, check_weights: bool, bar) -> torch.Tensor:
@@ -317,7 +330,7 @@ def _checked_losses(setup: RunSetup, window: _Window, done: int, check_weights: 
     return losses
 
 
-def _evaluate(setup: RunSetup, opt: _Optimization) -> float:
+def _evaluate(setup: RunSetup, opt: _Engine) -> float:
     """Mean loss per scored token over the validation data (or its first ``eval_max_batches`` batches)."""
     cfg, procs, device = setup.cfg, setup.procs, setup.device
     setup.model.eval()
@@ -349,11 +362,12 @@ def _log(setup: RunSetup, record: dict, done: int, run_start: float, bar) -> Non
                     refresh=False)
 
 
-def _save_checkpoint(setup: RunSetup, opt: _Optimization, step: int, elapsed: float, window: _Window) -> None:
+def _save_checkpoint(setup: RunSetup, optimizer: torch.optim.Optimizer, engine: _Engine, step: int, elapsed: float,
+                     window: _Window) -> None:
     """Write the checkpoint of ``step`` under a temporary name, rename it, keep the newest ``keep_checkpoints``.
 
     Each process saves its random state; rank 0 saves the model, tokenizer,
-    optimizer, schedule, scaler and the logging window (summed over processes).
+    optimizer, scaler and the logging window (summed over processes).
     """
     procs, out = setup.procs, setup.out
     final = checkpoint_dir(out, step)
@@ -366,10 +380,9 @@ def _save_checkpoint(setup: RunSetup, opt: _Optimization, step: int, elapsed: fl
     procs.barrier()
     if procs.main:
         save_model_files(setup.model, setup.tokenizer, tmp)
-        torch.save({"step": step, "elapsed_s": elapsed, "window_losses": window_losses,
-                    "window_tokens": window.tokens, "world_size": procs.world,
-                    "optimizer": opt.optimizer.state_dict(), "scheduler": opt.scheduler.state_dict(),
-                    "scaler": opt.scaler.state_dict() if opt.scaler is not None else None},
+        torch.save({"format": CHECKPOINT_FORMAT, "step": step, "elapsed_s": elapsed, "window_losses": window_losses,
+                    "window_tokens": window.tokens, "world_size": procs.world, "optimizer": optimizer.state_dict(),
+                    "scaler": engine.scaler.state_dict() if engine.scaler is not None else None},
                    tmp / "trainer_state.pt")
         _fresh_folder(final, create=False)
         tmp.replace(final)
