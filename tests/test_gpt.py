@@ -148,8 +148,11 @@ def test_layer_norm_from_the_formula_equals_torch():
         norm.weight.copy_(torch.randn(48, generator=gen))
         norm.bias.copy_(torch.randn(48, generator=gen))
     x = torch.randn(4, 7, 48, generator=gen) * 3 + 2
-    expected = F.layer_norm(x, (48,), norm.weight, norm.bias, eps=1e-5)
+    mean, var = x.mean(-1, keepdim=True), x.var(-1, unbiased=False, keepdim=True)
+    expected = (x - mean) / torch.sqrt(var + 1e-5) * norm.weight + norm.bias  # the formula, biased variance
     assert max_diff(norm(x), expected) < 1e-5
+    unbiased = (x - mean) / torch.sqrt(x.var(-1, keepdim=True) + 1e-5) * norm.weight + norm.bias
+    assert max_diff(norm(x), unbiased) > 1e-3  # dividing by n - 1 would show
 
 
 def test_every_layer_norm_uses_the_configured_epsilon():
@@ -180,8 +183,9 @@ def test_gelu_new_equals_transformers():
     from transformers.activations import ACT2FN
 
     x = torch.linspace(-8, 8, 1001)
-    assert torch.equal(gelu_new(x), ACT2FN["gelu_new"](x))
-    assert max_diff(gelu_new(x), F.gelu(x, approximate="tanh")) < 1e-6
+    formula = 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+    assert max_diff(gelu_new(x), formula) < 1e-6 and max_diff(gelu_new(x), ACT2FN["gelu_new"](x)) < 1e-6
+    assert max_diff(gelu_new(x), F.gelu(x)) > 1e-4  # the tanh approximation, not the exact erf GELU
 
 
 # --- size and initialisation -------------------------------------------------------------------

@@ -348,7 +348,7 @@ def test_compiled_blocks_train_as_the_eager_ones(tmp_path):
     from safetensors.torch import load_file
     from torch._dynamo.utils import counters
 
-    sets = {**NO_DROPOUT, "model.n_layer": 2, "pretrain.max_steps": 3, "pretrain.warmup_steps": 1, "pretrain.log_every": 1,
+    sets = {**NO_DROPOUT, "model.n_layer": 1, "pretrain.max_steps": 3, "pretrain.warmup_steps": 1, "pretrain.log_every": 1,
             "pretrain.eval_every": 0, "pretrain.save_every": 3}
     pretrain(tiny_profile(**sets), tmp_path / "eager", progress=False)
     counters.clear()

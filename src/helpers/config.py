@@ -167,10 +167,10 @@ class TrainConfig:
     compile: bool = False
     compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
     # How the fast engine computes the output layer and its cross-entropy:
-    # "chunked" (this package, never holds all logits: pays with GPT-2's 50257
-    # tokens), "full" (GPT.forward's loss over all logits: the lesson profile's
-    # 2048), or the optional GPU libraries "cce" (Cut Cross-Entropy) and
-    # "liger" (Liger Kernel's fused linear cross-entropy).
+    # "chunked" (this package, never holds all logits; on 2 CPU cores also about
+    # 8% faster than "full" at the lesson's 2048 tokens, benchmarks/README.md),
+    # "full" (GPT.forward's loss over all logits), or the optional GPU libraries
+    # "cce" (Cut Cross-Entropy) and "liger" (Liger Kernel's fused linear cross-entropy).
     loss: Literal["chunked", "full", "cce", "liger"] = "chunked"
     loss_chunk: int = allowed(0, ">= 0")  # rows of logits per chunk; 0 picks one for the device
     # Live curves beside metrics.jsonl: "none", "tensorboard", "wandb" or both, comma-separated
@@ -250,13 +250,13 @@ def _lesson() -> Profile:
         batch_size=7, eval_batch_size=32, grad_accum=1, max_steps=1000,
         learning_rate=3e-3, weight_decay=0.1, warmup_steps=50,
         precision="fp32", log_every=10, eval_every=100, save_every=100,
-        keep_checkpoints=10, eval_max_batches=8, seed=42, loss="full",
+        keep_checkpoints=10, eval_max_batches=8, seed=42,
     )
     finetune = TrainConfig(  # a checkpoint every 50 steps, all kept: answers are measured at each
         batch_size=8, eval_batch_size=16, grad_accum=1, max_steps=400,
         learning_rate=2e-3, weight_decay=0.0, warmup_steps=0, warmup_ratio=0.03,
         precision="fp32", log_every=10, eval_every=50, save_every=50,
-        keep_checkpoints=8, eval_max_batches=10, seed=42, loss="full",
+        keep_checkpoints=8, eval_max_batches=10, seed=42,
     )
     return Profile(name="lesson", model=model, data=data,
                    pretrain=pretrain, finetune=finetune)
