@@ -16,7 +16,7 @@ STUDY_ARGS ?=
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install report study test clean
+.PHONY: install report study exercises test clean
 
 install: $(STAMP)
 
@@ -37,6 +37,11 @@ report: install
 # A longer study (about a quarter of an hour on 2 idle CPU cores; not part of the report): can this model learn story QA?
 study: install
 	$(BIN)/python -m helpers study $(STUDY_ARGS)
+
+# Student notebooks (solutions blanked, hidden tests removed) into notebooks/student/, autograders into
+# build/exercises/ (otter-grader; notebooks/EXERCISES.md says how to grade a returned notebook).
+exercises: install
+	$(BIN)/python -m helpers exercises
 
 # Notebooks run in the lesson profile; their runs and figures go under build/
 # so that testing never rewrites the committed figures.

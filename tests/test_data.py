@@ -12,7 +12,8 @@ from conftest import ALPACA_335, ALPACA_LONG, DATA, TINYSTORIES_TRAIN, TINYSTORI
 from helpers.config import get_profile
 from helpers.data import encode_instruction, finetuning_examples, pack_concat, pack_per_story, pad_batch, pretraining_blocks
 from helpers.prompts import format_prompt, model_prompt
-from helpers.sources import DataError, load_instructions, load_stories, read_instruction_file, read_story_file
+from helpers.sources import (SAMPLES, DataError, load_instructions, load_stories, read_instruction_file,
+                             read_story_file)
 from helpers.tokenizer import load_tokenizer, profile_tokenizer, train_story_tokenizer
 
 
@@ -156,6 +157,41 @@ def test_real_alpaca_files():
     assert records[1]["output"] == "The three primary colors are red, blue, and yellow."
     assert records[8]["output"].startswith("<nooutput>")
     assert len(read_instruction_file(ALPACA_LONG)) == 2000
+
+
+def test_the_shipped_samples_are_the_first_records_of_the_originals():
+    """The package's samples are byte-for-byte prefixes of the shared copies (which record their sources)."""
+    require_shared()
+    shipped = SAMPLES["stories"].read_bytes()
+    assert TINYSTORIES_TRAIN.read_bytes().startswith(shipped) and len(shipped) < 1024 * 1024
+    stories = read_story_file(SAMPLES["stories"])
+    assert len(stories) == 1000 and stories == read_story_file(TINYSTORIES_TRAIN)[:1000]
+    assert SAMPLES["instructions"].read_bytes() == ALPACA_335.read_bytes()
+    licences = (SAMPLES["stories"].parent / "README.md").read_text()
+    assert "CDLA-Sharing-1.0" in licences and "CC BY-NC 4.0" in licences
+
+
+def test_paper_data_falls_back_to_the_shipped_sample_when_the_hub_is_out_of_reach(monkeypatch, tmp_path):
+    import helpers.sources as sources
+
+    paper = get_profile("paper").data
+    monkeypatch.setattr(sources, "hub_unreachable", lambda: "huggingface.co unreachable (test)")
+    data, line = sources.paper_data_source(paper, "instructions")
+    assert data.instructions == str(SAMPLES["instructions"]) and data.stories == "hub"
+    assert line == ("the sample shipped with the package (alpaca_data.first335.json), because the hub is out of "
+                    "reach: huggingface.co unreachable (test)")
+    train, val = load_instructions(data)
+    assert len(train) + len(val) == 335
+    data, line = sources.paper_data_source(paper, "stories")
+    assert load_stories(data, "train")[0].startswith("One day, a little girl named Lily found a needle")
+    monkeypatch.setattr(sources, "hub_unreachable", lambda: None)
+    assert sources.paper_data_source(paper, "stories") == (paper, "roneneldan/TinyStories from the Hugging Face hub")
+    local = get_profile("paper", {"data.stories": str(tmp_path / "mine.txt")}).data
+    assert sources.paper_data_source(local, "stories") == (local, f"the local file {tmp_path / 'mine.txt'}")
+    with pytest.raises(DataError, match="data.stories='embedded' is the course's own corpus, not the paper's data"):
+        sources.paper_data_source(get_profile("lesson").data, "stories")
+    with pytest.raises(DataError, match="unknown dataset 'tokens'"):
+        sources.paper_data_source(paper, "tokens")
 
 
 @pytest.mark.parametrize("content, message", [

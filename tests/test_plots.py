@@ -173,10 +173,13 @@ def test_position_figure_draws_similarities_and_lengths(tmp_path):
 def test_decoding_figure_one_panel_per_setting(tmp_path):
     tokens = ["the", "a", "Lily"]
     distributions = {"greedy": [1.0, 0.0, 0.0], "temperature 1": [0.5, 0.3, 0.2], "top-k 2": [0.625, 0.375, 0.0]}
-    fig = plots.decoding_figure(distributions, tokens, title="next token", path=tmp_path / "dec.png")
-    assert [ax.get_title() for ax in fig.axes] == ["greedy\n1 possible", "temperature 1\n3 possible",
-                                                  "top-k 2\n2 possible"]
+    left = {"greedy": 1, "temperature 1": 2048, "top-k 2": 2}  # over the whole vocabulary, not only the bars
+    fig = plots.decoding_figure(distributions, tokens, title="next token", tokens_left=left, path=tmp_path / "dec.png")
+    assert [ax.get_title() for ax in fig.axes] == ["greedy\n1 token can be drawn",
+                                                  "temperature 1\n2,048 tokens can be drawn",
+                                                  "top-k 2\n2 tokens can be drawn"]
     for ax, probs in zip(fig.axes, distributions.values()):
         assert [bar.get_height() for bar in ax.patches] == probs
         assert [t.get_text() for t in ax.get_xticklabels()] == tokens
-    assert json.loads((tmp_path / "dec.json").read_text())["distributions"] == distributions
+    saved = json.loads((tmp_path / "dec.json").read_text())
+    assert saved["distributions"] == distributions and saved["tokens_left"] == left

@@ -45,6 +45,10 @@ def test_paths_and_prerequisites(tmp_path, monkeypatch, pretrained_run):
     solutions = tmp_path / "notebooks" / "solutions"  # a worked solution reads the runs its lesson wrote
     assert lesson_paths(base=solutions).pretrain == solutions / "../../runs/pretrain"
     assert lesson_paths(base=solutions).figures == solutions / "../../figures"
+    student = tmp_path / "notebooks" / "student"  # the copies `make exercises` hands out
+    assert lesson_paths(base=student).pretrain == student / "../../runs/pretrain"
+    elsewhere = tmp_path / "work" / "student"  # a folder of that name outside notebooks/ is not one of them
+    assert lesson_paths(base=elsewhere).pretrain == elsewhere / "../runs/pretrain"
     monkeypatch.setenv("HELPERS_RUNS", str(tmp_path / "r"))
     assert lesson_paths().finetune == tmp_path / "r" / "finetune"
     assert require_run(pretrained_run, "03_pretraining.ipynb") == pretrained_run

@@ -19,6 +19,7 @@ import torch
 
 from .config import ConfigError, Profile, apply_overrides, get_profile, parse_overrides
 from .evaluate import evaluate_run
+from .exercises import AssignError, make_exercises
 from .judge import DEFAULT_MODEL
 from .lessons import lesson_paths, run_lessons
 from .report import write_report
@@ -141,6 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_report_command(sub)
     _add_study_command(sub)
+    p = sub.add_parser("exercises", help="write the student notebooks and autograders (otter assign)",
+                       description="Run otter assign on the ten master notebooks: student copies go to "
+                                   "notebooks/student/, autograder zips to --out (notebooks/EXERCISES.md).")
+    p.add_argument("--out", default="build/exercises", metavar="DIR", help="autograders (default: build/exercises)")
 
     p = sub.add_parser("config", help="print a profile's settings as JSON",
                        description="Print the resolved settings of a profile (after --set overrides).")
@@ -219,6 +224,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "report":
             return _report(args)
+        if args.command == "exercises":
+            make_exercises("notebooks", args.out)
+            return 0
         if args.command == "study":
             result = run_study(args.out, args.figures, overrides=parse_overrides(args.overrides), stories=args.stories,
                                prompts=args.prompts, progress=not args.quiet)
@@ -241,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                               samples=args.samples, progress=not args.quiet)
         print(report["markdown_path"])
         return 0
-    except (ConfigError, DataError, RunError) as err:
+    except (ConfigError, DataError, RunError, AssignError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except TrainingDiverged as err:

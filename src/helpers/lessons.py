@@ -36,6 +36,8 @@ NOTEBOOKS = (
     "05_evaluation.ipynb",
 )
 
+NOTEBOOK_SUBFOLDERS = ("solutions", "student")  # notebooks that run one folder below notebooks/
+
 
 class MissingPrerequisite(RuntimeError):
     """A lesson needs the run of an earlier lesson that does not exist yet."""
@@ -68,11 +70,12 @@ def lesson_paths(runs_dir: str | Path | None = None, figures_dir: str | Path | N
     Relative folders are relative to the notebook's working folder; ``base``
     names that folder for callers running elsewhere (the report job). The
     defaults point at the repository's ``runs/`` and ``figures/`` from
-    ``notebooks/`` and from ``notebooks/solutions/`` alike, so a solution
-    finds the runs its lesson wrote.
+    ``notebooks/``, ``notebooks/solutions/`` and ``notebooks/student/`` (the
+    notebooks ``make exercises`` writes) alike, so a solution or a student's
+    notebook finds the runs its lesson wrote.
     """
     here = Path(base) if base is not None else Path.cwd()
-    up = "../../" if (here.name, here.parent.name) == ("solutions", "notebooks") else "../"
+    up = "../../" if here.parent.name == "notebooks" and here.name in NOTEBOOK_SUBFOLDERS else "../"
     runs = Path(runs_dir or os.environ.get("HELPERS_RUNS") or f"{up}runs")
     figures = Path(figures_dir or os.environ.get("HELPERS_FIGURES") or f"{up}figures")
     if base is not None:

@@ -222,11 +222,13 @@ def position_figure(positions, *, block_size: int, title: str, path: str | Path 
 
 
 def decoding_figure(distributions: Mapping[str, Sequence[float]], tokens: Sequence[str], *, title: str,
-                    path: str | Path | None = None) -> Figure:
+                    tokens_left: Mapping[str, int], path: str | Path | None = None) -> Figure:
     """One next-token distribution reshaped several ways (greedy, temperatures, top-k, top-p), as bars.
 
     ``distributions`` maps a setting's name to the probabilities of
-    ``tokens`` (the same tokens, most likely first, in every panel).
+    ``tokens`` (the same tokens, most likely first, in every panel);
+    ``tokens_left`` to how many tokens of the whole vocabulary the setting
+    can still draw (most of them are not among the bars).
     """
     plt = styled_pyplot()
     n = len(distributions)
@@ -235,11 +237,13 @@ def decoding_figure(distributions: Mapping[str, Sequence[float]], tokens: Sequen
     for ax, (name, probs) in zip(axes[0], distributions.items()):
         probs = np.asarray(probs, dtype=np.float64)
         ax.bar(positions, probs, color=["tab:blue" if p > 0 else "lightgray" for p in probs])
-        ax.set_title(f"{name}\n{int((probs > 0).sum())} possible")
+        left = tokens_left[name]
+        ax.set_title(f"{name}\n{left:,} token{'' if left == 1 else 's'} can be drawn")
         ax.set_xticks(positions, [t.replace("\n", "\\n") for t in tokens], rotation=90, fontsize=9)
         ax.set_ylim(0, 1.02)
         ax.grid(axis="x", visible=False)
     axes[0][0].set_ylabel("probability of the next token")
     fig.suptitle(title)
     fig.tight_layout()
-    return save(fig, path, {"title": title, "tokens": list(tokens), "distributions": dict(distributions)})
+    return save(fig, path, {"title": title, "tokens": list(tokens), "distributions": dict(distributions),
+                            "tokens_left": dict(tokens_left)})

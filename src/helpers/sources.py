@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import random
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -34,6 +35,8 @@ __all__ = [
     "load_instructions",
     "story_questions",
     "held_out_questions",
+    "SAMPLES",
+    "paper_data_source",
 ]
 
 EOT = "<|endoftext|>"  # GPT-2's end-of-text token, also the story separator of TinyStories' text files
@@ -265,6 +268,34 @@ def load_instructions(cfg: DataConfig) -> tuple[list[dict], list[dict]]:
         raise DataError(f"instructions {cfg.instructions!r}: need at least 2 records to hold one out")
     n_val = max(1, round(len(records) * cfg.instruction_val_fraction))
     return records[n_val:], records[:n_val]
+
+
+# A real sample of each of the paper's datasets ships with the package (samples/README.md: licences, sources).
+SAMPLES = {
+    "stories": Path(__file__).parent / "samples" / "TinyStories-train.first-1000.txt",
+    "instructions": Path(__file__).parent / "samples" / "alpaca_data.first335.json",
+}
+
+
+def paper_data_source(cfg: DataConfig, which: str) -> tuple[DataConfig, str]:
+    """``cfg`` reading the paper's ``which`` data ("stories" or "instructions"), and a line saying from where.
+
+    A local file or the hub when it answers; otherwise the shipped sample of
+    the same dataset, so that a lesson measures real data offline too.
+    """
+    if which not in SAMPLES:
+        raise DataError(f"unknown dataset {which!r}; use 'stories' or 'instructions'")
+    source = getattr(cfg, which)
+    if source == "hub":
+        problem = hub_unreachable()
+        if problem is None:
+            return cfg, f"{HUB_DATASETS[which]} from the Hugging Face hub"
+        sample = SAMPLES[which]
+        return (replace(cfg, **{which: str(sample)}),
+                f"the sample shipped with the package ({sample.name}), because the hub is out of reach: {problem}")
+    if source == "embedded":
+        raise DataError(f"data.{which}='embedded' is the course's own corpus, not the paper's data")
+    return cfg, f"the local file {source}"
 
 
 def held_out_questions(stories: int, seed: int = 0) -> list[dict]:
