@@ -59,6 +59,7 @@ OVERRIDES = {
 }
 
 MERMAID_BLOCK = re.compile(r"^[ \t]*(?:```|~~~)[ \t]*mermaid\b", re.MULTILINE)
+ATTACHED_IMAGE = re.compile(r"!\[[^\]]*\]\(attachment:[^)]+\)")  # the diagrams' static pictures (Colab shows these)
 
 # Everything a person would look at, measured in the page in one go. ``root`` is the notebook panel.
 MEASURE_JS = """
@@ -87,6 +88,9 @@ MEASURE_JS = """
     mermaidBlocks: mermaid.length,
     mermaidSvgs: mermaidSvgs.length,
     mermaidErrors: mermaid.filter((d) => d.classList.contains('jp-mod-warning')).map(text),
+    attachmentImages: all('.jp-MarkdownCell .jp-RenderedMarkdown img')
+      .filter((img) => !img.closest('.jp-RenderedMermaid') && img.src.startsWith('data:image/png') && loaded(img))
+      .length,
     tracebacks: all('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.error"]').length,
     widgetErrors: all('.jp-OutputArea-output').map(text).filter((t) => t.includes('Error displaying widget')),
     dialogs: [...document.querySelectorAll('.jp-Dialog')].map(text),
@@ -118,7 +122,8 @@ def expected(path: Path) -> dict:
     images = sum(1 for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
                  if any(k.startswith("image/") for k in o.get("data", {})))
     return {"cells": len(nb.cells), "markdown": len(markdown), "title": _plain(title), "h2": _plain(second),
-            "images": images, "mermaid": sum(len(MERMAID_BLOCK.findall(c.source)) for c in markdown)}
+            "images": images, "mermaid": sum(len(MERMAID_BLOCK.findall(c.source)) for c in markdown),
+            "attachments": sum(len(ATTACHED_IMAGE.findall(c.source)) for c in markdown)}
 
 
 # --------------------------------------------------------------------------------------------------------- fixtures
@@ -265,7 +270,8 @@ def view(browser, lab, relpath: str, want: dict, shot: Path) -> dict:
             return (m.dialogs.length > 0 || m.errorToasts.length > 0) ||
                    (m.cells >= {want['cells']} && m.renderedMarkdownCells >= {want['markdown']}
                     && m.loadedOutputImages >= {want['images']}
-                    && m.mermaidSvgs + m.mermaidErrors.length >= {want['mermaid']});
+                    && m.mermaidSvgs + m.mermaidErrors.length >= {want['mermaid']}
+                    && m.attachmentImages >= {want['attachments']});
         }}"""
         try:
             page.wait_for_function(ready, arg=handle, timeout=RENDER_S * 1000, polling=250)
@@ -318,6 +324,8 @@ def check(seen: dict, want: dict, name: str) -> None:
     assert not seen["mermaidErrors"], f"{name}: mermaid could not draw: {seen['mermaidErrors']}"
     assert seen["mermaidSvgs"] == want["mermaid"], \
         f"{name}: {seen['mermaidSvgs']} mermaid diagrams drawn, {want['mermaid']} mermaid blocks in the notebook"
+    assert seen["attachmentImages"] == want["attachments"], \
+        f"{name}: {seen['attachmentImages']} attached pictures shown, {want['attachments']} in the notebook"
     assert seen["tracebacks"] == 0, f"{name}: {seen['tracebacks']} tracebacks shown"
     assert not seen["widgetErrors"], f"{name}: widgets fail to display: {seen['widgetErrors'][:3]}"
     assert not seen["outside"], f"{name}: the page asked the network for {seen['outside'][:5]}"

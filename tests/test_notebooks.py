@@ -30,7 +30,8 @@ def _run_lesson(name: str, out: Path, **parameters) -> nbformat.NotebookNode:
 SOLUTIONS = tuple(name.replace(".ipynb", "_solutions.ipynb") for name in NOTEBOOKS)
 COURSE = [NOTEBOOK_DIR / n for n in NOTEBOOKS] + [NOTEBOOK_DIR / "solutions" / n for n in SOLUTIONS]
 HELPERS_CHECK = "import helpers"  # the first code cell: a clear message instead of an import error
-DIAGRAMS = {"02_self_attention.ipynb": 1, "03_pretraining.ipynb": 1, "04_finetuning.ipynb": 1}  # at least
+DIAGRAMS = {"02_self_attention.ipynb": 1, "03_pretraining.ipynb": 1, "04_finetuning.ipynb": 1,
+            "05_evaluation.ipynb": 1}  # at least
 
 
 @pytest.mark.parametrize("path", COURSE, ids=lambda p: p.name)
@@ -62,6 +63,23 @@ def test_committed_notebooks_are_clean(path):
         assert markdown.count("```mermaid") >= DIAGRAMS.get(path.name, 0)
 
 
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_every_mermaid_diagram_has_its_picture_beside_it(name):
+    """Colab draws no Mermaid: each diagram's cell also carries the PNG of notebooks/diagrams/, as an attachment."""
+    import base64
+
+    for cell in nbformat.read(NOTEBOOK_DIR / name, as_version=4).cells:
+        if cell.cell_type != "markdown" or "```mermaid" not in cell.source:
+            continue
+        shown = re.findall(r"!\[[^\]]+\]\(attachment:([^)]+\.png)\)", cell.source)
+        assert shown, f"{name}: a Mermaid diagram without its picture"
+        for picture in shown:
+            stored = base64.b64decode(cell.get("attachments", {})[picture]["image/png"])
+            assert stored == (NOTEBOOK_DIR / "diagrams" / picture).read_bytes(), f"{name}: {picture} is stale"
+        source = (NOTEBOOK_DIR / "diagrams" / shown[0].replace(".png", ".mmd")).read_text()
+        assert source.strip() in cell.source, f"{name}: the Mermaid block differs from diagrams/{shown[0][:-4]}.mmd"
+
+
 @pytest.mark.parametrize("path", COURSE, ids=lambda p: p.name)
 def test_every_name_a_notebook_imports_from_helpers_exists(path):
     """A name moved between modules fails here in a second, not twenty minutes later in the notebook run."""
@@ -79,6 +97,21 @@ def test_every_name_a_notebook_imports_from_helpers_exists(path):
                 module = importlib.import_module(node.module)
                 missing += [f"{node.module}.{a.name}" for a in node.names if not hasattr(module, a.name)]
     assert missing == [], f"{path.name} imports names that do not exist: {missing}"
+
+
+# What may be skipped offline: grading needs an API key, the comparison needs gpt2's weights. Never data.
+SKIPS_ALLOWED = ("Judging skipped: set OPENAI_API_KEY", "Judge skipped: no judge configured",
+                 "Comparison with 'gpt2' skipped:", "gpt2 comparison skipped:")
+
+
+@pytest.mark.parametrize("path", COURSE, ids=lambda p: p.name)
+def test_no_cell_skips_the_papers_data(path):
+    """Stored offline (no hub, no ../shared), every lesson measures the paper's data: the shipped samples stand in."""
+    nb = nbformat.read(path, as_version=4)
+    printed = [line for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+               for line in ("".join(o.get("text", "")) if "text" in o else "").splitlines()]
+    skipped = [line for line in printed if re.search(r"\bskipp(ed|ing)\b", line, re.I) and not line.startswith(SKIPS_ALLOWED)]
+    assert skipped == [], f"{path.name}: {skipped}"
 
 
 def test_every_exercise_has_a_worked_solution():
