@@ -10,7 +10,11 @@ lessons must score full marks when otter grades the solution.
 from __future__ import annotations
 
 import ast
+import contextlib
+import io
 import json
+import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -20,7 +24,7 @@ import nbformat
 import pytest
 
 from conftest import ROOT
-from helpers.exercises import MASTERS, AssignError, assign, read_questions, student_name
+from helpers.exercises import MASTERS, AssignError, answers_only, assign, grade, read_questions, student_name
 
 NOTEBOOKS = ROOT / "notebooks"
 GRADED = [m for m in MASTERS if read_questions(NOTEBOOKS / m)]  # every exercise notebook; lessons that write pieces
@@ -73,7 +77,8 @@ def test_tests_never_overwrite_a_name_of_the_lesson(master):
             assert public == [], f"{master}: a test of {q.name} binds {public}"
 
 
-NONE_RETURNING = {"print", "backward", "append", "extend", "step", "zero_grad", "update", "add", "train_from_iterator"}
+NONE_RETURNING = {"print", "backward", "append", "extend", "step", "zero_grad", "update", "add", "remove",
+                  "train_from_iterator"}
 
 
 @pytest.mark.parametrize("master", GRADED)
@@ -127,49 +132,67 @@ def test_the_autograder_holds_every_hidden_test(master, assigned):
         assert tests[q.name].count("'hidden': True") == len(q.hidden_tests), q.name
 
 
-ANSWER_TAGS = {"otter_answer_cell", "otter_assign_solution_cell"}  # the student's and the autograder's copy
+def _scores_in_process(notebook: Path, autograder: Path, tmp: Path) -> dict[str, float]:
+    """Otter's own test files from ``autograder`` run on ``notebook``'s setup and answer cells, in this process.
 
-
-def _answers_only(notebook: Path, out: Path) -> Path:
-    """The notebook cut down to its setup and its answer cells, so that each question is graded on its own.
-
-    Setup: otter's init cell, then the three cells every course notebook opens
-    with (the package check, the parameters, the imports).
+    The same tests and scoring as ``otter run`` without a kernel per notebook; one real ``otter run``
+    (test_otter_run_grades_a_returned_notebook) covers the rest of the path.
     """
-    nb = nbformat.read(notebook, as_version=4)
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    setup, rest = code[:4], code[4:]
-    assert setup[0].source.startswith("# Initialize Otter") and setup[3].source.startswith("import"), notebook
-    nb.cells = setup + [c for c in rest if ANSWER_TAGS & set(c.metadata.get("tags", []))]
-    nbformat.write(nb, out)
-    return out
+    from otter.test_files.ok_test import OKTestFile
 
-
-def _grade(submission: Path, autograder: Path, out: Path) -> dict[str, float]:
-    out.mkdir()
-    done = subprocess.run([sys.executable, "-m", "otter", "run", "--no-logo", "-a", str(autograder), "-o", str(out),
-                           str(submission)], capture_output=True, text=True, cwd=submission.parent)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    results = json.loads((out / "results.json").read_text())
-    return {t["name"]: t["score"] for t in results["tests"] if "score" in t and t["name"] != "Public Tests"}
+    cut = answers_only(notebook, tmp / notebook.name)
+    with zipfile.ZipFile(autograder) as z:
+        z.extractall(tmp / "autograder")
+    env: dict = {"__name__": "__main__"}
+    cwd = Path.cwd()
+    os.chdir(NOTEBOOKS)  # where a lesson's cells run
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            for cell in nbformat.read(cut, as_version=4).cells[1:]:  # [0]: otter's init cell (the grader object)
+                try:
+                    exec(compile(cell.source, str(cut), "exec"), env)
+                except Exception:  # a blank (or a cell depending on one) fails; its tests will say so
+                    pass
+            scores = {}
+            for test in sorted((tmp / "autograder" / "tests").glob("*.py")):
+                graded = OKTestFile.from_file(str(test))
+                graded.run(env)
+                scores[test.stem] = graded.score
+    finally:
+        os.chdir(cwd)
+    return scores
 
 
 @pytest.mark.parametrize("master", GRADED)
 def test_blank_answers_score_nothing(master, assigned, tmp_path):
     student, autograder = assigned[master]
-    scores = _grade(_answers_only(student, tmp_path / student.name), autograder, tmp_path / "results")
-    assert scores and set(scores) == {q.name for q in read_questions(NOTEBOOKS / master)}
+    scores = _scores_in_process(student, autograder, tmp_path)
+    assert set(scores) == {q.name for q in read_questions(NOTEBOOKS / master)}
     assert {name: s for name, s in scores.items() if s != 0} == {}, "a blank answer passed a test"
 
 
 @pytest.mark.parametrize("lesson", [m for m in GRADED if not m.startswith("solutions/")])
 def test_the_pieces_a_lesson_writes_score_full_marks(lesson, assigned, tmp_path):
-    """Otter grades the lesson's own answers on their own: each piece needs nothing else of the lesson."""
+    """Otter's tests on the lesson's own answers alone: each piece needs nothing else of the lesson."""
     student, autograder = assigned[lesson]
     solution = next((student.parent.parent / "autograder").glob("*.ipynb"))
-    scores = _grade(_answers_only(solution, tmp_path / student.name), autograder, tmp_path / "results")
-    full = {q.name: q.points for q in read_questions(NOTEBOOKS / lesson)}
-    assert scores == full
+    scores = _scores_in_process(solution, autograder, tmp_path)
+    assert scores == {q.name: q.points for q in read_questions(NOTEBOOKS / lesson)}
+
+
+def test_otter_run_grades_a_returned_notebook(assigned, tmp_path):
+    """The teacher's path end to end: `python -m helpers grade` runs otter on a blank copy of lesson 3."""
+    student, autograder = assigned["03_pretraining.ipynb"]
+    returned = tmp_path / student.name
+    shutil.copyfile(student, returned)
+    done = subprocess.run([sys.executable, "-m", "helpers", "grade", str(returned), "--autograder", str(autograder),
+                           "--pieces-only", "--out", str(tmp_path / "grades")], capture_output=True, text=True,
+                          cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = dict(line.rsplit(maxsplit=1) for line in done.stdout.strip().splitlines())
+    names = [q.name for q in read_questions(NOTEBOOKS / "03_pretraining.ipynb")]
+    assert lines == {**{name: "0" for name in names}, "total": "0"}
+    assert json.loads((tmp_path / "grades" / "results.json").read_text())["tests"]
 
 
 def test_a_malformed_master_is_refused_naming_the_cell(tmp_path):
@@ -188,3 +211,12 @@ def test_a_malformed_master_is_refused_naming_the_cell(tmp_path):
     nbformat.write(nb, tmp_path / "bad.ipynb")
     with pytest.raises(AssignError, match="cell 2: # BEGIN SOLUTION without # END SOLUTION"):
         read_questions(tmp_path / "bad.ipynb")
+
+
+def test_grading_without_an_autograder_says_what_to_run(tmp_path, monkeypatch):
+    from helpers.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["grade", "03_pretraining.ipynb", "--pieces-only"]) == 2
+    with pytest.raises(AssignError, match="not a notebook written by make exercises"):
+        grade(NOTEBOOKS / "03_pretraining.ipynb", tmp_path / "none.zip", tmp_path / "out", pieces_only=True)

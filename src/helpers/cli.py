@@ -19,7 +19,7 @@ import torch
 
 from .config import ConfigError, Profile, apply_overrides, get_profile, parse_overrides
 from .evaluate import evaluate_run
-from .exercises import AssignError, make_exercises
+from .exercises import AssignError, grade, make_exercises
 from .judge import DEFAULT_MODEL
 from .lessons import lesson_paths, run_lessons
 from .report import write_report
@@ -146,6 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run otter assign on the ten master notebooks: student copies go to "
                                    "notebooks/student/, autograder zips to --out (notebooks/EXERCISES.md).")
     p.add_argument("--out", default="build/exercises", metavar="DIR", help="autograders (default: build/exercises)")
+    p = sub.add_parser("grade", help="score a returned notebook with its autograder (otter run)",
+                       description="Score each question of a student's notebook with the autograder that "
+                                   "make exercises wrote for it; prints one line per question.")
+    p.add_argument("submission", help="the returned notebook, e.g. 03_pretraining.ipynb")
+    p.add_argument("--autograder", metavar="ZIP", help="default: build/exercises/<notebook>/autograder/*.zip")
+    p.add_argument("--pieces-only", action="store_true",
+                   help="run only the answer cells (the pieces written inside a lesson: no training runs needed)")
+    p.add_argument("--out", default="build/grades", metavar="DIR", help="otter's results.json (default: build/grades)")
 
     p = sub.add_parser("config", help="print a profile's settings as JSON",
                        description="Print the resolved settings of a profile (after --set overrides).")
@@ -203,6 +211,20 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _grade(args: argparse.Namespace) -> int:
+    """`grade`: one line per question, then the total."""
+    autograder = args.autograder or next(iter(sorted(
+        Path("build/exercises", Path(args.submission).stem, "autograder").glob("*-autograder_*.zip"))), None)
+    if autograder is None:
+        raise AssignError(f"no autograder for {args.submission!r} in build/exercises: run make exercises, "
+                          "or name one with --autograder")
+    scores = grade(args.submission, autograder, args.out, pieces_only=args.pieces_only)
+    for name, score in scores.items():
+        print(f"{name:32} {score:g}")
+    print(f"{'total':32} {sum(scores.values()):g}")
+    return 0
+
+
 def _parameter(item: str) -> tuple[str, object]:
     """``NAME=VALUE`` from ``--param``: VALUE as JSON when it parses (numbers, lists, null), else as text."""
     name, sep, value = item.partition("=")
@@ -227,6 +249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "exercises":
             make_exercises("notebooks", args.out)
             return 0
+        if args.command == "grade":
+            return _grade(args)
         if args.command == "study":
             result = run_study(args.out, args.figures, overrides=parse_overrides(args.overrides), stories=args.stories,
                                prompts=args.prompts, progress=not args.quiet)

@@ -10,6 +10,9 @@ configuration added here so that the committed notebooks stay plain lessons.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import re
 import shutil
 import subprocess
@@ -30,6 +33,8 @@ __all__ = [
     "student_name",
     "assign",
     "make_exercises",
+    "answers_only",
+    "grade",
 ]
 
 MASTERS = tuple(NOTEBOOKS) + tuple(f"solutions/{name.replace('.ipynb', '_solutions.ipynb')}" for name in NOTEBOOKS)
@@ -134,19 +139,21 @@ def assign(master: str | Path, out_dir: str | Path) -> tuple[Path, Path]:
     The master is copied with the assignment configuration as its first
     cell; the committed notebook is never changed.
     """
+    from otter.assign import main as otter_assign  # otter takes seconds to import: only here, not for every CLI call
+
     master, out_dir = Path(master), Path(out_dir)
     read_questions(master)  # a malformed master fails here, naming the cell
     nb = nbformat.read(master, as_version=4)
     name = Path(student_name(master)).stem
     nb.cells.insert(0, nbformat.v4.new_raw_cell(ASSIGNMENT_CONFIG.format(name=name)))
     shutil.rmtree(out_dir, ignore_errors=True)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()) as log:
         copy = Path(tmp) / student_name(master)
         nbformat.write(nb, copy)
-        done = subprocess.run([sys.executable, "-m", "otter", "assign", "--no-run-tests", "--no-pdfs",
-                               str(copy), str(out_dir.resolve())], capture_output=True, text=True, cwd=tmp)
-    if done.returncode != 0:
-        raise AssignError(f"otter assign failed on {master}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+        try:
+            otter_assign(str(copy), str(out_dir.resolve()), no_pdfs=True, no_run_tests=True)
+        except Exception as err:  # otter's own errors name the cell in their message
+            raise AssignError(f"otter assign failed on {master}: {err}\n{log.getvalue()[-2000:]}") from err
     zips = sorted((out_dir / "autograder").glob("*-autograder_*.zip"))
     return out_dir / "student" / copy.name, zips[-1]
 
@@ -168,3 +175,45 @@ def make_exercises(notebooks: str | Path = "notebooks", out_dir: str | Path = "b
         print(f"{target}  (autograder: {autograder})", flush=True)
         written.append(target)
     return written
+
+
+ANSWER_TAGS = {"otter_answer_cell", "otter_assign_solution_cell"}  # the student's copy, the autograder's
+
+
+def answers_only(notebook: str | Path, out: str | Path) -> Path:
+    """``notebook`` cut down to its setup and its answer cells, written to ``out``.
+
+    Setup: otter's init cell and the three cells every course notebook opens
+    with (the package check, the parameters, the imports). A lesson's pieces
+    are written so that their tests need nothing else, so they can be graded
+    this way in seconds, without the lesson's training runs.
+    """
+    nb = nbformat.read(notebook, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    setup, rest = code[:4], code[4:]
+    if len(setup) < 4 or not setup[0].source.startswith("# Initialize Otter") or not setup[3].source.startswith("import"):
+        raise AssignError(f"{notebook}: not a notebook written by make exercises (otter's init cell, then the "
+                          "package check, the parameters and the imports)")
+    nb.cells = setup + [c for c in rest if ANSWER_TAGS & set(c.metadata.get("tags", []))]
+    nbformat.write(nb, out)
+    return Path(out)
+
+
+def grade(submission: str | Path, autograder: str | Path, out_dir: str | Path, *, pieces_only: bool = False
+          ) -> dict[str, float]:
+    """Score each question of ``submission`` with ``otter run`` against ``autograder`` (its zip).
+
+    With ``pieces_only`` only the answer cells run (:func:`answers_only`):
+    the way to grade the pieces written inside a lesson.
+    """
+    submission, out_dir = Path(submission), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if pieces_only:
+        submission = answers_only(submission, out_dir / submission.name)
+    done = subprocess.run([sys.executable, "-m", "otter", "run", "--no-logo", "-a", str(Path(autograder).resolve()),
+                           "-o", str(out_dir.resolve()), str(submission.resolve())],
+                          capture_output=True, text=True, cwd=submission.parent)
+    if done.returncode != 0:
+        raise AssignError(f"otter run failed on {submission}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    results = json.loads((out_dir / "results.json").read_text())
+    return {t["name"]: t["score"] for t in results["tests"] if "score" in t and t["name"] != "Public Tests"}
