@@ -22,6 +22,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import torch
 
 from conftest import ROOT
 from helpers.exercises import MASTERS, AssignError, answers_only, assign, grade, read_questions, student_name
@@ -144,7 +145,7 @@ def _scores_in_process(notebook: Path, autograder: Path, tmp: Path) -> dict[str,
     with zipfile.ZipFile(autograder) as z:
         z.extractall(tmp / "autograder")
     env: dict = {"__name__": "__main__"}
-    cwd = Path.cwd()
+    cwd, threads = Path.cwd(), torch.get_num_threads()  # a setup cell may change them (lesson 5: one thread)
     os.chdir(NOTEBOOKS)  # where a lesson's cells run
     try:
         with contextlib.redirect_stdout(io.StringIO()):
@@ -160,13 +161,16 @@ def _scores_in_process(notebook: Path, autograder: Path, tmp: Path) -> dict[str,
                 scores[test.stem] = graded.score
     finally:
         os.chdir(cwd)
+        torch.set_num_threads(threads)  # later tests compare runs across processes bit for bit
     return scores
 
 
 @pytest.mark.parametrize("master", GRADED)
 def test_blank_answers_score_nothing(master, assigned, tmp_path):
     student, autograder = assigned[master]
+    threads = torch.get_num_threads()
     scores = _scores_in_process(student, autograder, tmp_path)
+    assert torch.get_num_threads() == threads, "grading changed this process's torch threads"
     assert set(scores) == {q.name for q in read_questions(NOTEBOOKS / master)}
     assert {name: s for name, s in scores.items() if s != 0} == {}, "a blank answer passed a test"
 
