@@ -10,7 +10,8 @@ import pytest
 
 from conftest import ALPACA_335, ALPACA_LONG, DATA, TINYSTORIES_TRAIN, TINYSTORIES_VALID, require_shared
 from helpers.config import get_profile
-from helpers.data import encode_instruction, finetuning_examples, pack_concat, pack_per_story, pad_batch, pretraining_blocks
+from helpers.data import (COPY_SPAN, copy_drills, encode_instruction, finetuning_examples, pack_concat, pack_per_story,
+                          pad_batch, pretraining_blocks)
 from helpers.prompts import format_prompt, model_prompt
 from helpers.sources import (SAMPLES, DataError, load_instructions, load_stories, read_instruction_file,
                              read_story_file)
@@ -375,3 +376,43 @@ def test_embedded_blocks_follow_the_generator(tmp_path, gpt2, monkeypatch):
     assert pretraining_blocks(cfg, "train", gpt2, progress=False).path == first.path
     monkeypatch.setattr(data, "corpus_version", lambda: "edited-grammar")
     assert pretraining_blocks(cfg, "train", gpt2, progress=False).path != first.path
+
+
+def _as_pairs(row: list[int]) -> list[int]:
+    """Read a copy drill back as spans written twice (lengths within COPY_SPAN; the last one may be cut)."""
+    lengths, i = [], 1
+    while i < len(row):
+        rest = len(row) - i
+        fits = [n for n in range(COPY_SPAN[0], COPY_SPAN[1] + 1)
+                if row[i:i + n] == row[i + n:i + 2 * n] or (2 * n > rest and row[i + n:] == row[i:i + rest - n])]
+        assert fits, f"no span written twice at position {i}"
+        lengths.append(fits[0])
+        i += 2 * fits[0]
+    return lengths
+
+
+def test_copy_drills_write_random_spans_twice():
+    drills = copy_drills(6, 288, range(5, 405), eos_id=0, seed=3)
+    assert drills.shape == (6, 288) and drills.dtype == np.uint16
+    assert (drills[:, 0] == 0).all() and drills[:, 1:].min() >= 5 and drills[:, 1:].max() < 405
+    for row in drills.tolist():
+        assert len(_as_pairs(row)) >= 2
+    assert (copy_drills(6, 288, range(5, 405), eos_id=0, seed=3) == drills).all()
+    assert (copy_drills(6, 288, range(5, 405), eos_id=0, seed=4) != drills).any()
+
+
+def test_copy_drills_join_the_training_blocks_only(tmp_path, gpt2):
+    base = {"data.stories": "embedded", "data.train_stories": 200, "data.val_stories_count": 20,
+            "data.cache_dir": str(tmp_path)}
+    stories = get_profile("paper", base).data
+    mixed = get_profile("paper", {**base, "data.copy_share": 0.25}).data
+    plain, drilled = (pretraining_blocks(cfg, "train", gpt2, progress=False) for cfg in (stories, mixed))
+    extra = round(len(plain) * 0.25 / 0.75)
+    assert len(drilled) == len(plain) + extra and drilled.meta["copy_drills"] == extra
+    assert (drilled.array[:len(plain)] == plain.array).all()  # the stories' blocks, then the drills
+    assert drilled.meta["tokens"] == plain.meta["tokens"]  # story tokens, as before
+    assert all(_as_pairs(row) for row in drilled.array[len(plain):].tolist())
+    fresh = get_profile("paper", {**base, "data.copy_share": 0.25, "data.cache_dir": str(tmp_path / "fresh")}).data
+    validation = pretraining_blocks(fresh, "validation", gpt2, progress=False)  # measured on stories alone
+    assert "copy_drills" not in validation.meta
+    assert (validation.array == pretraining_blocks(stories, "validation", gpt2, progress=False).array).all()

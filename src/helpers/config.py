@@ -128,6 +128,9 @@ class DataConfig:
     val_fraction: float = allowed(0.05, "(0, 1)")  # share of a local stories file held out (at least one story)
     block_size: int = allowed(128, ">= 2")  # <= model.n_positions; a block predicts block_size - 1 tokens
     packing: Literal["concat", "per_story"] = "concat"
+    # Share of the pretraining *training* blocks that are copy drills (random token spans, each written
+    # twice; helpers.data.copy_drills), shuffled in among the story blocks: 0 trains on stories only.
+    copy_share: float = allowed(0.0, "[0, 1)")
     instruction_max_length: int = allowed(512, ">= 2")  # + position_offset <= model.n_positions
     instruction_limit: int | None = allowed(None, ">= 1")
     instruction_val_fraction: float = allowed(0.1, "(0, 1)")

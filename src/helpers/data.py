@@ -44,6 +44,7 @@ __all__ = [
     "tokenizer_fingerprint",
     "pack_concat",
     "pack_per_story",
+    "copy_drills",
     "TokenBlocks",
     "pretraining_blocks",
     "encode_instruction",
@@ -55,6 +56,8 @@ __all__ = [
 # Part of every block cache key: raise it whenever a change to the tokenising or packing code below
 # changes what a cached file would hold, so files written by the old code are never read again.
 PACKING_VERSION = 1
+# Copy drills: spans of this many random tokens (inclusive range), each written twice in a row.
+COPY_SPAN = (10, 100)
 
 # --------------------------------------------------------------------------- paths
 
@@ -95,6 +98,27 @@ def pack_concat(token_lists: Iterable[Sequence[int]], eos_id: int, block_size: i
     arr = np.asarray(stream[: n_blocks * block_size], dtype=np.uint16).reshape(n_blocks, block_size)
     return arr, {"stories": n_stories, "tokens": total, "blocks": n_blocks,
                  "tokens_dropped": total - n_blocks * block_size}
+
+
+def copy_drills(n_blocks: int, block_size: int, token_ids: Sequence[int], eos_id: int, seed: int) -> np.ndarray:
+    """Blocks that only copying can predict: end-of-text, then random spans each written twice, to the end.
+
+    A span is ``COPY_SPAN`` random tokens drawn uniformly from ``token_ids``;
+    its first writing is unpredictable (the loss of a uniform guess), its
+    second is predictable only by finding the first and reading on from there,
+    which is the skill (an induction head) that answering from a story needs.
+    The last span is cut at the end of the block. Same seed, same blocks.
+    """
+    rng = np.random.default_rng(seed)
+    pool = np.asarray(token_ids, dtype=np.int64)
+    out = np.empty((n_blocks, block_size), dtype=np.uint16)
+    for b in range(n_blocks):
+        row = [eos_id]
+        while len(row) < block_size:
+            span = pool[rng.integers(0, len(pool), rng.integers(COPY_SPAN[0], COPY_SPAN[1] + 1))].tolist()
+            row += span + span
+        out[b] = row[:block_size]
+    return out
 
 
 def pack_per_story(token_lists: Iterable[Sequence[int]], block_size: int) -> tuple[np.ndarray, dict]:
@@ -165,6 +189,7 @@ def pretraining_blocks(cfg: DataConfig, split: str, tokenizer: PreTrainedTokeniz
         "eos_id": tokenizer.eos_token_id,
         "block_size": cfg.block_size,
         "packing": cfg.packing,
+        **({"copy_share": cfg.copy_share, "copy_span": COPY_SPAN} if split == "train" and cfg.copy_share else {}),
     }
     name = f"blocks-{split}-{_digest(key)}"
     folder = cache_root(cfg) / "blocks"
@@ -183,6 +208,11 @@ def pretraining_blocks(cfg: DataConfig, split: str, tokenizer: PreTrainedTokeniz
         arr, counts = pack_per_story(token_lists, cfg.block_size)
     if counts["blocks"] == 0:
         raise DataError(f"{split} split of {cfg.stories!r} is too short for one {cfg.block_size}-token block")
+    if split == "train" and cfg.copy_share:
+        drills = round(counts["blocks"] * cfg.copy_share / (1 - cfg.copy_share))
+        ids = [i for i in range(len(tokenizer)) if i not in tokenizer.all_special_ids]
+        arr = np.concatenate([arr, copy_drills(drills, cfg.block_size, ids, tokenizer.eos_token_id, cfg.corpus_seed)])
+        counts = {**counts, "blocks": len(arr), "copy_drills": drills}
     meta = {"key": key, "block_size": cfg.block_size, "dtype": "uint16", **counts}
     write_bytes(bin_path, arr.tobytes())
     write_bytes(meta_path, json.dumps(meta, indent=2).encode())
