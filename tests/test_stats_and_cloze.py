@@ -10,7 +10,8 @@ import pytest
 from rigged import one_thread  # noqa: F401 - a fixture
 from helpers.stats import share, wilson_interval
 from helpers.stories import corpus, entities
-from helpers.story_cloze import CLOZE_KINDS, ClozeItem, cloze_items, frequency_baseline, story_words
+from helpers.story_cloze import CLOZE_KINDS, ClozeItem, cloze_items, frequency_baseline, story_words, without_story
+from helpers.story_grammar import NAMES
 
 
 @pytest.mark.parametrize("successes, n, low, high", [
@@ -258,3 +259,42 @@ def test_perplexity_is_exp_of_the_loss_and_finite_for_a_diverged_loss():
     assert perplexity_from_loss(math.log(10.18)) == pytest.approx(10.18, rel=1e-12)
     assert perplexity_from_loss(0.0) == 1.0
     assert perplexity_from_loss(1e9) == math.exp(LOSS_CAP) and math.isfinite(perplexity_from_loss(1e9))
+
+
+def test_absent_distractors_are_words_of_the_answers_sort_that_the_story_never_names():
+    stories = corpus("validation", 40)
+    for story in stories:
+        items = cloze_items(story, "absent")
+        assert [i.kind for i in items] == [i.kind for i in cloze_items(story)]  # the same blanks as the first design
+        for item in items:
+            others = [c for c in item.candidates if c != item.answer]
+            assert len(others) == 5 and item.answer in item.candidates and item.chance == 1 / 6
+            assert not any(re.search(rf"\b{re.escape(w)}\b", story.text, re.IGNORECASE) for w in others)
+            if item.kind == "who":
+                assert set(item.candidates) <= set(NAMES[story.hero_gender])
+    assert cloze_items(stories[0], "absent") == cloze_items(stories[0], "absent")  # the same draw every time
+    places = [i.candidates.index(i.answer) for s in stories for i in cloze_items(s, "absent")]
+    assert len(set(places)) == 6  # the answer is not always in one place
+    with pytest.raises(ValueError, match="distractors must be one of"):
+        cloze_items(stories[0], "others")
+
+
+def test_the_story_removed_control_catches_a_model_that_does_not_read(pre, one_thread):
+    """Without the story a model that ignores context scores exactly what it scored with it; the copying
+    rule, which reads, is right on the who blanks of the stories that write "named <hero>" (the cue
+    ends in " named") and falls to nothing once the story is gone."""
+    from helpers.copying import CopyingOracle
+    from helpers.probes import cloze_accuracy
+    from rigged import constant_model
+
+    _, tok = pre
+    items = [i for s in corpus("validation", 6) for i in cloze_items(s, "absent")]
+    removed = without_story(items)
+    assert [i.context for i in removed] == [i.cue for i in items]
+    model = constant_model(len(tok), {_ids(tok, " Pete")[0]: 5.0, _ids(tok, " farm")[0]: 5.0},
+                           eos_token_id=tok.eos_token_id)
+    assert cloze_accuracy(model, tok, removed) == cloze_accuracy(model, tok, items)
+    oracle = CopyingOracle(len(tok))
+    with_story, without = cloze_accuracy(oracle, tok, items), cloze_accuracy(oracle, tok, removed)
+    assert with_story["who"]["successes"] == sum(f"named {s.hero}" in s.text for s in corpus("validation", 6))
+    assert with_story["who"]["successes"] >= 3 and without["all"]["successes"] == 0

@@ -3,27 +3,37 @@
 A pretrained model has never seen a question, but it can be asked about a
 story in its own language: give it the whole story, then a sentence such as
 ``One sunny day, Pete went to the`` and see which of the story's words it
-expects next. The candidates are the story's own names, places, things and
-feelings, and a model that picks uniformly is right with chance
-``1 / len(candidates)``. A story names two or three people, so a *who*
-blank needs the story; it has one place, two feelings and usually one key
-thing, so for the other kinds knowing which sort of word the cue wants goes
-most of the way (lesson 5 reads the kinds apart for that reason). Nothing here needs a model; ranking the
-candidates by a model's likelihood is :func:`helpers.probes.cloze_accuracy`.
+expects next. The first design offers the story's own names, places, things and feelings
+(``distractors="story"``); a model that picks uniformly is right with chance
+``1 / len(candidates)``. That design can be passed without reading: a story
+has one place, one good and one bad feeling, and often only one name of the
+cue's gender, so knowing which *sort* of word the cue wants picks the answer.
+:func:`without_story` is the control that shows it (the score stays when the
+story is gone). The second design (``distractors="absent"``) offers the
+answer among words of the same sort -- names of the same gender, places,
+things of the same kind, feelings at the end of a story -- that the story
+never mentions: only a model that read the story can tell them apart.
+Nothing here needs a model; ranking the candidates by a model's likelihood
+is :func:`helpers.probes.cloze_accuracy`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import random
 import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from .stories import SHAPES, Story, entities
+from .story_grammar import ALL_PLACES, ANIMALS, FEARS, MADE, NAMES, TOYS
 
-__all__ = ["CLOZE_KINDS", "ClozeItem", "cloze_items", "story_words", "frequency_baseline"]
+__all__ = ["CLOZE_KINDS", "CLOZE_DESIGNS", "ClozeItem", "cloze_items", "without_story", "story_words",
+           "frequency_baseline"]
 
 CLOZE_KINDS = ("who", "where", "what", "feeling")
+CLOZE_DESIGNS = ("story", "absent")  # candidates: the story's own words, or same-sort words the story lacks
 
 
 @dataclass(frozen=True)
@@ -38,8 +48,8 @@ class ClozeItem:
 
     @property
     def context(self) -> str:
-        """What the model reads: the story, a line break, the cue."""
-        return f"{self.story}\n{self.cue}"
+        """What the model reads: the story, a line break, the cue (the cue alone when the story is removed)."""
+        return f"{self.story}\n{self.cue}" if self.story else self.cue
 
     @property
     def chance(self) -> float:
@@ -80,13 +90,30 @@ def _what_cue(story: Story) -> tuple[str, str] | None:
     return None if answer is None else (_WHAT_CUES[key].format(hero=story.hero), answer)
 
 
-def cloze_items(story: Story) -> list[ClozeItem]:
+def _same_sort(story: Story, kind: str) -> tuple[str, ...]:
+    """Every word that could fill the blank of ``kind`` in this story: the answer's sort."""
+    if kind == "who":
+        return NAMES[story.hero_gender]
+    if kind == "where":
+        return tuple(ALL_PLACES)
+    if kind == "feeling":
+        return tuple(dict.fromkeys(f for shape in SHAPES.values() for f in shape.end_feelings))
+    key = SHAPES[story.shape].key
+    return {"TOY": TOYS, "FEAR": tuple(FEARS), "MADE": tuple(MADE), "ANIMAL": ANIMALS}[key]
+
+
+def cloze_items(story: Story, distractors: str = "story", n_absent: int = 5) -> list[ClozeItem]:
     """The story's blanks: who (the hero), where (the place), what (the key thing), feeling (at the end).
 
-    A kind is left out when its answer is not a word of the story or the
-    story offers no other candidate. The cue never contains the answer.
+    ``distractors="story"``: the candidates are :func:`story_words`; a kind
+    is left out when its answer is not among them or the story offers no
+    other. ``"absent"``: the answer and ``n_absent`` words of its sort that
+    the story never mentions, in an order drawn from the story's index and
+    seed (chance ``1 / (n_absent + 1)``). The cue never contains the answer.
     """
-    candidates = story_words(story)
+    if distractors not in CLOZE_DESIGNS:
+        raise ValueError(f"distractors must be one of {CLOZE_DESIGNS}, got {distractors!r}")
+    own = story_words(story)
     kid = "girl" if story.hero_gender == "female" else "boy"
     asks: dict[str, tuple[str, str] | None] = {
         "who": (f"There once was a {kid} named", story.hero),
@@ -94,14 +121,32 @@ def cloze_items(story: Story) -> list[ClozeItem]:
         "what": _what_cue(story),
         "feeling": (f"In the end, {story.hero} felt", story.end_feeling),
     }
+    rng = random.Random(story.seed * 1_000_003 + story.index)
     items = []
     for kind, ask in asks.items():
-        if ask is None or len(candidates) < 2:
+        if ask is None:
             continue
         cue, answer = ask
-        if answer in candidates and not _mentions(cue, answer):
-            items.append(ClozeItem(kind, story.text, cue, answer, candidates))
+        if _mentions(cue, answer) or answer not in own:
+            continue
+        if distractors == "story":
+            if len(own) < 2:
+                continue
+            candidates = own
+        else:
+            absent = [w for w in _same_sort(story, kind) if w != answer and not _mentions(story.text, w)]
+            candidates = tuple(rng.sample([answer, *rng.sample(absent, n_absent)], n_absent + 1))
+        items.append(ClozeItem(kind, story.text, cue, answer, candidates))
     return items
+
+
+def without_story(items: Sequence[ClozeItem]) -> list[ClozeItem]:
+    """The same blanks with the story taken away: the control a reading probe must fail.
+
+    A model that scores as well here as with the story was decided by the
+    candidates and the cue, not by anything it read.
+    """
+    return [dataclasses.replace(item, story="") for item in items]
 
 
 def frequency_baseline(items: Sequence[ClozeItem], training_texts: Iterable[str]) -> dict[str, float]:
