@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 
@@ -164,3 +165,91 @@ def test_each_kind_and_all_kinds_are_compared_with_their_baseline_by_one_rule():
         "where": (0.29, "above"), "who": (3 / 66, "not distinguishable"), "all": (32 / 166, "above")}
     assert compared["all"]["difference"] == pytest.approx(29 / 166, abs=1e-12)
     assert compared["where"]["effect"] == pytest.approx(2 * math.asin(math.sqrt(0.6)) - 2 * math.asin(math.sqrt(0.29)))
+
+
+def test_who_questions_are_also_tallied_by_role_and_counted_once_in_all():
+    from helpers.text_metrics import majority_baselines
+
+    records = [{"instruction": "Who?", "output": "Lily", "kind": "who", "role": "hero"},
+               {"instruction": "Who?", "output": "Mom", "kind": "who", "role": "parent"},
+               {"instruction": "Who?", "output": "Mom", "kind": "who", "role": "parent"},
+               {"instruction": "Yes?", "output": "no", "kind": "yes_no"}]
+    scored = score_answers(records, ["Lily", "Dad", "Mom", "no"])
+    assert {k: (v["successes"], v["n"]) for k, v in scored["by_kind"].items()} == {
+        "who": (2, 3), "who/hero": (1, 1), "who/parent": (1, 2), "yes_no": (1, 1)}
+    assert (scored["successes"], scored["n"]) == (3, 4)
+    train = [{"output": "Lily", "kind": "who", "role": "hero"}, {"output": "Dad", "kind": "who", "role": "parent"},
+             {"output": "Dad", "kind": "who", "role": "parent"}, {"output": "Lily", "kind": "who", "role": "hero"},
+             {"output": "Lily", "kind": "who", "role": "hero"}]
+    baselines = majority_baselines(train, records)
+    assert {k: (b["answer"], b["share"]) for k, b in baselines.items()} == {
+        "who": ("lily", 1 / 3), "who/hero": ("lily", 1.0), "who/parent": ("dad", 0.0), "yes_no": ("no", 1.0)}
+    from helpers.text_metrics import answer_tallies
+
+    compared = versus_baselines(answer_tallies(scored["examples"]), baselines)
+    assert compared["all"]["baseline"] == 2 / 4  # who 1 and yes_no 1: the roles are not counted a second time
+
+
+def test_trivial_readers_answer_who_with_the_first_name_and_yes_no_by_lookup():
+    from helpers.text_metrics import reader_baselines
+
+    story = "Once there was a girl named Lily. Her friend Tom came to the park. Mom smiled at a mark on the wall."
+    records = [{"instruction": "Who is the main character of the story?", "input": story, "output": "Lily",
+                "kind": "who", "role": "hero"},
+               {"instruction": "Who did Lily play with?", "input": story, "output": "Tom", "kind": "who",
+                "role": "friend"},
+               {"instruction": "Did the story happen at the park?", "input": story, "output": "yes", "kind": "yes_no"},
+               {"instruction": "Did the story happen in the forest?", "input": story, "output": "no", "kind": "yes_no"},
+               {"instruction": "Is there a red ball in the story?", "input": story, "output": "yes", "kind": "yes_no"},
+               {"instruction": "Is there someone named Tom in the story?", "input": story, "output": "yes",
+                "kind": "yes_no"},
+               {"instruction": "Is there someone named Mark in the story?", "input": story, "output": "no",
+                "kind": "yes_no"},  # "a mark" is not a Mark: names are looked up with their capital
+               {"instruction": "Where?", "input": story, "output": "at the park", "kind": "where"}]
+    # the lookup says "no" to the red ball (the story never writes it) and is wrong there: 4 of 5
+    assert reader_baselines(records) == {
+        "who": {"reader": "first name in the story", "share": 0.5, "n": 2},
+        "who/friend": {"reader": "first name in the story", "share": 0.0, "n": 1},
+        "who/hero": {"reader": "first name in the story", "share": 1.0, "n": 1},
+        "yes_no": {"reader": "look the word up in the story", "share": 0.8, "n": 5}}
+    with pytest.raises(ValueError, match=re.escape("no word to look up in yes/no question 'Is it?'")):
+        reader_baselines([{"instruction": "Is it?", "input": story, "output": "no", "kind": "yes_no"}])
+
+
+def test_the_trivial_readers_on_the_held_out_story_questions():
+    """Looking the word up answers every yes/no question; the first name answers every main-character question."""
+    from helpers.sources import held_out_questions
+    from helpers.text_metrics import reader_baselines
+
+    readers = reader_baselines(held_out_questions(64, 0))
+    assert {k: v["share"] for k, v in readers.items() if k != "who"} == {
+        "who/friend": 0.0, "who/hero": 1.0, "who/parent": 0.0, "yes_no": 1.0}
+
+
+def test_consistency_variants_by_hand():
+    from helpers.stories import corpus
+    from helpers.text_metrics import consistency_variants
+
+    story = next(s for s in corpus("validation", 50) if s.hero_gender == "female" and s.friend)
+    other, third, fourth = [n for n in ("Tom", "Sam", "Max", "Leo", "Ben") if n not in story.text][:3]
+    pairs = [(story, story.text[len(story.beginning(3)):]),  # the story's own continuation
+             (story, f" {other} and {third} met {story.hero}. He was glad."),  # hero again, but third; two newcomers
+             (story, f" She saw {other}, {third} and {fourth}."),  # right pronoun, no hero, three newcomers
+             (story, " The end.")]
+    counts = consistency_variants(pairs)
+    assert counts == {"strict": 1, "hero_again": 2, "first_name_is_hero": 1, "first_pronoun_fits": 2}
+
+
+def test_grammar_measures_from_strict_to_loose():
+    from helpers.text_metrics import grammar_measures
+
+    from helpers.stories import is_grammatical
+
+    texts = ["Mom gave her a big hug. Mom gave his a big hug.",  # one grammatical sentence, one with a wrong pronoun
+             "Dad showed her what to do. hug the gave Mom her.",  # corpus words in no template's order
+             "She blorped. And then"]  # an unknown word; the cut-off tail is not counted
+    measures = grammar_measures(texts)
+    assert is_grammatical("Mom gave her a big hug.") and not is_grammatical("Mom gave his a big hug.")
+    assert {k: (v["successes"], v["n"]) for k, v in measures.items()} == {
+        "whole": (0, 3), "sentences": (2, 5), "words": (4, 5)}
+    assert grammar_measures(["no sentence ends here"]) == {"whole": None, "sentences": None, "words": None}

@@ -400,6 +400,8 @@ def qa_records(story: Story) -> list[dict[str, str]]:
 
     Rule: a who/what/where/feeling answer, minus a leading "a", "an" or "the",
     appears in the story text (ignoring case).  Yes/no answers are true of the text.
+    A who-question also says whose name it asks for: ``role`` is "hero",
+    "friend" or "parent".
     """
     fields = {
         "hero": story.hero, "friend": story.friend, "parent": story.parent,
@@ -413,7 +415,8 @@ def qa_records(story: Story) -> list[dict[str, str]]:
         needed = _FIELD.findall(question) + [answer]
         if all(fields[name] is not None for name in needed):
             records.append({"instruction": question.format(**fields), "input": story.text,
-                            "output": fields[answer], "kind": kind})
+                            "output": fields[answer], "kind": kind,
+                            **({"role": answer} if kind == "who" else {})})  # hero, friend or parent
     rng = random.Random(_mix(story.seed, story.index) ^ _QA_SALT)
     for question, answer in _yes_no(story, rng):
         records.append({"instruction": question, "input": story.text, "output": answer,

@@ -16,7 +16,8 @@ from collections import Counter
 from typing import Any, Mapping, Sequence
 
 from .stats import Comparison, compare_shares, share
-from .stories import Story, answer_vocabulary, entities, is_grammatical, split_sentences
+from .stories import Story, answer_vocabulary, entities, is_grammatical, split_sentences, vocabulary
+from .story_grammar import PRONOUNS
 
 __all__ = [
     "STORY_SENTENCES",
@@ -26,13 +27,17 @@ __all__ = [
     "grammatical_sentences",
     "consistency_share",
     "consistent_continuations",
+    "consistency_variants",
+    "grammar_measures",
     "normalise_answer",
     "answer_fits_kind",
     "first_line",
     "score_answers",
     "answer_tallies",
     "majority_baselines",
+    "reader_baselines",
     "versus_baselines",
+    "answer_groups",
 ]
 
 STORY_SENTENCES = 3  # sentences of a held-out story given as the prompt to continue
@@ -161,6 +166,59 @@ def consistent_continuations(pairs: Sequence[tuple[Story, str]], *, n_sentences:
     return sum(_consistent(story, text, n_sentences) for story, text in pairs)
 
 
+_PRONOUN = re.compile(r"\b(?:he|she|him|her|his)\b", re.IGNORECASE)
+
+
+def consistency_variants(pairs: Sequence[tuple[Story, str]], *,
+                         n_sentences: int = STORY_SENTENCES) -> dict[str, int]:
+    """How many continuations pass the strict rule and three more lenient ones.
+
+    ``strict``: :func:`consistency_share`'s rule. ``hero_again``: the hero's
+    name comes back. ``first_name_is_hero``: the first name the continuation
+    writes is the hero's. ``first_pronoun_fits``: its first he/she/him/her/his
+    has the hero's gender. Each is a count out of ``len(pairs)``; a lenient
+    rule that stays as low as the strict one shows the failure is not the
+    rule's severity.
+    """
+    counts = {"strict": 0, "hero_again": 0, "first_name_is_hero": 0, "first_pronoun_fits": 0}
+    for story, text in pairs:
+        names = [(text.find(n), n) for n in entities(text)["names"]]
+        pronoun = _PRONOUN.search(text)
+        hero_words = {w.lower() for w in PRONOUNS[story.hero_gender].values()}
+        counts["strict"] += _consistent(story, text, n_sentences)
+        counts["hero_again"] += story.hero in {n for _, n in names}
+        counts["first_name_is_hero"] += bool(names) and min(names)[1] == story.hero
+        counts["first_pronoun_fits"] += bool(pronoun) and pronoun.group().lower() in hero_words
+    return counts
+
+
+def grammar_measures(texts: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Grammar measured three ways, from strict to loose, each a share with its 95% interval.
+
+    ``whole``: continuations all of whose complete sentences the grammar
+    produces (out of those with at least one); ``sentences``: complete
+    sentences the grammar produces (:func:`grammatical_sentences`);
+    ``words``: complete sentences made only of the corpus' words, in any
+    order (a sentence can fail the grammar on one agreement and pass here).
+    """
+    whole, words = [0, 0], [0, 0]
+    for text in texts:
+        sentences = split_sentences(text)
+        if sentences and not _complete(sentences[-1]):
+            sentences = sentences[:-1]
+        if sentences:
+            whole[0] += all(is_grammatical(s) for s in sentences)
+            whole[1] += 1
+        words[0] += sum(bool(_LEXICON.findall(s)) and set(_LEXICON.findall(s.lower())) <= vocabulary() for s in sentences)
+        words[1] += len(sentences)
+    strict = grammatical_sentences(texts)
+    return {name: share(*counts) if counts[1] else None
+            for name, counts in (("whole", whole), ("sentences", strict), ("words", words))}
+
+
+_LEXICON = re.compile(r"[a-z]+(?:'t)?|'s", re.IGNORECASE)  # words as helpers.stories.vocabulary() lists them
+
+
 _ARTICLE = re.compile(r"^(?:a|an|the)\s+")
 _EDGES = string.punctuation + string.whitespace
 
@@ -215,32 +273,40 @@ def score_answers(records: Sequence[Mapping[str, Any]], answers: Sequence[str], 
     for record, answer in zip(records, answers):
         got = first_line(answer)
         kind = record.get("kind", "other")
-        rows.append({"question": record["instruction"], "kind": kind, "expected": record["output"], "got": got,
+        rows.append({"question": record["instruction"], "kind": kind, "role": record.get("role"),
+                     "expected": record["output"], "got": got,
                      "correct": normalise_answer(got) == normalise_answer(record["output"]),
                      "right_form": answer_fits_kind(kind, got)})
     tallies = answer_tallies(rows)
     return {**tallies.pop("all"), "by_kind": tallies, "examples": rows[:examples]}
 
 
-def answer_tallies(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per kind (sorted) and then for "all": exact answers with their 95% interval, and the right-form share.
+def answer_groups(row: Mapping[str, Any]) -> list[str]:
+    """The tallies a question counts in: its kind, and "who/hero", "who/friend" or "who/parent" for a who-question."""
+    kind = row.get("kind", "other")
+    return [kind, f"{kind}/{row['role']}"] if row.get("role") else [kind]
 
-    ``right_form`` is the share of answers that have the form their kind asks
-    for (:func:`answer_fits_kind`), right or wrong, over the answers whose
-    kind is a story-question kind; ``None`` if there are none.
+
+def answer_tallies(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per kind (sorted; a who-question also under its role, :func:`answer_groups`), then "all".
+
+    Each holds the exact answers with their 95% interval and ``right_form``:
+    the share of answers that have the form their kind asks for
+    (:func:`answer_fits_kind`), right or wrong, over the answers whose kind
+    is a story-question kind; ``None`` if there are none.
     """
     out = {}
-    for kind in [*sorted({r["kind"] for r in rows}), "all"]:
-        chosen = [r for r in rows if kind in ("all", r["kind"])]
+    for group in [*sorted({g for r in rows for g in answer_groups(r)}), "all"]:
+        chosen = [r for r in rows if group == "all" or group in answer_groups(r)]
         judged = [r["right_form"] for r in chosen if r["right_form"] is not None]
-        out[kind] = {**share(sum(r["correct"] for r in chosen), len(chosen)),
-                     "right_form": sum(judged) / len(judged) if judged else None}
+        out[group] = {**share(sum(r["correct"] for r in chosen), len(chosen)),
+                      "right_form": sum(judged) / len(judged) if judged else None}
     return out
 
 
 def majority_baselines(train_records: Sequence[Mapping[str, Any]],
                        eval_records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per kind: the most common answer among the *training* questions, and how often it is right on ``eval_records``.
+    """Per kind (and who-role): the most common *training* answer, and how often it is right on ``eval_records``.
 
     A baseline that needs no model and never looks at the questions it is
     scored on. Yes/no questions get "always no" whatever the training
@@ -248,13 +314,54 @@ def majority_baselines(train_records: Sequence[Mapping[str, Any]],
     """
     counts: dict[str, Counter] = {}
     for record in train_records:
-        counts.setdefault(record.get("kind", "other"), Counter())[normalise_answer(record["output"])] += 1
+        for group in answer_groups(record):
+            counts.setdefault(group, Counter())[normalise_answer(record["output"])] += 1
     out = {}
-    for kind in sorted({r.get("kind", "other") for r in eval_records}):
-        chosen = [r for r in eval_records if r.get("kind", "other") == kind]
-        answer = "no" if kind == "yes_no" else counts[kind].most_common(1)[0][0] if counts.get(kind) else ""
+    for group in sorted({g for r in eval_records for g in answer_groups(r)}):
+        chosen = [r for r in eval_records if group in answer_groups(r)]
+        answer = "no" if group == "yes_no" else counts[group].most_common(1)[0][0] if counts.get(group) else ""
         right = sum(normalise_answer(r["output"]) == answer for r in chosen)
-        out[kind] = {"answer": answer, "share": right / len(chosen), "n": len(chosen)}
+        out[group] = {"answer": answer, "share": right / len(chosen), "n": len(chosen)}
+    return out
+
+
+_ASKED = re.compile(r"^(?:Did the story happen (?:\w+ )?(?:the )?(?P<place>.+)|Is there someone named (?P<name>.+) in the story"
+                    r"|Is there (?:an? )?(?P<thing>.+) in the story)\?$")
+def _first_name(text: str) -> str:
+    """The first girl's or boy's name the text writes ("" if none)."""
+    found = [(text.find(n), n) for n in entities(text)["names"]]
+    return min(found)[1] if found else ""
+
+
+def _looked_up(record: Mapping[str, Any]) -> str:
+    """A yes/no question answered by looking its word up in the story: "yes" if the story writes it."""
+    match = _ASKED.match(record["instruction"])
+    if match is None:
+        raise ValueError(f"no word to look up in yes/no question {record['instruction']!r}")
+    word = next(w for w in match.groups() if w)
+    flags = 0 if match.group("name") else re.IGNORECASE
+    return "yes" if re.search(rf"\b{re.escape(word)}\b", record["input"], flags) else "no"
+
+
+def reader_baselines(eval_records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """What two trivial readers score: who-questions answered with the story's first name, yes/no by lookup.
+
+    Unlike :func:`majority_baselines` these read the story, but nothing more
+    than a search does: a model below them has not learned to read as well as
+    ``str.find``. Per group of :func:`answer_groups` (who and its roles,
+    yes_no): the reader's name, its share right and the number of questions.
+    """
+    readers = {"who": ("first name in the story", lambda r: _first_name(r["input"])),
+               "yes_no": ("look the word up in the story", _looked_up)}
+    out = {}
+    for group in sorted({g for r in eval_records for g in answer_groups(r)}):
+        kind = group.split("/")[0]
+        if kind not in readers:
+            continue
+        name, answer = readers[kind]
+        chosen = [r for r in eval_records if group in answer_groups(r)]
+        right = sum(normalise_answer(answer(r)) == normalise_answer(r["output"]) for r in chosen)
+        out[group] = {"reader": name, "share": right / len(chosen), "n": len(chosen)}
     return out
 
 
@@ -264,13 +371,14 @@ def versus_baselines(tallies: Mapping[str, Mapping[str, Any]],
 
     ``tallies`` as :func:`answer_tallies` gives them, ``baselines`` as
     :func:`majority_baselines` does; the baseline of all kinds is each kind's
-    right answers added up. Each entry is the baseline's share and
+    right answers added up (who-roles are part of who, not counted again). Each entry is the baseline's share and
     :func:`helpers.stats.compare_shares` of the two (difference, its 95%
     interval, Cohen's h, the verdict).
     """
     right = {kind: round(b["share"] * b["n"]) for kind, b in baselines.items()}  # a whole count of questions
     counts = {**{kind: (right[kind], b["n"]) for kind, b in baselines.items()},
-              "all": (sum(right.values()), sum(b["n"] for b in baselines.values()))}
+              "all": (sum(right[kind] for kind in baselines if "/" not in kind),
+                      sum(b["n"] for kind, b in baselines.items() if "/" not in kind))}
     out: dict[str, dict[str, Any]] = {}
     for kind, (base_right, base_n) in counts.items():
         compared: Comparison = compare_shares(tallies[kind]["successes"], tallies[kind]["n"], base_right, base_n)
