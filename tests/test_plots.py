@@ -66,28 +66,43 @@ def _ys(ax) -> list[list[float]]:
     return [[float(y) for y in line.get_ydata()] for line in ax.lines]
 
 
+def _order_row(step: int, k: int) -> dict:
+    """A learning-order row whose every share is k of 10 (k + 1 for the lenient ones) and whose savings are k nats."""
+    cloze = {"who": _share(k, 10), "where": _share(k, 10), "all": {**_share(2 * k, 20), "chance": 0.2}}
+    return {"step": step, "tokens": step * 10,
+            "grammar": {"whole": _share(k, 10), "sentences": _share(k, 10), "words": _share(k + 1, 10)},
+            "consistency": {"strict": _share(k, 10), "hero_again": _share(k + 1, 10),
+                            "first_name_is_hero": _share(k + 1, 10), "first_pronoun_fits": _share(k + 1, 10)},
+            "cloze": {name: cloze for name in ("story", "absent", "story without story", "absent without story")},
+            "copying": {"repeated_random": {"gain": k}, "name_mentions": {"first": 5.0, "later": 5.0 - k},
+                        "far_context": {"value": k / 10}}}
+
+
 def test_learning_order_figure_draws_each_probe_its_interval_and_its_lines(tmp_path):
-    rows = [{"step": 10, "tokens": 100, "grammar": _share(10, 100), "consistency": _share(0, 50),
-             "cloze": {"who": _share(2, 10), "where": _share(5, 10), "all": _share(7, 20)}},
-            {"step": 20, "tokens": 200, "grammar": _share(50, 100), "consistency": _share(5, 50),
-             "cloze": {"who": _share(6, 10), "where": _share(9, 10), "all": _share(15, 20)}}]
-    refs = {"grammar": {"the stories' own continuations": 1.0},
-            "consistency": {"the stories' own continuations": 0.9, "another story's continuation": 0.05},
-            "cloze": {"chance": {"who": 0.2, "where": 0.25}, "word frequency": {"who": 0.0, "where": 0.3}}}
+    rows = [_order_row(10, 1), _order_row(20, 5)]
+    own, other = "the stories' own continuations", "another story's continuation"
+    refs = {"grammar": {own: {"sentences": _share(10, 10)}},
+            "consistency": {own: {"strict": _share(9, 10)}, other: {"strict": _share(0, 10)}},
+            "cloze": {"chance": {}, "word frequency": {}},
+            "copying": {"repeated_random": {"gain": 7.5}}}
     order = {"rows": rows, "references": refs, "prompts": 50}
     fig = evaluation_plots.learning_order_figure(order, title="order", path=tmp_path / "order.png")
-    grammar, consistency, facts = fig.axes
+    grammar, consistency, facts, copying = fig.axes
     assert [list(line.get_xdata()) for line in grammar.lines][0] == [100, 200]
-    assert _ys(grammar) == [[0.1, 0.5], [1.0, 1.0]]
-    assert _ys(consistency) == [[0.0, 0.1], [0.9, 0.9], [0.05, 0.05]]
-    assert _ys(facts)[:5] == [[0.2, 0.6], [0.0, 0.0], [0.5, 0.9], [0.3, 0.3], [0.225, 0.225]]  # chance: the mean
+    assert _ys(grammar) == [[0.1, 0.5], [0.1, 0.5], [0.2, 0.6], [1.0, 1.0]]
+    assert _ys(consistency) == [[0.1, 0.5], [0.2, 0.6], [0.2, 0.6], [0.2, 0.6], [0.9, 0.9], [0.0, 0.0]]
+    assert _ys(facts) == [[0.1, 0.5]] * 2 + [[0.1, 0.5]] * 3 + [[0.2, 0.2]]
+    assert _ys(copying) == [[1.0, 5.0], [1.0, 5.0], [0.1, 0.5], [0.0, 0.0]]
+    assert copying.get_title() == "copying (the copying rule saves 7.5 nats on the repeat)"
     band = grammar.collections[0].get_paths()[0].vertices[:, 1]  # the shaded 95% interval of grammar
-    assert min(band) == pytest.approx(rows[0]["grammar"]["low"]) and max(band) == pytest.approx(rows[1]["grammar"]["high"])
-    assert [t.get_text() for t in facts.get_legend().get_texts()] == [
-        "who", "where", "chance (1 / candidates, 0.23)", "dotted: always the most frequent word"]
+    assert min(band) == pytest.approx(rows[0]["grammar"]["sentences"]["low"])
+    assert max(band) == pytest.approx(rows[1]["grammar"]["sentences"]["high"])
+    assert [t.get_text() for t in facts.get_legend().get_texts()][-1] == "chance (1 / candidates, 0.20)"
     written = json.loads((tmp_path / "order.json").read_text())
-    assert written["figure"] == "order.png" and written["rows"][1]["grammar"]["share"] == 0.5
-    assert written["references"] == refs and written["prompts"] == 50 and _is_png(tmp_path / "order.png")
+    assert written["figure"] == "order.png" and written["rows"][1]["grammar"]["sentences"]["share"] == 0.5
+    assert written["references"]["copying"] == refs["copying"] and written["prompts"] == 50
+    assert written["references"]["consistency"][own]["strict"]["low"] == pytest.approx(refs["consistency"][own]["strict"]["low"], abs=1e-6)
+    assert _is_png(tmp_path / "order.png")
     with pytest.raises(ValueError, match="no learning-order measurements"):
         evaluation_plots.learning_order_figure({"rows": [], "references": refs}, title="t")
 

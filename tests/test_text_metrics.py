@@ -252,4 +252,5 @@ def test_grammar_measures_from_strict_to_loose():
     assert is_grammatical("Mom gave her a big hug.") and not is_grammatical("Mom gave his a big hug.")
     assert {k: (v["successes"], v["n"]) for k, v in measures.items()} == {
         "whole": (0, 3), "sentences": (2, 5), "words": (4, 5)}
-    assert grammar_measures(["no sentence ends here"]) == {"whole": None, "sentences": None, "words": None}
+    nothing = {"share": 0.0, "low": 0.0, "high": 1.0, "successes": 0, "n": 0}
+    assert grammar_measures(["no sentence ends here"]) == {"whole": nothing, "sentences": nothing, "words": nothing}

@@ -19,8 +19,8 @@ from .plots import styled_pyplot, save
 
 __all__ = ["learning_order_figure", "answer_curve_figure", "repetition_figure"]
 
-KIND_COLORS = {"who": "tab:blue", "where": "tab:orange", "what": "tab:green", "feeling": "tab:red",
-               "yes_no": "tab:purple", "all": "black"}
+KIND_COLORS = {"who": "tab:blue", "who/hero": "navy", "who/friend": "tab:cyan", "who/parent": "slateblue",
+               "where": "tab:orange", "what": "tab:green", "feeling": "tab:red", "yes_no": "tab:purple", "all": "black"}
 
 
 def _band(ax, xs, shares: Sequence[Mapping[str, float]], label: str, color: str, width: float = 2) -> None:
@@ -35,40 +35,76 @@ def _reference(ax, value: float, label: str, style: str = "--", color: str = "gr
 
 
 def learning_order_figure(order: Mapping[str, Any], *, title: str, path: str | Path | None = None) -> Figure:
-    """Three panels against training tokens: grammar, consistency, story facts (the cloze, per kind).
+    """Four panels against training tokens: grammar, consistency, story facts, copying.
 
-    ``order`` is :func:`helpers.learning_order.learning_order`'s result:
-    rows with a share and interval per probe, and the reference lines.
+    ``order`` is :func:`helpers.learning_order.learning_order`'s result. The
+    shares are drawn with their 95% intervals: grammar (sentences; whole
+    continuations and words only as thin lines), consistency (strict; the
+    lenient rules as thin lines), the cloze whose distractors the story never
+    names, per kind (its first design and both designs without the story as
+    gray lines: the controls). Copying is in nats: what the repeat, the
+    hero's later mentions and the story's far context save, against zero
+    (no copying) and the copying rule's saving on the repeat.
     """
     rows, refs = order["rows"], order["references"]
     if not rows:
         raise ValueError("no learning-order measurements to plot")
     plt = styled_pyplot()
-    fig, (grammar, consistency, facts) = plt.subplots(1, 3, figsize=(17, 4.8), sharey=True)
+    fig, (grammar, consistency, facts, copying) = plt.subplots(1, 4, figsize=(22, 5))
     xs = [r["tokens"] for r in rows]
-    _band(grammar, xs, [r["grammar"] for r in rows], "sampled continuations", "tab:blue")
-    _band(consistency, xs, [r["consistency"] for r in rows], "sampled continuations", "tab:blue")
-    for label, value in refs["grammar"].items():
-        _reference(grammar, value, label, ":")
-    for (label, value), style in zip(refs["consistency"].items(), (":", "--")):
-        _reference(consistency, value, label, style)
-    for kind in [k for k in rows[0]["cloze"] if k != "all"]:
-        _band(facts, xs, [r["cloze"][kind] for r in rows], kind, KIND_COLORS.get(kind, "gray"))
-        _reference(facts, refs["cloze"]["word frequency"][kind], None, ":", KIND_COLORS.get(kind, "gray"))
-    chance = sum(refs["cloze"]["chance"].values()) / len(refs["cloze"]["chance"])
-    _reference(facts, chance, f"chance (1 / candidates, {chance:.2f})")
-    facts.plot([], [], color="gray", linestyle=":", label="dotted: always the most frequent word")
-    for ax, name in ((grammar, "grammatical sentences"), (consistency, "continuations keeping the story's "
-                                                          "characters and things"),
-                     (facts, "story facts: the story's word ranked first")):
+    own = "the stories' own continuations"
+    _band(grammar, xs, [r["grammar"]["sentences"] for r in rows], "grammatical sentences", "tab:blue")
+    for key, color in (("whole", "tab:cyan"), ("words", "tab:purple")):
+        grammar.plot(xs, [r["grammar"][key]["share"] for r in rows], color=color, linewidth=1.2,
+                     label={"whole": "continuations all grammatical", "words": "sentences of corpus words"}[key])
+    _reference(grammar, refs["grammar"][own]["sentences"]["share"], own, ":")
+    _band(consistency, xs, [r["consistency"]["strict"] for r in rows], "strict rule", "tab:blue")
+    for key, color in (("hero_again", "tab:green"), ("first_name_is_hero", "tab:orange"),
+                       ("first_pronoun_fits", "tab:red")):
+        consistency.plot(xs, [r["consistency"][key]["share"] for r in rows], color=color, linewidth=1.2,
+                         label=key.replace("_", " "))
+    _reference(consistency, refs["consistency"][own]["strict"]["share"], own + " (strict)", ":")
+    _reference(consistency, refs["consistency"]["another story's continuation"]["strict"]["share"],
+               "another story's continuation (strict)", "--")
+    absent = rows[0]["cloze"]["absent"]
+    for kind in [k for k in absent if k != "all"]:
+        _band(facts, xs, [r["cloze"]["absent"][kind] for r in rows], kind, KIND_COLORS.get(kind, "gray"))
+    for name, style in (("story", "-"), ("story without story", "--"), ("absent without story", ":")):
+        facts.plot(xs, [r["cloze"][name]["all"]["share"] for r in rows], color="gray", linestyle=style, linewidth=1.2,
+                   label={"story": "story's own words as candidates (all)",
+                          "story without story": "the same, story removed",
+                          "absent without story": "absent words, story removed"}[name])
+    chance = absent["all"]["chance"]
+    _reference(facts, chance, f"chance (1 / candidates, {chance:.2f})", "-.", "black")
+    for key, label, color in (("repeated_random", "random tokens: first minus repeat", "tab:blue"),
+                              ("name_mentions", "hero's name: first minus later mentions", "tab:green"),
+                              ("far_context", "story text: other minus own far context", "tab:orange")):
+        copying.plot(xs, [_saving(r["copying"][key]) for r in rows], marker="o", markersize=4, color=color,
+                     label=label)
+    _reference(copying, 0.0, "no copying", "-", "black")
+    ceiling = _saving(refs["copying"]["repeated_random"])
+    copying.set_title(f"copying (the copying rule saves {ceiling:.1f} nats on the repeat)", fontsize=12)
+    for ax, name in ((grammar, "grammar"), (consistency, "continuations keeping the story's characters"),
+                     (facts, "story facts: answer among absent words")):
         ax.set_title(name, fontsize=12)
-        ax.set_xlabel("training tokens seen")
         ax.set_ylim(-0.02, 1.02)
-        ax.legend(fontsize=9, loc="best")
-    grammar.set_ylabel("share (95% interval shaded)")
+        ax.set_ylabel("share (95% interval shaded)")
+    copying.set_ylabel("nats saved per token (per name)")
+    for ax in (grammar, consistency, facts, copying):
+        ax.set_xlabel("training tokens seen")
+        ax.legend(fontsize=8, loc="best")
     fig.suptitle(title)
     fig.tight_layout()
     return save(fig, path, {"title": title, **order})
+
+
+def _saving(measure: Mapping[str, float]) -> float:
+    """What a copying measure says the context saves, in nats."""
+    if "gain" in measure:
+        return measure["gain"]
+    if "later" in measure:
+        return measure["first"] - measure["later"]
+    return measure["value"]
 
 
 def answer_curve_figure(curve: Mapping[str, Any], *, title: str, path: str | Path | None = None) -> Figure:

@@ -3,11 +3,14 @@
 The paper concludes from a few samples that a small model learns grammar
 first, then the template of an answer, hardly any logic. Here the order is
 measured, not built in. :func:`learning_order` asks every checkpoint of a
-*pretraining* run the same three things, none of which pretraining is told
-about: grammar (the share of sentences the story grammar can produce),
-consistency (continuations that keep the story's characters and things) and
-story facts (a cloze: which of the story's own words the model expects after
-a cue). Each share comes with its 95% interval and a line to read it against.
+*pretraining* run the same four things, none of which pretraining is told
+about: grammar (sentences the story grammar can produce, and two looser
+counts), consistency (continuations that keep the story's characters and
+things, and three lenient rules), story facts (a cloze in two designs, each
+also without the story) and copying from the context
+(:mod:`helpers.copying`). Each comes with the lines it is read against: the
+stories' own text, a control that must fail, the untrained model, and for
+copying a rule that copies perfectly.
 :func:`answer_curve` follows exact answers to held-out story questions, kind
 by kind, through finetuning, against baselines taken from the training
 questions.
@@ -21,9 +24,10 @@ from typing import Any
 from transformers import AutoTokenizer
 
 from .config import Profile
+from .copying import CopyingOracle, copying_probe
 from .devices import resolve_device
 from .inference import Decoding, generate
-from .model import load_model
+from .model import build_model, load_model
 from .evaluation_plots import answer_curve_figure, learning_order_figure
 from .plots import close
 from .probes import cloze_accuracy, qa_accuracy
@@ -32,68 +36,93 @@ from .runs import has_model, model_stages, read_metrics, read_run_record, requir
 from .sources import held_out_questions, load_instructions
 from .stats import share
 from .stories import corpus, story_prompts
-from .story_cloze import cloze_items, frequency_baseline
+from .story_cloze import CLOZE_DESIGNS, cloze_items, frequency_baseline, without_story
 from .text_metrics import (
-    STORY_SENTENCES, answer_tallies, consistent_continuations, grammatical_sentences, majority_baselines,
+    STORY_SENTENCES, answer_tallies, consistency_variants, grammar_measures, majority_baselines, reader_baselines,
 )
 
 __all__ = ["learning_order", "answer_curve", "learning_order_report"]
 
 
+def _cloze_sets(stories) -> dict[str, list]:
+    """The cloze items of both designs, each also with the story removed (the control)."""
+    sets = {design: [item for story in stories for item in cloze_items(story, design)] for design in CLOZE_DESIGNS}
+    return {**sets, **{f"{design} without story": without_story(items) for design, items in sets.items()}}
+
+
+def _shares(counts: dict[str, int], n: int) -> dict[str, dict]:
+    return {name: share(k, n) for name, k in counts.items()}
+
+
+def _measure(model, tokenizer, begin, cloze, facts_stories, block_size, texts) -> dict[str, Any]:
+    """Every probe on one model; ``texts`` are its continuations of the beginnings ``begin``."""
+    pairs = [(s, t) for (_, s), t in zip(begin, texts)]
+    return {"grammar": grammar_measures(texts),
+            "consistency": _shares(consistency_variants(pairs), len(begin)),
+            "cloze": {name: cloze_accuracy(model, tokenizer, items) for name, items in cloze.items()},
+            "copying": copying_probe(model, tokenizer, facts_stories, block_size)}
+
+
 def _story_references(prompts, cloze, corpus_seed: int) -> dict[str, Any]:
-    """The lines each probe is read against, from the stories themselves (no model)."""
-    stories = [story for _, story in prompts]
+    """The lines each text probe is read against, from the stories themselves (no model)."""
     real = [story.text[len(beginning):] for beginning, story in prompts]
     borrowed = real[1:] + real[:1]  # fluent story text that belongs to another beginning
     training = [s.text for s in corpus("train", 2000, seed=corpus_seed)]
-    chance = {kind: sum(i.chance for i in cloze if i.kind == kind) / sum(i.kind == kind for i in cloze)
-              for kind in dict.fromkeys(i.kind for i in cloze)}
+    stories = [story for _, story in prompts]
     return {
-        "grammar": {"the stories' own continuations": share(*grammatical_sentences(real))["share"]},
-        "consistency": {"the stories' own continuations":
-                        consistent_continuations(list(zip(stories, real))) / len(prompts),
-                        "another story's continuation":
-                        consistent_continuations(list(zip(stories, borrowed))) / len(prompts)},
-        "cloze": {"chance": chance, "word frequency": frequency_baseline(cloze, training)},
+        "grammar": {"the stories' own continuations": grammar_measures(real)},
+        "consistency": {"the stories' own continuations": _shares(consistency_variants(list(zip(stories, real))),
+                                                                  len(prompts)),
+                        "another story's continuation": _shares(consistency_variants(list(zip(stories, borrowed))),
+                                                                len(prompts))},
+        "cloze": {"chance": {name: _per_kind_chance(items) for name, items in cloze.items()},
+                  "word frequency": frequency_baseline(cloze["story"], training)},
     }
+
+
+def _per_kind_chance(items) -> dict[str, float]:
+    kinds = dict.fromkeys(i.kind for i in items)
+    return {kind: sum(i.chance for i in items if i.kind == kind) / sum(i.kind == kind for i in items) for kind in kinds}
 
 
 def learning_order(pretrain_run: str | Path, *, prompts: int = 200, cloze_stories: int = 60,
                    max_new_tokens: int = 60, seed: int = 0, profile: Profile | None = None,
                    device: str | None = None, progress: bool = True) -> dict[str, Any]:
-    """Grammar, consistency and story facts at every checkpoint of one pretraining run.
+    """Grammar, consistency, story facts and copying at every checkpoint of one pretraining run.
 
     ``prompts`` held-out story beginnings are continued (sampled with
     ``seed``): grammar counts their sentences, consistency their
     continuations. The cloze asks four blanks (who, where, what, feeling)
-    about each of ``cloze_stories`` held-out stories. Returns ``rows`` (one
-    per saved model: ``step``, ``tokens`` and a share with its 95% interval
-    per probe, the cloze per kind) and ``references`` (the stories' own
-    continuations, another story's continuation, the cloze's chance and
-    word-frequency baseline).
+    about each of ``cloze_stories`` held-out stories, in both designs of
+    :mod:`helpers.story_cloze`, each also without the story; the copying probe
+    reads the same stories. Returns ``rows`` (one per saved model: ``step``,
+    ``tokens`` and every measure of :func:`_measure`), ``untrained`` (the
+    same measures of the run's first weights, before any step) and
+    ``references`` (the stories' own text, another story's continuation, the
+    cloze's chance and word-frequency lines, the copying rule's scores).
     """
     run = require_model(Path(pretrain_run))
     cfg = profile or run_profile(run)
     begin = story_prompts(prompts, seed=cfg.data.corpus_seed, n_sentences=STORY_SENTENCES)
-    cloze = [item for story in corpus("validation", cloze_stories, seed=cfg.data.corpus_seed)
-             for item in cloze_items(story)]
+    facts = corpus("validation", cloze_stories, seed=cfg.data.corpus_seed)
+    cloze = _cloze_sets(facts)
     tokenizer, records = AutoTokenizer.from_pretrained(str(run)), read_metrics(run)
     dev = resolve_device(device or cfg.device)
-    rows = []
-    for step, folder in progress_bar(model_stages(run), desc="learning order", unit="checkpoint",
-                                     disable=not progress):
-        model = load_model(folder).to(dev)
-        texts = generate(model, tokenizer, [b for b, _ in begin],
-                         Decoding(max_new_tokens=max_new_tokens, do_sample=True, seed=seed), device=dev, progress=False)
-        good, total = grammatical_sentences(texts)
-        no_sentence = {"share": 0.0, "low": 0.0, "high": 1.0, "successes": 0, "n": 0}  # nothing to count yet
-        rows.append({"step": step, "tokens": tokens_at(records, step),
-                     "grammar": share(good, total) if total else no_sentence,
-                     "consistency": share(consistent_continuations([(s, t) for (_, s), t in zip(begin, texts)]),
-                                          len(begin)),
-                     "cloze": cloze_accuracy(model, tokenizer, cloze, device=dev)})
-    return {"rows": rows, "references": _story_references(begin, cloze, cfg.data.corpus_seed),
-            "prompts": len(begin), "cloze_items": len(cloze), "cloze_stories": cloze_stories}
+    block = cfg.data.block_size
+    sampling = Decoding(max_new_tokens=max_new_tokens, do_sample=True, seed=seed)
+
+    def measured(model) -> dict[str, Any]:
+        texts = generate(model, tokenizer, [b for b, _ in begin], sampling, device=dev, progress=False)
+        return _measure(model, tokenizer, begin, cloze, facts, block, texts)
+
+    rows = [{"step": step, "tokens": tokens_at(records, step), **measured(load_model(folder).to(dev))}
+            for step, folder in progress_bar(model_stages(run), desc="learning order", unit="checkpoint",
+                                             disable=not progress)]
+    untrained = measured(build_model(cfg.model, seed=cfg.pretrain.seed).to(dev))
+    references = {**_story_references(begin, cloze, cfg.data.corpus_seed),
+                  "copying": copying_probe(CopyingOracle(len(tokenizer)), tokenizer, facts, block)}
+    return {"rows": rows, "untrained": untrained, "references": references, "prompts": len(begin),
+            "cloze_items": {name: len(items) for name, items in cloze.items()}, "cloze_stories": cloze_stories}
 
 
 def answer_curve(finetune_run: str | Path, *, stories: int = 64, max_new_tokens: int = 12,
@@ -105,7 +134,9 @@ def answer_curve(finetune_run: str | Path, *, stories: int = 64, max_new_tokens:
     most common training answer of the question's kind ("no" for yes/no, if
     that is the most common). Rows hold ``step`` (0: the init model),
     ``tokens`` and, per kind and for all, the exact share with its 95%
-    interval and the share of answers of the right form.
+    interval and the share of answers of the right form; who-questions are
+    also tallied by role. ``readers`` are the trivial readers' shares
+    (:func:`helpers.text_metrics.reader_baselines`), beside the baselines.
     """
     run = require_model(Path(finetune_run))
     cfg = profile or run_profile(run)
@@ -113,6 +144,7 @@ def answer_curve(finetune_run: str | Path, *, stories: int = 64, max_new_tokens:
         return {"skipped": "answers are scored on the embedded story questions only"}
     questions = held_out_questions(stories, cfg.data.corpus_seed)
     baselines = majority_baselines(load_instructions(cfg.data)[0], questions)
+    readers = reader_baselines(questions)
     tokenizer, records = AutoTokenizer.from_pretrained(str(run)), read_metrics(run)
     record = read_run_record(run)
     init = record.init if record else None  # the pretrained model is the answers' step 0
@@ -125,7 +157,7 @@ def answer_curve(finetune_run: str | Path, *, stories: int = 64, max_new_tokens:
                              progress=False)
         rows.append({"step": step, "tokens": 0 if step == 0 else tokens_at(records, step),
                      **answer_tallies(scored["examples"])})
-    return {"rows": rows, "baselines": baselines, "questions": len(questions), "stories": stories}
+    return {"rows": rows, "baselines": baselines, "readers": readers, "questions": len(questions), "stories": stories}
 
 
 def learning_order_report(run_dir: Path, stage: str, profile: Profile, seed: int, device: str, progress: bool,

@@ -200,6 +200,7 @@ def grammar_measures(texts: Sequence[str]) -> dict[str, dict[str, Any]]:
     sentences the grammar produces (:func:`grammatical_sentences`);
     ``words``: complete sentences made only of the corpus' words, in any
     order (a sentence can fail the grammar on one agreement and pass here).
+    With nothing to count, a share is 0 with ``n`` 0.
     """
     whole, words = [0, 0], [0, 0]
     for text in texts:
@@ -212,8 +213,13 @@ def grammar_measures(texts: Sequence[str]) -> dict[str, dict[str, Any]]:
         words[0] += sum(bool(_LEXICON.findall(s)) and set(_LEXICON.findall(s.lower())) <= vocabulary() for s in sentences)
         words[1] += len(sentences)
     strict = grammatical_sentences(texts)
-    return {name: share(*counts) if counts[1] else None
+    return {name: share(*counts) if counts[1] else dict(_NOTHING_COUNTED)
             for name, counts in (("whole", whole), ("sentences", strict), ("words", words))}
+
+
+# With no complete sentence there is nothing to count: a model that never ends a sentence has not learned
+# to write one, so the share is 0 (its interval the whole range).
+_NOTHING_COUNTED = {"share": 0.0, "low": 0.0, "high": 1.0, "successes": 0, "n": 0}
 
 
 _LEXICON = re.compile(r"[a-z]+(?:'t)?|'s", re.IGNORECASE)  # words as helpers.stories.vocabulary() lists them
