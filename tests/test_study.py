@@ -79,3 +79,24 @@ def test_the_study_keeps_its_minutes_out_of_its_figures(tmp_path, monkeypatch):
     timing = json.loads((tmp_path / "benchmarks" / "results" / "study-timing.json").read_text())
     assert result["timing"] == str(tmp_path / "benchmarks" / "results" / "study-timing.json")
     assert timing["minutes"]["pretraining"] == 2.0 and timing["minutes"]["finetuning"] == 1.0
+
+
+def test_the_pretraining_arms_table_measures_each_arm_and_reuses_its_run(tmp_path, capsys):
+    tiny = {key: value for key, value in SHRUNK.items() if key.startswith(("pretrain.", "data.")) and "instruction" not in key}
+    arms = {"plain": tiny, "half drills": {**tiny, "data.copy_share": 0.5}}
+    table = study.run_arms(tmp_path / "runs", tmp_path / "figs", arms=arms, stories=4, progress=False)
+    rows = table["rows"]
+    assert [r["arm"] for r in rows] == ["plain", "half drills"] and rows[1]["settings"]["data.copy_share"] == 0.5
+    assert [r["steps"] for r in rows] == [6, 6] and rows[0]["tokens"] == 6 * 4 * 128
+    drilled = json.loads((tmp_path / "runs" / "arms" / "1" / "pretrain" / "run.json").read_text())
+    assert drilled["data"]["train_blocks"] == 2 * json.loads(
+        (tmp_path / "runs" / "arms" / "0" / "pretrain" / "run.json").read_text())["data"]["train_blocks"]
+    assert table["lines"]["the copying rule"]["repeated_random"]["gain"] > 7  # the ceiling; the floor beside it
+    assert set(table["lines"]) == {"untrained", "the copying rule"}
+    written = json.loads((tmp_path / "figs" / "study_arms.json").read_text())
+    assert written["rows"][1]["copying"]["name_mentions"]["first_mentions"] == 4
+    markdown = (tmp_path / "figs" / "study_arms.md").read_text().splitlines()
+    assert len(markdown) == 2 + 2 + 2 and markdown[3].startswith("| half drills | ") and "data.copy_share=0.5" in markdown[3]
+    capsys.readouterr()
+    again = study.run_arms(tmp_path / "runs", tmp_path / "figs", arms=arms, stories=4, progress=False)
+    assert "reusing the finished run" in capsys.readouterr().out and again["rows"] == rows

@@ -25,7 +25,7 @@ from .lessons import lesson_paths, run_lessons
 from .report import write_report
 from .runs import RunError, read_run_record, run_profile
 from .sources import DataError, check_hub_sources
-from .study import run_study
+from .study import run_arms, run_study
 from .train import TrainingDiverged, train
 
 __all__ = ["main", "build_parser"]
@@ -97,6 +97,9 @@ def _add_study_command(sub) -> None:
                    help="held-out stories whose questions and cloze blanks are scored (default: 64)")
     p.add_argument("--prompts", type=int, default=200,
                    help="story beginnings continued at each pretraining checkpoint (default: 200)")
+    p.add_argument("--arms", action="store_true",
+                   help="instead: the pretraining arms of helpers.study.PRETRAINING_ARMS, each measured by the copying "
+                        "probe; writes study_arms.json and .md to --figures")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -251,6 +254,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "grade":
             return _grade(args)
+        if args.command == "study" and args.arms:
+            table = run_arms(args.out, args.figures, progress=not args.quiet)
+            print(f"{len(table['rows'])} pretraining arms measured; table {table['path']}")
+            return 0
         if args.command == "study":
             result = run_study(args.out, args.figures, overrides=parse_overrides(args.overrides), stories=args.stories,
                                prompts=args.prompts, progress=not args.quiet)

@@ -13,6 +13,12 @@ took is a measurement of the machine, not a result of the study: it goes to
 ``benchmarks/results/study-timing.json`` with the machine named, and the
 committed figures stay the same on every rerun. ``python -m helpers study``
 (``make study``) runs it; it is not part of the report job.
+
+Story QA needs a model that copies from its context (:mod:`helpers.copying`).
+:func:`run_arms` trains the pretraining arms of :data:`PRETRAINING_ARMS`,
+each one change away from the lesson profile, and writes their copying
+probe, failures included, as a table (``study_arms.json`` and ``.md``):
+the record of which recipes were tried and what each one did.
 """
 
 from __future__ import annotations
@@ -22,19 +28,24 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
+from transformers import AutoTokenizer
+
 from .config import get_profile
+from .copying import CopyingOracle, copying_probe
 from .evaluation_plots import answer_curve_figure, learning_order_figure
 from .devices import describe_machine
 from .learning_order import answer_curve, learning_order
+from .model import build_model, load_model
 from .plots import close
-from .runs import read_run_record, write_json
+from .runs import read_run_record, write_bytes, write_json
+from .stories import corpus
 from .train import ensure_run
 
-__all__ = ["STUDY_SETTINGS", "run_study", "write_timing"]
+__all__ = ["STUDY_SETTINGS", "PRETRAINING_ARMS", "run_study", "run_arms", "write_timing"]
 
 # On top of the lesson profile (its tokenizer, 288-token blocks, no dropout): what the study changes.
-# Pretraining matters most: a model this size answers a kind of question only once pretraining has
-# taught it to copy that kind of fact from the context (the learning order's cloze shows when).
+# Answering from the story needs a model that copies from its context; the copying probe of the learning
+# order says whether this pretraining taught it (in the committed study it did not: study_arms.md).
 STUDY_SETTINGS: dict[str, Any] = {
     "data.train_stories": 60_000,
     "pretrain.max_steps": 3500,
@@ -47,6 +58,19 @@ STUDY_SETTINGS: dict[str, Any] = {
     "finetune.eval_every": 150,
     "finetune.save_every": 150,
     "finetune.keep_checkpoints": 10,
+}
+
+
+# Pretraining recipes tried for copying, each on top of the lesson profile (width 64, 6 layers, 8 heads).
+# Copy drills: data.copy_share of the training blocks are random spans written twice (helpers.data).
+_LONGER = {"pretrain.max_steps": 3000, "pretrain.save_every": 500, "data.train_stories": 60_000}
+PRETRAINING_ARMS: dict[str, dict[str, Any]] = {
+    "lesson profile": {},
+    "drills 25%": {"data.copy_share": 0.25},
+    "drills 25%, 3x longer": {"data.copy_share": 0.25, **_LONGER},
+    "drills 50%, 3x longer": {"data.copy_share": 0.5, **_LONGER},
+    "drills 50%, 3x longer, 128-token blocks": {"data.copy_share": 0.5, "data.block_size": 128,
+                                                "pretrain.batch_size": 16, **_LONGER},
 }
 
 
@@ -104,3 +128,59 @@ def write_timing(path: str | Path, minutes: Mapping[str, float], *, settings: Ma
                       "date": datetime.date.today().isoformat(), "machine": describe_machine(device),
                       "settings": dict(settings), "minutes": {k: round(v, 2) for k, v in minutes.items()}})
     return Path(path)
+
+
+def run_arms(out_dir: str | Path, figures_dir: str | Path, *, arms: Mapping[str, Mapping[str, Any]] | None = None,
+             stories: int = 60, progress: bool = True) -> dict[str, Any]:
+    """Pretrain every arm (finished runs are reused) and measure copying at its final model.
+
+    Each arm is ``{"section.key": value}`` on top of the lesson profile, in
+    ``out_dir / "arms" / <n>`` (its place in the list). The rows hold the
+    settings, steps, tokens, validation loss, training minutes (from the run's
+    record) and the copying probe on ``stories`` held-out stories; beside them
+    the untrained model and the copying rule, the probe's floor and ceiling.
+    Written to ``figures_dir / "study_arms.json"`` and a Markdown table in ``.md``.
+    """
+    arms = PRETRAINING_ARMS if arms is None else arms
+    if not arms:
+        raise ValueError("run_arms needs at least one arm")
+    rows = []
+    for n, (name, overrides) in enumerate(arms.items()):
+        profile = get_profile("lesson", {"pretrain.keep_checkpoints": 0, **overrides})
+        folder = Path(out_dir) / "arms" / str(n) / "pretrain"
+        result = ensure_run("pretrain", profile, folder, progress=progress)
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        facts = corpus("validation", stories, seed=profile.data.corpus_seed)
+        rows.append({"arm": name, "settings": dict(overrides), "steps": result.steps, "tokens": result.tokens,
+                     "eval_loss": result.eval_loss, "minutes": round(result.elapsed_s / 60, 1),
+                     "copying": copying_probe(load_model(folder), tokenizer, facts, profile.data.block_size)})
+    lesson = get_profile("lesson")
+    lines = {"untrained": copying_probe(build_model(lesson.model, seed=lesson.pretrain.seed), tokenizer, facts,
+                                        lesson.data.block_size),
+             "the copying rule": copying_probe(CopyingOracle(len(tokenizer)), tokenizer, facts, lesson.data.block_size)}
+    record = read_run_record(folder)
+    table = {"what": "pretraining arms on top of the lesson profile, each measured by helpers.copying at its final model",
+             "machine": describe_machine(record.device if record else None), "stories": stories,
+             "rows": rows, "lines": lines}
+    figures = Path(figures_dir)
+    write_json(figures / "study_arms.json", table)
+    write_bytes(figures / "study_arms.md", _arms_markdown(table).encode())
+    return {**table, "path": str(figures / "study_arms.json")}
+
+
+def _arms_markdown(table: Mapping[str, Any]) -> str:
+    """The arms as a Markdown table: settings, cost, and what each saves by copying (nats)."""
+    head = ("| arm | settings | steps | minutes | validation loss | random repeat: first / repeat "
+            "| saved beyond the control | hero: first / later mentions | far context |")
+    out = [head, "|" + "---|" * 9]
+    entries = [(r["arm"], r) for r in table["rows"]] + [(name, {"copying": c}) for name, c in table["lines"].items()]
+    for name, row in entries:
+        c = row["copying"]
+        rr, names, far = c["repeated_random"], c["name_mentions"], c["far_context"]
+        settings = ", ".join(f"{k}={v}" for k, v in row.get("settings", {}).items()) or "–"
+        cost = [str(row.get("steps", "–")), str(row.get("minutes", "–")),
+                f"{row['eval_loss']:.3f}" if row.get("eval_loss") is not None else "–"]
+        out.append(f"| {name} | {settings} | {' | '.join(cost)} | {rr['first']:.2f} / {rr['repeat']:.2f} "
+                   f"| {rr['gain'] - rr['control_gain']:+.2f} | {names['first']:.2f} / {names['later']:.2f} "
+                   f"| {far['value']:+.3f} |")
+    return "\n".join(out) + "\n"
