@@ -13,7 +13,7 @@ measures here ask whether a model has that skill, without any question:
   its first mention and at its later ones: a reader that copies finds the
   later ones easy; a model that only knows which names are common does not.
 * :func:`far_context` -- how much higher the loss on story text is when the
-  context further back than ``window`` tokens is another story's.
+  context further back than ``window`` tokens (or a little more) is another story's.
 
 :class:`CopyingOracle` is the instrument's known answer: a hand-written model
 that copies by rule (no training), so the measures' ceiling is measured, not
@@ -142,8 +142,9 @@ def far_context(model: nn.Module, blocks: torch.Tensor, *, window: int = 64, tar
                 device: str | torch.device | None = None) -> dict[str, float | int]:
     """Loss (nats per token) on the last ``targets`` tokens of each block: with its own far context, and swapped.
 
-    "Far" is everything further back than ``window`` tokens. The swap puts the
-    same stretch of the previous block there, so every token keeps its
+    "Far" is everything before the last ``window + targets`` tokens, so each
+    scored token still reads at least ``window`` tokens of its own. The swap
+    puts the same stretch of the previous block there: every token keeps its
     position and the model reads as many tokens as before; only what the far
     tokens say changes. (Cutting them off instead also takes away the first
     tokens, on which trained models park attention, and costs a model that
@@ -156,11 +157,10 @@ def far_context(model: nn.Module, blocks: torch.Tensor, *, window: int = 64, tar
         raise ValueError("far_context needs at least two blocks, to swap far context between them")
     if not 0 < targets <= T - window - 1:
         raise ValueError(f"blocks of {T} tokens leave no room for {targets} targets after a {window}-token window")
+    near = T - window - targets
+    swapped_blocks = torch.cat([blocks.roll(1, dims=0)[:, :near], blocks[:, near:]], dim=1)
     own = _token_losses(model, blocks, device)[:, -targets:]
-    donor = blocks.roll(1, dims=0)
-    swapped = torch.stack([_token_losses(model, torch.cat([donor[:, :end - window], blocks[:, end - window:end + 1]], 1),
-                                         device)[:, -1]
-                           for end in range(T - targets, T)], dim=1)
+    swapped = _token_losses(model, swapped_blocks, device)[:, -targets:]
     return {"own": float(own.mean()), "swapped": float(swapped.mean()), "value": float(swapped.mean() - own.mean()),
             "window": window, "tokens": B * targets}
 
