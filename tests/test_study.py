@@ -94,6 +94,7 @@ def test_the_pretraining_arms_table_measures_each_arm_and_reuses_its_run(tmp_pat
     assert table["lines"]["the copying rule"]["repeated_random"]["gain"] > 7  # the ceiling; the floor beside it
     assert set(table["lines"]) == {"untrained", "the copying rule"}
     written = json.loads((tmp_path / "figs" / "study_arms.json").read_text())
+    assert written["figure"] == "study_arms.png" and (tmp_path / "figs" / "study_arms.png").stat().st_size > 0
     assert written["rows"][1]["copying"]["name_mentions"]["first_mentions"] == 4
     markdown = (tmp_path / "figs" / "study_arms.md").read_text().splitlines()
     assert len(markdown) == 2 + 2 + 2 and markdown[3].startswith("| half drills | ") and "data.copy_share=0.5" in markdown[3]

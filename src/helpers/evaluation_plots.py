@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 
 from .plots import styled_pyplot, save
 
-__all__ = ["learning_order_figure", "answer_curve_figure", "repetition_figure"]
+__all__ = ["learning_order_figure", "answer_curve_figure", "repetition_figure", "copying_arms_figure"]
 
 KIND_COLORS = {"who": "tab:blue", "who/hero": "navy", "who/friend": "tab:cyan", "who/parent": "slateblue",
                "where": "tab:orange", "what": "tab:green", "feeling": "tab:red", "yes_no": "tab:purple", "all": "black"}
@@ -170,3 +170,32 @@ def repetition_figure(rows: Sequence[Mapping[str, object]], *, title: str, color
     fig.tight_layout()
     shown = [{"label": str(r[label]), **{key: r.get(key) for key, _ in columns}} for r in rows]
     return save(fig, path, {"title": title, "rows": shown})
+
+
+def copying_arms_figure(table: Mapping[str, Any], *, title: str, path: str | Path | None = None) -> Figure:
+    """What each pretraining arm saves by copying, in nats: on a random repeat (beyond its control) and on the
+    hero's later mentions, with the untrained model and the copying rule as the last bars.
+
+    ``table`` is :func:`helpers.study.run_arms`' result; its numbers go beside the PNG.
+    """
+    entries = [(r["arm"], r["copying"]) for r in table["rows"]] + list(table["lines"].items())
+    if not table["rows"]:
+        raise ValueError("no pretraining arms to plot")
+    plt = styled_pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(13, 0.5 * len(entries) + 1.8), sharey=True)
+    measures = (("random repeat, beyond the control",
+                 lambda c: c["repeated_random"]["gain"] - c["repeated_random"]["control_gain"]),
+                ("hero's name: first minus later", lambda c: c["name_mentions"]["first"] - c["name_mentions"]["later"]))
+    for ax, (label, value) in zip(axes, measures):
+        values = [value(c) for _, c in entries]
+        ax.barh(range(len(entries)), values, color=["tab:blue"] * len(table["rows"]) + ["gray"] * len(table["lines"]))
+        for y, v in enumerate(values):
+            ax.text(v, y, f" {v:+.2f}", va="center", fontsize=9)
+        ax.axvline(0, color="black", linewidth=1)
+        ax.set_xlabel(f"{label} (nats)")
+        ax.grid(axis="y", visible=False)
+    axes[0].set_yticks(range(len(entries)), [name for name, _ in entries])
+    axes[0].invert_yaxis()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save(fig, path, dict(table))

@@ -32,7 +32,7 @@ from transformers import AutoTokenizer
 
 from .config import get_profile
 from .copying import CopyingOracle, copying_probe
-from .evaluation_plots import answer_curve_figure, learning_order_figure
+from .evaluation_plots import answer_curve_figure, copying_arms_figure, learning_order_figure
 from .devices import describe_machine
 from .learning_order import answer_curve, learning_order
 from .model import build_model, load_model
@@ -139,7 +139,7 @@ def run_arms(out_dir: str | Path, figures_dir: str | Path, *, arms: Mapping[str,
     settings, steps, tokens, validation loss, training minutes (from the run's
     record) and the copying probe on ``stories`` held-out stories; beside them
     the untrained model and the copying rule, the probe's floor and ceiling.
-    Written to ``figures_dir / "study_arms.json"`` and a Markdown table in ``.md``.
+    Drawn in ``figures_dir / "study_arms.png"`` (numbers in ``.json``), and a Markdown table in ``.md``.
     """
     arms = PRETRAINING_ARMS if arms is None else arms
     if not arms:
@@ -163,7 +163,8 @@ def run_arms(out_dir: str | Path, figures_dir: str | Path, *, arms: Mapping[str,
              "machine": describe_machine(record.device if record else None), "stories": stories,
              "rows": rows, "lines": lines}
     figures = Path(figures_dir)
-    write_json(figures / "study_arms.json", table)
+    close(copying_arms_figure(table, title="Pretraining arms: does the model copy from its context?",
+                              path=figures / "study_arms.png"))
     write_bytes(figures / "study_arms.md", _arms_markdown(table).encode())
     return {**table, "path": str(figures / "study_arms.json")}
 
