@@ -17,7 +17,7 @@ from helpers.model import build_model, load_model
 from helpers.probes import cloze_accuracy
 from helpers.runs import checkpoint_dir, read_metrics
 from helpers.stories import corpus, story_prompts
-from helpers.story_cloze import cloze_items
+from helpers.story_cloze import cloze_items, without_story
 from helpers.text_metrics import consistent_continuations, grammatical_sentences
 
 
@@ -64,6 +64,8 @@ def test_learning_order_measures_every_checkpoint(pretrained_run, pre, tmp_path,
     stories = corpus("validation", 3)
     assert rows[2]["cloze"]["story"] == cloze_accuracy(final, tok, [i for s in stories for i in cloze_items(s)])
     assert rows[2]["cloze"]["absent"] == cloze_accuracy(final, tok, [i for s in stories for i in cloze_items(s, "absent")])
+    assert rows[2]["cloze"]["story without story"] == cloze_accuracy(
+        final, tok, without_story([i for s in stories for i in cloze_items(s)]))
     assert rows[2]["copying"] == copying_probe(final, tok, stories, 128)
     assert cloze(rows[2]) not in (cloze(rows[0]), cloze(rows[1]))
     # the untrained model: the run's first weights, as training drew them from its seed

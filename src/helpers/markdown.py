@@ -135,7 +135,7 @@ def difference(compared: Mapping[str, Any]) -> str:
 
 
 def _learning_order_section(order: Mapping[str, Any]) -> list[str]:
-    """Pretraining: the three probes per checkpoint; finetuning: exact answers per kind per checkpoint."""
+    """Pretraining: the probes per checkpoint; finetuning: exact answers per kind per checkpoint."""
     out = ["## Learning order", ""]
     if "skipped" in order:
         return out + [f"Skipped: {order['skipped']}.", ""]
@@ -144,10 +144,14 @@ def _learning_order_section(order: Mapping[str, Any]) -> list[str]:
         rows = [{"step": r["step"], **{k: interval(r[k]) for k in kinds}} for r in order["rows"]]
         rows.append({"step": "baseline", **{k: fmt(order["baselines"][k]["share"]) for k in kinds if k != "all"}})
         return out + [table(rows, ["step", *kinds]), "", f"![answers]({Path(order['figure']).name})", ""]
-    rows = [{"step": r["step"], "tokens": r["tokens"], "grammar": interval(r["grammar"]),
-             "consistency": interval(r["consistency"]), "story facts": interval(r["cloze"]["all"])}
+    columns = ["step", "tokens", "grammar", "consistency", "story facts", "story facts, story removed",
+               "copying: saved on a repeat (nats)"]
+    rows = [{"step": r["step"], "tokens": r["tokens"], "grammar": interval(r["grammar"]["sentences"]),
+             "consistency": interval(r["consistency"]["strict"]), "story facts": interval(r["cloze"]["absent"]["all"]),
+             "story facts, story removed": interval(r["cloze"]["absent without story"]["all"]),
+             "copying: saved on a repeat (nats)": f"{r['copying']['repeated_random']['gain']:+.2f}"}
             for r in order["rows"]]
-    return out + [table(rows, ["step", "tokens", "grammar", "consistency", "story facts"]), "",
+    return out + [table(rows, columns), "", "Story facts: the cloze whose distractors the story never names.", "",
                   f"![learning order]({Path(order['figure']).name})", ""]
 
 
