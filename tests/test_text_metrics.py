@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 
@@ -254,3 +255,19 @@ def test_grammar_measures_from_strict_to_loose():
         "whole": (0, 3), "sentences": (2, 5), "words": (4, 5)}
     nothing = {"share": 0.0, "low": 0.0, "high": 1.0, "successes": 0, "n": 0}
     assert grammar_measures(["no sentence ends here"]) == {"whole": nothing, "sentences": nothing, "words": nothing}
+
+
+def test_the_first_name_is_found_as_a_whole_word():
+    """"Tim" sits inside "Timmy" and "Ian" inside "Brian": names are ordered where they stand as words."""
+    from helpers.stories import corpus
+    from helpers.text_metrics import _names_in_order, consistency_variants, reader_baselines
+
+    assert _names_in_order("Brian met Lily, and Ian waved.") == ["Brian", "Lily", "Ian"]
+
+    text = "Timmy met Tim at the park."
+    record = {"instruction": "Who is the main character of the story?", "input": text, "output": "Timmy",
+              "kind": "who", "role": "hero"}
+    assert reader_baselines([record])["who/hero"]["share"] == 1.0
+    story = next(s for s in corpus("validation", 50) if s.hero_gender == "male" and "Tim" not in s.text)
+    hero = dataclasses.replace(story, hero="Timmy")
+    assert consistency_variants([(hero, " " + text)])["first_name_is_hero"] == 1

@@ -166,6 +166,12 @@ def consistent_continuations(pairs: Sequence[tuple[Story, str]], *, n_sentences:
     return sum(_consistent(story, text, n_sentences) for story, text in pairs)
 
 
+def _names_in_order(text: str) -> list[str]:
+    """The girls' and boys' names the text writes, in order of first mention (whole words: "Tom" is not "Tommy")."""
+    first = {n: re.search(rf"\b{re.escape(n)}\b", text).start() for n in entities(text)["names"]}
+    return sorted(first, key=first.get)
+
+
 _PRONOUN = re.compile(r"\b(?:he|she|him|her|his)\b", re.IGNORECASE)
 
 
@@ -182,12 +188,12 @@ def consistency_variants(pairs: Sequence[tuple[Story, str]], *,
     """
     counts = {"strict": 0, "hero_again": 0, "first_name_is_hero": 0, "first_pronoun_fits": 0}
     for story, text in pairs:
-        names = [(text.find(n), n) for n in entities(text)["names"]]
+        names = _names_in_order(text)
         pronoun = _PRONOUN.search(text)
         hero_words = {w.lower() for w in PRONOUNS[story.hero_gender].values()}
         counts["strict"] += _consistent(story, text, n_sentences)
-        counts["hero_again"] += story.hero in {n for _, n in names}
-        counts["first_name_is_hero"] += bool(names) and min(names)[1] == story.hero
+        counts["hero_again"] += story.hero in names
+        counts["first_name_is_hero"] += bool(names) and names[0] == story.hero
         counts["first_pronoun_fits"] += bool(pronoun) and pronoun.group().lower() in hero_words
     return counts
 
@@ -335,8 +341,8 @@ _ASKED = re.compile(r"^(?:Did the story happen (?:\w+ )?(?:the )?(?P<place>.+)|I
                     r"|Is there (?:an? )?(?P<thing>.+) in the story)\?$")
 def _first_name(text: str) -> str:
     """The first girl's or boy's name the text writes ("" if none)."""
-    found = [(text.find(n), n) for n in entities(text)["names"]]
-    return min(found)[1] if found else ""
+    names = _names_in_order(text)
+    return names[0] if names else ""
 
 
 def _looked_up(record: Mapping[str, Any]) -> str:
