@@ -48,8 +48,11 @@ class CopyingOracle(nn.Module):
 
     Puts probability ``1 - miss`` on that token and spreads ``miss`` evenly
     over the rest; with no earlier occurrence every token is equally likely.
-    It reads the whole context and ignores positions, so it shows what a
-    perfect copier scores on each measure (with ``miss`` as its only loss).
+    It reads the whole context and ignores positions: on random tokens written
+    twice it is the ceiling (``miss`` its only loss on the repeat). On story
+    text it copies whatever followed the last occurrence, right or wrong, so
+    on the hero's later mentions it is no ceiling (it does worse than at the
+    first): a name copier needs to know where a name goes.
     """
 
     def __init__(self, vocab_size: int, miss: float = 1e-3):
