@@ -101,3 +101,16 @@ def test_the_pretraining_arms_table_measures_each_arm_and_reuses_its_run(tmp_pat
     capsys.readouterr()
     again = study.run_arms(tmp_path / "runs", tmp_path / "figs", arms=arms, stories=4, progress=False)
     assert "reusing the finished run" in capsys.readouterr().out and again["rows"] == rows
+
+
+def test_the_arms_table_writes_each_measure_in_its_column():
+    """Hand-made numbers, all different, so a column filled from the wrong measure shows."""
+    copying = {"repeated_random": {"first": 7.6, "repeat": 5.1, "gain": 2.5, "control_gain": 0.25, "shifted_gain": 0.75},
+               "name_mentions": {"first": 4.5, "later": 3.25}, "far_context": {"value": 0.125}}
+    table = {"rows": [{"arm": "fixed repeats", "settings": {"data.copy_share": 0.5}, "steps": 900, "minutes": 6.5,
+                       "eval_loss": 1.2344, "copying": copying}], "lines": {"untrained": copying}}
+    lines = study._arms_markdown(table).splitlines()
+    assert lines[2] == ("| fixed repeats | data.copy_share=0.5 | 900 | 6.5 | 1.234 | 7.60 / 5.10 | +2.25 | +0.50 "
+                        "| 4.50 / 3.25 | +0.125 |")
+    assert lines[3] == "| untrained | – | – | – | – | 7.60 / 5.10 | +2.25 | +0.50 | 4.50 / 3.25 | +0.125 |"
+    assert len(lines[0].split("|")) == len(lines[1].split("|")) == len(lines[2].split("|"))

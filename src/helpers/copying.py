@@ -8,7 +8,9 @@ measures here ask whether a model has that skill, without any question:
 
 * :func:`repeated_random` -- random tokens, then the same tokens again. Nothing
   predicts the first writing; only copying predicts the second. The control
-  writes *fresh* random tokens the second time, where no model can gain.
+  writes *fresh* random tokens the second time, where no model can gain; the
+  shifted variant puts fresh tokens between the writings, where a reader of
+  a fixed distance back fails.
 * :func:`name_mentions` -- the loss on the hero's name in held-out stories, at
   its first mention and at its later ones: a reader that copies finds the
   later ones easy; a model that only knows which names are common does not.
@@ -85,7 +87,8 @@ def _token_losses(model: nn.Module, ids: torch.Tensor, device, position_ids: tor
 
 
 def repeated_random(model: nn.Module, token_ids: Sequence[int], start_id: int, *, sequences: int = 64,
-                    length: int = 50, seed: int = 0, device: str | torch.device | None = None) -> dict[str, float]:
+                    length: int = 50, gap: int = 17, seed: int = 0,
+                    device: str | torch.device | None = None) -> dict[str, float]:
     """Mean loss (nats per token) on random tokens written once, then again: ``first``, ``repeat``, ``gain``.
 
     Each sequence is ``start_id``, then ``length`` tokens drawn uniformly from
@@ -94,21 +97,26 @@ def repeated_random(model: nn.Module, token_ids: Sequence[int], start_id: int, *
     the end of the first writing, which nothing predicts). ``gain`` is
     ``first - repeat``; ``control_gain`` is the same with fresh tokens the
     second time (no model can gain there: the floor); ``uniform`` is the loss
-    of a uniform guess among ``token_ids``.
+    of a uniform guess among ``token_ids``. ``shifted_gain`` is the gain when
+    ``gap`` fresh random tokens stand between the two writings: a copier that
+    finds the earlier occurrence by what it says gains as much there, while a
+    head that reads a fixed distance back (which training on repeats of one
+    fixed length can teach) gains nothing.
     """
     device = place(model, device)
     gen = torch.Generator().manual_seed(seed)
     pool = torch.as_tensor(list(token_ids))
     once, fresh = (pool[torch.randint(len(pool), (sequences, length), generator=gen)] for _ in range(2))
+    between = pool[torch.randint(len(pool), (sequences, gap), generator=gen)]
     start = torch.full((sequences, 1), start_id)
     scores = {}
-    for name, second in (("repeat", once), ("control", fresh)):
-        losses = _token_losses(model, torch.cat([start, once, second], dim=1), device)
-        # losses[:, t] scores token t + 1: the first writing is tokens 1..length, the second length+1..2*length
-        scores[name] = (float(losses[:, 1:length].mean()), float(losses[:, length + 1:].mean()))
-    (first, repeat), (control_first, control) = scores["repeat"], scores["control"]
+    for name, middle, second in (("repeat", [], once), ("control", [], fresh), ("shifted", [between], once)):
+        losses = _token_losses(model, torch.cat([start, once, *middle, second], dim=1), device)
+        # losses[:, t] scores token t + 1: the first writing is tokens 1..length, the second the last length
+        scores[name] = (float(losses[:, 1:length].mean()), float(losses[:, -(length - 1):].mean()))
+    (first, repeat), (control_first, control), (_, shifted) = scores["repeat"], scores["control"], scores["shifted"]
     return {"first": first, "repeat": repeat, "gain": first - repeat, "control_gain": control_first - control,
-            "uniform": math.log(len(pool))}
+            "shifted_repeat": shifted, "shifted_gain": first - shifted, "gap": gap, "uniform": math.log(len(pool))}
 
 
 def _mention_spans(story: Story) -> list[tuple[int, int]]:

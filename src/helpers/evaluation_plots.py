@@ -173,8 +173,9 @@ def repetition_figure(rows: Sequence[Mapping[str, object]], *, title: str, color
 
 
 def copying_arms_figure(table: Mapping[str, Any], *, title: str, path: str | Path | None = None) -> Figure:
-    """What each pretraining arm saves by copying, in nats: on a random repeat (beyond its control) and on the
-    hero's later mentions, with the untrained model and the copying rule as the last bars.
+    """What each pretraining arm saves by copying, in nats: on a random repeat (beyond its control), on the same
+    repeat shifted by fresh tokens (a fixed-distance reader gains nothing there) and on the hero's later
+    mentions, with the untrained model and the copying rule as the last bars.
 
     ``table`` is :func:`helpers.study.run_arms`' result; its numbers go beside the PNG.
     """
@@ -182,9 +183,11 @@ def copying_arms_figure(table: Mapping[str, Any], *, title: str, path: str | Pat
     if not table["rows"]:
         raise ValueError("no pretraining arms to plot")
     plt = styled_pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(13, 0.5 * len(entries) + 1.8), sharey=True)
+    fig, axes = plt.subplots(1, 3, figsize=(17, 0.5 * len(entries) + 1.8), sharey=True)
     measures = (("random repeat, beyond the control",
                  lambda c: c["repeated_random"]["gain"] - c["repeated_random"]["control_gain"]),
+                ("the same, shifted by fresh tokens",
+                 lambda c: c["repeated_random"]["shifted_gain"] - c["repeated_random"]["control_gain"]),
                 ("hero's name: first minus later", lambda c: c["name_mentions"]["first"] - c["name_mentions"]["later"]))
     for ax, (label, value) in zip(axes, measures):
         values = [value(c) for _, c in entries]

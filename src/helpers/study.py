@@ -172,8 +172,8 @@ def run_arms(out_dir: str | Path, figures_dir: str | Path, *, arms: Mapping[str,
 def _arms_markdown(table: Mapping[str, Any]) -> str:
     """The arms as a Markdown table: settings, cost, and what each saves by copying (nats)."""
     head = ("| arm | settings | steps | minutes | validation loss | random repeat: first / repeat "
-            "| saved beyond the control | hero: first / later mentions | far context |")
-    out = [head, "|" + "---|" * 9]
+            "| saved beyond the control | the same, shifted | hero: first / later mentions | far context |")
+    out = [head, "|" + "---|" * 10]
     entries = [(r["arm"], r) for r in table["rows"]] + [(name, {"copying": c}) for name, c in table["lines"].items()]
     for name, row in entries:
         c = row["copying"]
@@ -182,6 +182,7 @@ def _arms_markdown(table: Mapping[str, Any]) -> str:
         cost = [str(row.get("steps", "–")), str(row.get("minutes", "–")),
                 f"{row['eval_loss']:.3f}" if row.get("eval_loss") is not None else "–"]
         out.append(f"| {name} | {settings} | {' | '.join(cost)} | {rr['first']:.2f} / {rr['repeat']:.2f} "
-                   f"| {rr['gain'] - rr['control_gain']:+.2f} | {names['first']:.2f} / {names['later']:.2f} "
+                   f"| {rr['gain'] - rr['control_gain']:+.2f} | {rr['shifted_gain'] - rr['control_gain']:+.2f} "
+                   f"| {names['first']:.2f} / {names['later']:.2f} "
                    f"| {far['value']:+.3f} |")
     return "\n".join(out) + "\n"
