@@ -35,10 +35,12 @@ report: install
 	$(BIN)/python -m helpers report --profile $(PROFILE) $(if $(filter lesson,$(PROFILE)),--store) $(REPORT_ARGS)
 
 # A longer study (not part of the report): can this model learn story QA (about a quarter of an hour on 2 idle
-# CPU cores), and which pretraining recipes make it copy from its context (the arms: about an hour more)?
+# CPU cores), and which pretraining recipes make it copy from its context (the arms: about an hour more; the
+# repeats alone: about twenty minutes more on one core)?
 study: install
 	$(BIN)/python -m helpers study $(STUDY_ARGS)
 	$(BIN)/python -m helpers study --arms $(STUDY_ARGS)
+	$(BIN)/python -m helpers study --repeats $(STUDY_ARGS)
 
 # Student notebooks (solutions blanked, hidden tests removed) into notebooks/student/, autograders into
 # build/exercises/ (otter-grader; notebooks/EXERCISES.md says how to grade a returned notebook).

@@ -8,10 +8,12 @@ import platform
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from conftest import ROOT
 from helpers import study
+from rigged import one_thread  # noqa: F401 - a fixture
 
 SHRUNK = {"pretrain.max_steps": 6, "pretrain.warmup_steps": 2, "pretrain.save_every": 3, "pretrain.eval_every": 3,
           "pretrain.batch_size": 4,
@@ -114,3 +116,39 @@ def test_the_arms_table_writes_each_measure_in_its_column():
                         "| 4.50 / 3.25 | +0.125 |")
     assert lines[3] == "| untrained | – | – | – | – | 7.60 / 5.10 | +2.25 | +0.50 | 4.50 / 3.25 | +0.125 |"
     assert len(lines[0].split("|")) == len(lines[1].split("|")) == len(lines[2].split("|"))
+
+
+def test_a_repeat_batch_is_the_start_token_then_the_same_random_tokens_twice():
+    pool, gen = torch.arange(1, 2048), torch.Generator().manual_seed(0)
+    fixed = study.repeat_batch(pool, 0, 3, (50, 50), gen)
+    assert fixed.shape == (3, 101) and (fixed[:, 0] == 0).all() and (fixed[:, 1:] > 0).all()
+    assert torch.equal(fixed[:, 1:51], fixed[:, 51:]) and not torch.equal(fixed[0, 1:51], fixed[1, 1:51])
+    widths = {study.repeat_batch(pool, 0, 2, (3, 5), gen).shape[1] for _ in range(40)}
+    assert widths == {7, 9, 11}  # every length from 3 to 5, each written twice after the start token
+
+
+def test_training_on_repeats_is_deterministic_and_probes_every_length_plain_and_shifted(one_thread):
+    settings = dict(steps=4, batch_size=2, probe_every=2, probe_lengths=(5, 8), progress=False)
+    curve = study.train_on_repeats((5, 8), **settings)
+    assert [r["step"] for r in curve] == [2, 4]
+    assert set(curve[0]["saved"]) == set(curve[0]["shifted"]) == {"5", "8"}
+    assert curve == study.train_on_repeats((5, 8), **settings)
+    assert curve != study.train_on_repeats((5, 8), **{**settings, "seed": 1})
+    assert curve[0]["loss"] != curve[1]["loss"]  # it trains
+    assert curve[1]["shifted"]["5"] != curve[1]["saved"]["5"]  # two measures on different sequences
+
+
+def test_the_repeats_table_writes_each_arm_s_last_probe(tmp_path, one_thread):
+    table = study.run_repeat_arms(tmp_path, arms={"one": (6, 6)}, steps=2, batch_size=2, probe_every=1,
+                                  probe_lengths=(6,), progress=False)
+    written = json.loads((tmp_path / "study_repeats.json").read_text())
+    assert [r["step"] for r in written["rows"][0]["curve"]] == [1, 2]  # the figure's JSON keeps 6 significant digits
+    assert written["rows"][0]["curve"][1]["shifted"]["6"] == pytest.approx(table["rows"][0]["curve"][1]["shifted"]["6"], rel=1e-5)
+    assert written["settings"]["steps"] == 2 and (tmp_path / "study_repeats.png").stat().st_size > 0
+    hand = {"rows": [{"arm": "one length", "lengths": [50, 50], "curve": [
+        {"step": 300, "saved": {"30": 0.5, "50": 0.25}, "shifted": {"30": 0.125, "50": -0.75}},
+        {"step": 900, "saved": {"30": 0.01, "50": 2.07}, "shifted": {"30": 0.03, "50": -0.07}}]}]}
+    assert study._repeats_markdown(hand).splitlines() == [
+        "| arm | lengths trained | steps | saved at 30 | shifted at 30 | saved at 50 | shifted at 50 |",
+        "|---|---|---|---|---|---|---|",
+        "| one length | 50-50 | 900 | +0.01 | +0.03 | +2.07 | -0.07 |"]

@@ -25,7 +25,7 @@ from .lessons import lesson_paths, run_lessons
 from .report import write_report
 from .runs import RunError, read_run_record, run_profile
 from .sources import DataError, check_hub_sources
-from .study import run_arms, run_study
+from .study import run_arms, run_repeat_arms, run_study
 from .train import TrainingDiverged, train
 
 __all__ = ["main", "build_parser"]
@@ -100,6 +100,9 @@ def _add_study_command(sub) -> None:
     p.add_argument("--arms", action="store_true",
                    help="instead: the pretraining arms of helpers.study.PRETRAINING_ARMS, each measured by the copying "
                         "probe; writes study_arms.json and .md to --figures")
+    p.add_argument("--repeats", action="store_true",
+                   help="instead: fresh models trained on random repeats alone (helpers.study.REPEAT_ARMS), probed as "
+                        "they train; writes study_repeats.json, .png and .md to --figures")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -254,6 +257,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "grade":
             return _grade(args)
+        if args.command == "study" and args.repeats:
+            table = run_repeat_arms(args.figures, progress=not args.quiet)
+            print(f"{len(table['rows'])} repeat arms measured; table {table['path']}")
+            return 0
         if args.command == "study" and args.arms:
             table = run_arms(args.out, args.figures, progress=not args.quiet)
             print(f"{len(table['rows'])} pretraining arms measured; table {table['path']}")

@@ -202,3 +202,29 @@ def copying_arms_figure(table: Mapping[str, Any], *, title: str, path: str | Pat
     fig.suptitle(title)
     fig.tight_layout()
     return save(fig, path, dict(table))
+
+
+def repeat_arms_figure(table: Mapping[str, Any], *, title: str, path: str | Path | None = None) -> Figure:
+    """One panel per arm of :func:`helpers.study.run_repeat_arms`: nats a repeat saves beyond its control, step by
+    step, at each probed length (solid) and shifted by fresh tokens (dashed); a copier's dashed lines follow its solid ones."""
+    if not table["rows"]:
+        raise ValueError("no repeat arms to plot")
+    plt = styled_pyplot()
+    fig, axes = plt.subplots(1, len(table["rows"]), figsize=(6.5 * len(table["rows"]), 4.5), sharey=True, squeeze=False)
+    for ax, row in zip(axes[0], table["rows"]):
+        steps = [r["step"] for r in row["curve"]]
+        for length, color in zip(row["curve"][0]["saved"], ("tab:blue", "tab:green", "tab:orange", "tab:red")):
+            ax.plot(steps, [r["saved"][length] for r in row["curve"]], marker="o", markersize=4, color=color,
+                    label=f"repeat of {length} tokens")
+            ax.plot(steps, [r["shifted"][length] for r in row["curve"]], linestyle="--", color=color,
+                    label=f"repeat of {length}, fresh tokens between")
+        ax.axhline(0, color="black", linewidth=1)
+        low, high = row["lengths"]
+        ax.set_title(f"trained on repeats of {low} tokens" if low == high else
+                     f"trained on repeats of {low} to {high} tokens", fontsize=11)
+        ax.set_xlabel("training step")
+        ax.legend(fontsize=8, loc="best")
+    axes[0][0].set_ylabel("nats saved beyond the control")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save(fig, path, dict(table))

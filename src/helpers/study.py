@@ -19,6 +19,10 @@ Story QA needs a model that copies from its context (:mod:`helpers.copying`).
 each one change away from the lesson profile, and writes their copying
 probe, failures included, as a table (``study_arms.json`` and ``.md``):
 the record of which recipes were tried and what each one did.
+:func:`run_repeat_arms` trains fresh models on random repeats alone, of one
+length or of many, and follows the probe as they train (``study_repeats``):
+repeats of one length teach a head that reads a fixed distance back, which
+the probe's shifted variant exposes.
 """
 
 from __future__ import annotations
@@ -26,13 +30,15 @@ from __future__ import annotations
 import datetime
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
+import torch
+from tqdm.auto import trange
 from transformers import AutoTokenizer
 
 from .config import get_profile
-from .copying import CopyingOracle, copying_probe
-from .evaluation_plots import answer_curve_figure, copying_arms_figure, learning_order_figure
+from .copying import CopyingOracle, copying_probe, repeated_random
+from .evaluation_plots import answer_curve_figure, copying_arms_figure, learning_order_figure, repeat_arms_figure
 from .devices import describe_machine
 from .learning_order import answer_curve, learning_order
 from .model import build_model, load_model
@@ -41,7 +47,8 @@ from .runs import read_run_record, write_bytes, write_json
 from .stories import corpus
 from .train import ensure_run
 
-__all__ = ["STUDY_SETTINGS", "PRETRAINING_ARMS", "run_study", "run_arms", "write_timing"]
+__all__ = ["STUDY_SETTINGS", "PRETRAINING_ARMS", "REPEAT_ARMS", "run_study", "run_arms", "write_timing",
+           "repeat_batch", "train_on_repeats", "run_repeat_arms"]
 
 # On top of the lesson profile (its tokenizer, 288-token blocks, no dropout): what the study changes.
 # Answering from the story needs a model that copies from its context; the copying probe of the learning
@@ -72,6 +79,9 @@ PRETRAINING_ARMS: dict[str, dict[str, Any]] = {
     "drills 50%, 3x longer, 128-token blocks": {"data.copy_share": 0.5, "data.block_size": 128,
                                                 "pretrain.batch_size": 16, **_LONGER},
 }
+
+# Random repeats alone, no stories (train_on_repeats): the range each batch's length is drawn from.
+REPEAT_ARMS: dict[str, tuple[int, int]] = {"one length (50)": (50, 50), "lengths 20 to 80": (20, 80)}
 
 
 def _setting(profile, key: str) -> Any:
@@ -185,4 +195,83 @@ def _arms_markdown(table: Mapping[str, Any]) -> str:
                    f"| {rr['gain'] - rr['control_gain']:+.2f} | {rr['shifted_gain'] - rr['control_gain']:+.2f} "
                    f"| {names['first']:.2f} / {names['later']:.2f} "
                    f"| {far['value']:+.3f} |")
+    return "\n".join(out) + "\n"
+
+
+def repeat_batch(pool: torch.Tensor, start_id: int, batch_size: int, lengths: tuple[int, int],
+                 generator: torch.Generator) -> torch.Tensor:
+    """Rows of ``start_id``, L tokens drawn from ``pool``, the same L again; one L per batch, drawn from ``lengths``."""
+    length = int(torch.randint(lengths[0], lengths[1] + 1, (1,), generator=generator))
+    once = pool[torch.randint(len(pool), (batch_size, length), generator=generator)]
+    return torch.cat([torch.full((batch_size, 1), start_id), once, once], dim=1)
+
+
+def train_on_repeats(lengths: tuple[int, int], *, steps: int = 1200, batch_size: int = 32,
+                     learning_rate: float = 1e-3, probe_every: int = 300, probe_lengths: Sequence[int] = (30, 50, 70),
+                     seed: int = 0, progress: bool = True) -> list[dict[str, Any]]:
+    """Train a fresh model of the lesson's shape on random repeats alone, probing it every ``probe_every`` steps.
+
+    The purest copying lesson there is: the first writing is noise, the second
+    is all copy. A constant rate and AdamW with the lesson pretraining's other
+    settings. Each probe row holds, for every length in ``probe_lengths``,
+    the nats a repeat saves beyond its control (``saved``) and the same with
+    fresh tokens between the writings (``shifted``): a copier saves on both,
+    a reader of a fixed distance back only where the distance is the one it learned.
+    """
+    profile = get_profile("lesson")
+    cfg, opt = profile.model, profile.pretrain
+    model = build_model(cfg, seed=seed).train()
+    pool = torch.tensor([i for i in range(cfg.vocab_size) if i != cfg.eos_token_id])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=opt.weight_decay,
+                                  betas=(opt.adam_beta1, opt.adam_beta2), eps=opt.adam_epsilon)
+    generator = torch.Generator().manual_seed(seed)
+    rows = []
+    for step in trange(1, steps + 1, disable=not progress, desc=f"repeats of {lengths[0]}-{lengths[1]} tokens"):
+        ids = repeat_batch(pool, cfg.eos_token_id, batch_size, lengths, generator)
+        loss = model(input_ids=ids, labels=ids).loss
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), opt.max_grad_norm)
+        optimizer.step()
+        if step % probe_every == 0 or step == steps:
+            model.eval()
+            probes = {n: repeated_random(model, pool, cfg.eos_token_id, length=n, seed=seed) for n in probe_lengths}
+            rows.append({"step": step, "loss": float(loss.detach()),
+                         "saved": {str(n): p["gain"] - p["control_gain"] for n, p in probes.items()},
+                         "shifted": {str(n): p["shifted_gain"] - p["control_gain"] for n, p in probes.items()}})
+            model.train()
+    return rows
+
+
+def run_repeat_arms(figures_dir: str | Path, *, arms: Mapping[str, tuple[int, int]] | None = None,
+                    steps: int = 1200, batch_size: int = 32, learning_rate: float = 1e-3, probe_every: int = 300,
+                    probe_lengths: Sequence[int] = (30, 50, 70), progress: bool = True) -> dict[str, Any]:
+    """:func:`train_on_repeats` for each arm of :data:`REPEAT_ARMS`; curves to ``study_repeats.png``/``.json``/``.md``."""
+    training = {"steps": steps, "batch_size": batch_size, "learning_rate": learning_rate, "probe_every": probe_every,
+                "probe_lengths": list(probe_lengths)}
+    arms = REPEAT_ARMS if arms is None else arms
+    if not arms:
+        raise ValueError("run_repeat_arms needs at least one arm")
+    rows = [{"arm": name, "lengths": list(lengths), "curve": train_on_repeats(lengths, progress=progress, **training)}
+            for name, lengths in arms.items()]
+    table = {"what": "fresh lesson-shaped models trained on random repeats alone; nats a repeat saves beyond its "
+                     "control, plain and shifted by fresh tokens, at several lengths", "settings": training, "rows": rows}
+    figures = Path(figures_dir)
+    close(repeat_arms_figure(table, title="Random repeats alone: does the model learn to copy, or to read a fixed distance back?",
+                             path=figures / "study_repeats.png"))
+    write_bytes(figures / "study_repeats.md", _repeats_markdown(table).encode())
+    return {**table, "path": str(figures / "study_repeats.json")}
+
+
+def _repeats_markdown(table: Mapping[str, Any]) -> str:
+    """Each arm's last probe: nats saved beyond the control at each length, plain and shifted."""
+    lengths = list(table["rows"][0]["curve"][-1]["saved"])
+    head = "| arm | lengths trained | steps | " + " | ".join(
+        f"saved at {n} | shifted at {n}" for n in lengths) + " |"
+    out = [head, "|" + "---|" * (3 + 2 * len(lengths))]
+    for row in table["rows"]:
+        last = row["curve"][-1]
+        cells = [f"{last['saved'][n]:+.2f} | {last['shifted'][n]:+.2f}" for n in lengths]
+        out.append(f"| {row['arm']} | {row['lengths'][0]}-{row['lengths'][1]} | {last['step']} | "
+                   + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"
