@@ -21,8 +21,8 @@ probe, failures included, as a table (``study_arms.json`` and ``.md``):
 the record of which recipes were tried and what each one did.
 :func:`run_repeat_arms` trains fresh models on random repeats alone, of one
 length or of many, and follows the probe as they train (``study_repeats``):
-repeats of one length teach a head that reads a fixed distance back, which
-the probe's shifted variant exposes.
+repeats of one length teach mostly where the source of a repeat of that
+length sits, which the probe's shifted variant exposes.
 """
 
 from __future__ import annotations
@@ -172,11 +172,16 @@ def run_arms(out_dir: str | Path, figures_dir: str | Path, *, arms: Mapping[str,
     table = {"what": "pretraining arms on top of the lesson profile, each measured by helpers.copying at its final model",
              "machine": describe_machine(record.device if record else None), "stories": stories,
              "rows": rows, "lines": lines}
-    figures = Path(figures_dir)
-    close(copying_arms_figure(table, title="Pretraining arms: does the model copy from its context?",
-                              path=figures / "study_arms.png"))
-    write_bytes(figures / "study_arms.md", _arms_markdown(table).encode())
-    return {**table, "path": str(figures / "study_arms.json")}
+    return _write_table(table, Path(figures_dir) / "study_arms",
+                        copying_arms_figure(table, title="Pretraining arms: does the model copy from its context?",
+                                            path=Path(figures_dir) / "study_arms.png"), _arms_markdown(table))
+
+
+def _write_table(table: dict[str, Any], stem: Path, figure, markdown: str) -> dict[str, Any]:
+    """An arms table's three files: the figure (already saved beside its JSON), the Markdown; returns the table."""
+    close(figure)
+    write_bytes(stem.with_suffix(".md"), markdown.encode())
+    return {**table, "path": str(stem.with_suffix(".json"))}
 
 
 def _arms_markdown(table: Mapping[str, Any]) -> str:
@@ -256,11 +261,10 @@ def run_repeat_arms(figures_dir: str | Path, *, arms: Mapping[str, tuple[int, in
             for name, lengths in arms.items()]
     table = {"what": "fresh lesson-shaped models trained on random repeats alone; nats a repeat saves beyond its "
                      "control, plain and shifted by fresh tokens, at several lengths", "settings": training, "rows": rows}
-    figures = Path(figures_dir)
-    close(repeat_arms_figure(table, title="Random repeats alone: does the model learn to copy, or to read a fixed distance back?",
-                             path=figures / "study_repeats.png"))
-    write_bytes(figures / "study_repeats.md", _repeats_markdown(table).encode())
-    return {**table, "path": str(figures / "study_repeats.json")}
+    title = "Random repeats alone: does the model learn to copy, or to read a fixed distance back?"
+    return _write_table(table, Path(figures_dir) / "study_repeats",
+                        repeat_arms_figure(table, title=title, path=Path(figures_dir) / "study_repeats.png"),
+                        _repeats_markdown(table))
 
 
 def _repeats_markdown(table: Mapping[str, Any]) -> str:
