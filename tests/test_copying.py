@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from rigged import constant_model, one_thread, parity_model  # noqa: F401 - one_thread: a fixture
-from helpers.copying import CopyingOracle, copying_probe, far_context, name_mentions, repeated_random
+from helpers.config import ModelConfig
+from helpers.copying import CopyingOracle, _token_losses, copying_probe, far_context, name_mentions, repeated_random
+from helpers.model import build_model
 from helpers.stories import corpus
 
 V = 300  # vocabulary of the hand-made models
@@ -68,6 +70,26 @@ def test_the_shifted_repeat_tells_a_copier_from_a_reader_of_a_fixed_distance():
     assert reader["shifted_gain"] == pytest.approx(reader["first"] - wrong, abs=1e-4) and reader["shifted_gain"] < -5
     assert reader["control_gain"] < -5  # sure of the token a fixed distance back, which the fresh control does not hold
 
+
+def test_losses_scored_a_few_rows_at_a_time_line_up_with_their_rows():
+    """Seven rows scored three at a time: the distance-1 reader is sure that each token comes again, so a
+    place costs -ln(1 - miss) where the row repeats its token and -ln(miss / (V - 1)) where it does not;
+    row r repeats its token at its first r places."""
+    V, miss = 50, 1e-3
+    ids = torch.tensor([[5] * (r + 1) + list(range(10, 17 - r)) for r in range(7)])
+    expected = torch.tensor([[-math.log(1 - miss)] * r + [-math.log(miss / (V - 1))] * (7 - r) for r in range(7)])
+    losses = _token_losses(DistanceReader(V, 1, miss), ids, "cpu", rows=3)
+    assert losses.shape == (7, 7) and torch.allclose(losses, expected, atol=1e-4)
+
+
+def test_the_probes_switch_dropout_off(one_thread):
+    """A model left in training mode with dropout 0.5 scores the same twice: the probe measures the model,
+    not one draw of its dropout masks."""
+    cfg = ModelConfig(vocab_size=V, n_positions=256, n_embd=16, n_layer=2, n_head=2, resid_pdrop=0.5,
+                      embd_pdrop=0.5, attn_pdrop=0.5, bos_token_id=0, eos_token_id=0)
+    model = build_model(cfg, seed=0).train()
+    first, again = (repeated_random(model, range(1, V), 0, sequences=4, length=10) for _ in range(2))
+    assert first == again
 
 def test_the_oracle_copies_what_followed_the_latest_occurrence():
     logits = CopyingOracle(10, miss=0.1)(torch.tensor([[3, 5, 3, 7, 3]])).logits[0]

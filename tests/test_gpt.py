@@ -443,6 +443,16 @@ def test_from_hf_refuses_an_untied_model():
         GPT.from_hf(untied)
 
 
+
+def test_a_saved_model_loads_in_eval_mode_as_hugging_face_loads_it(tmp_path):
+    """Dropout off after loading: two forward passes of a loaded model with dropout 0.5 agree exactly."""
+    model = GPT(small(resid_pdrop=0.5, embd_pdrop=0.5, attn_pdrop=0.5)).train()
+    model.save_pretrained(tmp_path)
+    loaded = GPT.from_pretrained(tmp_path)
+    assert not loaded.training and not any(m.training for m in loaded.modules())
+    ids = torch.arange(12)[None]
+    assert torch.equal(loaded(input_ids=ids).logits, loaded(input_ids=ids).logits)
+
 # --- the loss and the two ways of computing attention ------------------------------------------
 
 

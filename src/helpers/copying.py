@@ -78,12 +78,24 @@ class CopyingOracle(nn.Module):
         return _Logits(uniform.to(self.anchor.device))
 
 
-def _token_losses(model: nn.Module, ids: torch.Tensor, device, position_ids: torch.Tensor | None = None) -> torch.Tensor:
-    """(B, T - 1) losses in nats: token t + 1 given tokens up to t."""
+def _token_losses(model: nn.Module, ids: torch.Tensor, device, position_ids: torch.Tensor | None = None,
+                  rows: int = 8) -> torch.Tensor:
+    """(B, T - 1) losses in nats: token t + 1 given tokens up to t.
+
+    Scored ``rows`` sequences at a time: with GPT-2's 50,257 tokens the
+    logits of 64 sequences of 150 tokens take almost 2 GB, and allocating
+    them costs more than the model's arithmetic.
+    """
+    model.eval()  # dropout off: a probe scores the model, not one draw of its dropout masks
+    losses = []
     with torch.no_grad():
-        logits = model(input_ids=ids.to(device), position_ids=None if position_ids is None else position_ids.to(device)).logits
-        log_probs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-        return -log_probs.gather(-1, ids[:, 1:, None].to(log_probs.device))[..., 0].cpu()
+        for start in range(0, len(ids), rows):
+            chunk = ids[start:start + rows]
+            positions = None if position_ids is None else position_ids[start:start + rows].to(device)
+            logits = model(input_ids=chunk.to(device), position_ids=positions).logits[:, :-1].float()
+            target = logits.gather(-1, chunk[:, 1:, None].to(logits.device))[..., 0]
+            losses.append((logits.logsumexp(-1) - target).cpu())
+    return torch.cat(losses)
 
 
 def repeated_random(model: nn.Module, token_ids: Sequence[int], start_id: int, *, sequences: int = 64,

@@ -328,14 +328,15 @@ class GPT(nn.Module):
 
         Refuses a folder whose weights are missing, extra or misshapen instead
         of filling the gaps with random numbers. ``options`` go to transformers'
-        ``from_pretrained`` (``local_files_only``, ``revision``, ...).
+        ``from_pretrained`` (``local_files_only``, ``revision``, ...). Like
+        Hugging Face's, the model comes back in eval mode (dropout off).
         """
         with hf_quiet():
             model, info = AutoModelForCausalLM.from_pretrained(str(name_or_path), output_loading_info=True, **options)
         problems = {k: sorted(v) for k, v in info.items() if k != "error_msgs" and v}
         if problems or info.get("error_msgs"):
             raise ValueError(f"{name_or_path} does not hold a complete GPT-2: {problems or info['error_msgs']}")
-        return cls.from_hf(model)
+        return cls.from_hf(model).eval()
 
 
 def _allowed_keys(T: int, seen: int, attention_mask: torch.Tensor | None) -> torch.Tensor | None:
