@@ -202,7 +202,7 @@ def test_cloze_log_probabilities_equal_plain_forward_passes(pre, one_thread):
     """
     import torch
 
-    from helpers.probes import _last_log_probs, _word_log_prob
+    from helpers.probes import _last_log_probs, _word_log_probs
 
     model, tok = pre
     model.eval()
@@ -219,11 +219,10 @@ def test_cloze_log_probabilities_equal_plain_forward_passes(pre, one_thread):
             lp = torch.log_softmax(model(torch.tensor([ids])).logits[0].double(), dim=-1)
             return sum(float(lp[i, t]) for i, t in enumerate(ids[1:]))
 
+        words = [_ids(tok, word) for word in (" dog", " dolphin", " Pete")]  # two, three and one tokens
         for ids in contexts[:3] + contexts[-2:]:
-            for word in (" dog", " dolphin", " Pete"):
-                w = _ids(tok, word)
-                expected = likelihood(ids + w) - likelihood(ids)
-                assert _word_log_prob(model, ids, w, torch.device("cpu")) == pytest.approx(expected, abs=1e-3)
+            expected = [likelihood(ids + w) - likelihood(ids) for w in words]
+            assert _word_log_probs(model, ids, words, torch.device("cpu")) == pytest.approx(expected, abs=1e-3)
 
 
 @pytest.mark.parametrize("counts, low, high", [  # Newcombe (1998), Statistics in Medicine 17:873, table II, method 10

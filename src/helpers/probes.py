@@ -81,17 +81,19 @@ def cloze_accuracy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, i
     """
     device = place(model, device)
     model.eval()
-    firsts = [[tokenizer(" " + c, add_special_tokens=False)["input_ids"] for c in item.candidates] for item in items]
-    contexts = [tokenizer(item.context, add_special_tokens=False)["input_ids"] for item in items]
+    candidates = [" " + c for item in items for c in item.candidates]
+    spelled = iter(tokenizer(candidates, add_special_tokens=False)["input_ids"])
+    spellings = [[next(spelled) for _ in item.candidates] for item in items]  # each candidate's tokens, per item
+    contexts = tokenizer([item.context for item in items], add_special_tokens=False)["input_ids"]
     right = []
     with torch.no_grad():
         for start in range(0, len(items), batch_size):
             last = _last_log_probs(model, contexts[start:start + batch_size], device)
             for offset, log_probs in enumerate(last):
                 i = start + offset
-                scores = [float(log_probs[ids[0]]) for ids in firsts[i]]
-                if len({ids[0] for ids in firsts[i]}) < len(firsts[i]):
-                    scores = [_word_log_prob(model, contexts[i], ids, device) for ids in firsts[i]]
+                scores = [float(log_probs[ids[0]]) for ids in spellings[i]]
+                if len({ids[0] for ids in spellings[i]}) < len(spellings[i]):
+                    scores = _word_log_probs(model, contexts[i], spellings[i], device)
                 best = max(scores)
                 answer = items[i].candidates.index(items[i].answer)
                 right.append(scores[answer] == best and scores.count(best) == 1)
@@ -106,10 +108,13 @@ def _last_log_probs(model, contexts: list[list[int]], device) -> torch.Tensor:
     return torch.log_softmax(logits[torch.arange(len(contexts), device=logits.device), ends].float(), dim=-1)
 
 
-def _word_log_prob(model, context: list[int], word: list[int], device) -> float:
-    ids = torch.tensor([context + word], device=device)
-    log_probs = torch.log_softmax(model(input_ids=ids).logits[0].float(), dim=-1)
-    return float(sum(log_probs[len(context) - 1 + k, token] for k, token in enumerate(word)))
+def _word_log_probs(model, context: list[int], words: list[list[int]], device) -> list[float]:
+    """Each word's summed log-probability after ``context``: the context followed by each word, one padded batch."""
+    batch = pad_batch([{"input_ids": context + word, "labels": context + word} for word in words], pad_id=0)
+    logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits
+    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    return [float(sum(log_probs[row, len(context) - 1 + k, token] for k, token in enumerate(word)))
+            for row, word in enumerate(words)]
 
 
 def _per_kind(items: Sequence[ClozeItem], right: list[bool]) -> dict[str, Any]:
