@@ -85,18 +85,19 @@ def cloze_accuracy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, i
     spelled = iter(tokenizer(candidates, add_special_tokens=False)["input_ids"])
     spellings = [[next(spelled) for _ in item.candidates] for item in items]  # each candidate's tokens, per item
     contexts = tokenizer([item.context for item in items], add_special_tokens=False)["input_ids"]
-    right = []
+    by_length = sorted(range(len(items)), key=lambda i: len(contexts[i]))  # batches of like lengths pad little
+    right = [False] * len(items)
     with torch.no_grad():
         for start in range(0, len(items), batch_size):
-            last = _last_log_probs(model, contexts[start:start + batch_size], device)
-            for offset, log_probs in enumerate(last):
-                i = start + offset
+            batch = by_length[start:start + batch_size]
+            last = _last_log_probs(model, [contexts[i] for i in batch], device)
+            for i, log_probs in zip(batch, last):
                 scores = [float(log_probs[ids[0]]) for ids in spellings[i]]
                 if len({ids[0] for ids in spellings[i]}) < len(spellings[i]):
                     scores = _word_log_probs(model, contexts[i], spellings[i], device)
                 best = max(scores)
                 answer = items[i].candidates.index(items[i].answer)
-                right.append(scores[answer] == best and scores.count(best) == 1)
+                right[i] = scores[answer] == best and scores.count(best) == 1
     return _per_kind(items, right)
 
 
