@@ -137,6 +137,24 @@ def test_finetuning_run(finetuned_run):
 # ------------------------------------------------------------------ finetuning starts from the pretrained model
 
 
+def test_finetuning_steps_run_in_training_mode_though_a_loaded_model_comes_in_eval_mode(tmp_path, pretrained_run,
+                                                                                        monkeypatch):
+    """The init model loads with dropout off (Hugging Face's convention); the loop must switch it back on."""
+    from helpers.gpt import GPT
+    from helpers.train import finetune
+
+    modes, hidden_states = [], GPT.hidden_states  # what the loop's chunked loss calls, in place of forward
+
+    def recording(self, *args, **kwargs):
+        modes.append(self.training)
+        return hidden_states(self, *args, **kwargs)
+
+    monkeypatch.setattr(GPT, "hidden_states", recording)
+    profile = tiny_profile(**{"finetune.max_steps": 2, "finetune.eval_every": 0, "finetune.save_every": 0})
+    finetune(profile, tmp_path / "ft", init=pretrained_run, progress=False)
+    assert modes[:2] == [True, True]
+
+
 def test_finetuning_starts_from_the_pretrained_weights(tmp_path, pretrained_run):
     """With learning rate 0 nothing moves: the run's weights and validation loss are the init model's."""
     from safetensors.torch import load_file
