@@ -136,15 +136,16 @@ def test_training_on_repeats_is_deterministic_and_probes_every_length_plain_and_
     assert curve != study.train_on_repeats((5, 8), **{**settings, "seed": 1})
     assert curve[0]["loss"] != curve[1]["loss"]  # it trains
     assert curve[1]["shifted"]["5"] != curve[1]["saved"]["5"]  # two measures on different sequences
+    assert curve[1]["shifted"] != study.train_on_repeats((5, 8), **{**settings, "gap": 3})[1]["shifted"]
 
 
 def test_the_repeats_table_writes_each_arm_s_last_probe(tmp_path, one_thread):
     table = study.run_repeat_arms(tmp_path, arms={"one": (6, 6)}, steps=2, batch_size=2, probe_every=1,
-                                  probe_lengths=(6,), progress=False)
+                                  probe_lengths=(6,), gap=4, progress=False)
     written = json.loads((tmp_path / "study_repeats.json").read_text())
     assert [r["step"] for r in written["rows"][0]["curve"]] == [1, 2]  # the figure's JSON keeps 6 significant digits
     assert written["rows"][0]["curve"][1]["shifted"]["6"] == pytest.approx(table["rows"][0]["curve"][1]["shifted"]["6"], rel=1e-5)
-    assert written["settings"]["steps"] == 2 and (tmp_path / "study_repeats.png").stat().st_size > 0
+    assert written["settings"]["gap"] == 4 and written["settings"]["steps"] == 2 and (tmp_path / "study_repeats.png").stat().st_size > 0
     hand = {"rows": [{"arm": "one length", "lengths": [50, 50], "curve": [
         {"step": 300, "saved": {"30": 0.5, "50": 0.25}, "shifted": {"30": 0.125, "50": -0.75}},
         {"step": 900, "saved": {"30": 0.01, "50": 2.07}, "shifted": {"30": 0.03, "50": -0.07}}]}]}

@@ -213,14 +213,14 @@ def repeat_batch(pool: torch.Tensor, start_id: int, batch_size: int, lengths: tu
 
 def train_on_repeats(lengths: tuple[int, int], *, steps: int = 1200, batch_size: int = 32,
                      learning_rate: float = 1e-3, probe_every: int = 300, probe_lengths: Sequence[int] = (30, 50, 70),
-                     seed: int = 0, progress: bool = True) -> list[dict[str, Any]]:
+                     gap: int = 17, seed: int = 0, progress: bool = True) -> list[dict[str, Any]]:
     """Train a fresh model of the lesson's shape on random repeats alone, probing it every ``probe_every`` steps.
 
     The purest copying lesson there is: the first writing is noise, the second
     is all copy. A constant rate and AdamW with the lesson pretraining's other
     settings. Each probe row holds, for every length in ``probe_lengths``,
     the nats a repeat saves beyond its control (``saved``) and the same with
-    fresh tokens between the writings (``shifted``): a copier saves on both,
+    ``gap`` fresh tokens between the writings (``shifted``): a copier saves on both,
     a reader of a fixed distance back only where the distance is the one it learned.
     """
     profile = get_profile("lesson")
@@ -240,7 +240,8 @@ def train_on_repeats(lengths: tuple[int, int], *, steps: int = 1200, batch_size:
         optimizer.step()
         if step % probe_every == 0 or step == steps:
             model.eval()
-            probes = {n: repeated_random(model, pool, cfg.eos_token_id, length=n, seed=seed) for n in probe_lengths}
+            probes = {n: repeated_random(model, pool, cfg.eos_token_id, length=n, gap=gap, seed=seed)
+                      for n in probe_lengths}
             rows.append({"step": step, "loss": float(loss.detach()),
                          "saved": {str(n): p["gain"] - p["control_gain"] for n, p in probes.items()},
                          "shifted": {str(n): p["shifted_gain"] - p["control_gain"] for n, p in probes.items()}})
@@ -250,10 +251,11 @@ def train_on_repeats(lengths: tuple[int, int], *, steps: int = 1200, batch_size:
 
 def run_repeat_arms(figures_dir: str | Path, *, arms: Mapping[str, tuple[int, int]] | None = None,
                     steps: int = 1200, batch_size: int = 32, learning_rate: float = 1e-3, probe_every: int = 300,
-                    probe_lengths: Sequence[int] = (30, 50, 70), progress: bool = True) -> dict[str, Any]:
+                    probe_lengths: Sequence[int] = (30, 50, 70), gap: int = 17,
+                    progress: bool = True) -> dict[str, Any]:
     """:func:`train_on_repeats` for each arm of :data:`REPEAT_ARMS`; curves to ``study_repeats.png``/``.json``/``.md``."""
     training = {"steps": steps, "batch_size": batch_size, "learning_rate": learning_rate, "probe_every": probe_every,
-                "probe_lengths": list(probe_lengths)}
+                "probe_lengths": list(probe_lengths), "gap": gap}
     arms = REPEAT_ARMS if arms is None else arms
     if not arms:
         raise ValueError("run_repeat_arms needs at least one arm")
