@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 import re
 
@@ -163,6 +165,28 @@ def test_cloze_counts_a_tie_as_wrong_and_tallies_each_kind(pre, one_thread):
     assert _scored(cloze_accuracy(mixed, tok, twice))["who"] == (1, 2, 0.5, 1 / 2)
     assert _scored(cloze_accuracy(mixed, tok, twice))["all"] == (2, 5, 0.4, (11 / 24 * 4 + 1 / 2) / 5)
 
+
+def test_two_designs_scored_together_keep_their_own_tallies(pre, one_thread):
+    """The same four blanks with other candidates (as the absent-words design asks them), scored in one call:
+    " Pete" and " beach" favoured, so the second set gets who right (" Pete" over " Sam"), where wrong (" beach"
+    over " park"), feeling tied, and what tied on first tokens (" cat" against " do" of " dog")."""
+    from helpers.probes import cloze_accuracies
+    from rigged import constant_model
+
+    _, tok = pre
+    items = _cloze_items()
+    others = [dataclasses.replace(item, candidates=candidates) for item, candidates in zip(
+        items, [("Sam", "Pete"), ("park", "beach", "shop"), ("happy", "glad"), ("dog", "cat")])]
+    mixed = constant_model(len(tok), {_ids(tok, " Pete")[0]: 5.0, _ids(tok, " beach")[0]: 5.0},
+                           eos_token_id=tok.eos_token_id)
+    both = cloze_accuracies(mixed, tok, {"own": items, "other": others}, batch_size=3)
+    assert list(both) == ["own", "other"]
+    assert _scored(both["own"]) == {
+        "who": (1, 1, 1.0, 1 / 2), "where": (0, 1, 0.0, 1 / 2), "feeling": (0, 1, 0.0, 1 / 3),
+        "what": (1, 1, 1.0, 1 / 2), "all": (2, 4, 0.5, 11 / 24)}
+    assert _scored(both["other"]) == {
+        "who": (1, 1, 1.0, 1 / 2), "where": (0, 1, 0.0, 1 / 3), "feeling": (0, 1, 0.0, 1 / 2),
+        "what": (0, 1, 0.0, 1 / 2), "all": (1, 4, 0.25, (1 / 2 + 1 / 3 + 1 / 2 + 1 / 2) / 4)}
 
 def test_cloze_batches_score_what_one_plain_forward_pass_scores(pre, one_thread):
     """A trained model, items of different lengths in one right-padded batch: each read alone gives the same ranks."""

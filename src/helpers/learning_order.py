@@ -30,7 +30,7 @@ from .inference import Decoding, generate
 from .model import build_model, load_model
 from .evaluation_plots import answer_curve_figure, learning_order_figure
 from .plots import close
-from .probes import cloze_accuracy, qa_accuracy
+from .probes import cloze_accuracies, qa_accuracy
 from .progress import progress_bar
 from .runs import has_model, model_stages, read_metrics, read_run_record, require_model, run_profile, tokens_at
 from .sources import held_out_questions, load_instructions
@@ -59,7 +59,7 @@ def _measure(model, tokenizer, begin, cloze, facts_stories, block_size, texts) -
     pairs = [(s, t) for (_, s), t in zip(begin, texts)]
     return {"grammar": grammar_measures(texts),
             "consistency": _shares(consistency_variants(pairs), len(begin)),
-            "cloze": {name: cloze_accuracy(model, tokenizer, items) for name, items in cloze.items()},
+            "cloze": cloze_accuracies(model, tokenizer, cloze),
             "copying": copying_probe(model, tokenizer, facts_stories, block_size)}
 
 

@@ -7,7 +7,7 @@ learning-order sweep measure a model the same way.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -21,7 +21,7 @@ from .prompts import model_prompt
 from .stories import story_prompts
 from .text_metrics import STORY_SENTENCES, consistency_share, grammar_share, score_answers
 
-__all__ = ["qa_accuracy", "story_generations", "cloze_accuracy"]
+__all__ = ["qa_accuracy", "story_generations", "cloze_accuracy", "cloze_accuracies"]
 
 
 def qa_accuracy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, records: Sequence[dict], *,
@@ -79,26 +79,42 @@ def cloze_accuracy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, i
     for ``"all"``, the share right with its 95% interval, and the mean
     chance ``1 / candidates``.
     """
+    return cloze_accuracies(model, tokenizer, {"items": items}, batch_size=batch_size, device=device)["items"]
+
+
+def cloze_accuracies(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+                     sets: Mapping[str, Sequence[ClozeItem]], *, batch_size: int = 32,
+                     device: str | torch.device | None = None) -> dict[str, dict[str, Any]]:
+    """:func:`cloze_accuracy` of each set of items, every distinct context read once.
+
+    The two cloze designs ask the same blanks after the same contexts and
+    differ only in the candidates, so scoring them together halves the work.
+    """
     device = place(model, device)
     model.eval()
+    items = [item for group in sets.values() for item in group]
     candidates = [" " + c for item in items for c in item.candidates]
     spelled = iter(tokenizer(candidates, add_special_tokens=False)["input_ids"])
     spellings = [[next(spelled) for _ in item.candidates] for item in items]  # each candidate's tokens, per item
-    contexts = tokenizer([item.context for item in items], add_special_tokens=False)["input_ids"]
-    by_length = sorted(range(len(items)), key=lambda i: len(contexts[i]))  # batches of like lengths pad little
-    right = [False] * len(items)
+    encoded = tokenizer([item.context for item in items], add_special_tokens=False)["input_ids"]
+    contexts = [tuple(ids) for ids in encoded]
+    distinct = sorted(set(contexts), key=len)  # batches of like lengths pad little
+    after, right = {}, []  # next-token log-probabilities after each distinct context; each item right or not
     with torch.no_grad():
-        for start in range(0, len(items), batch_size):
-            batch = by_length[start:start + batch_size]
-            last = _last_log_probs(model, [contexts[i] for i in batch], device)
-            for i, log_probs in zip(batch, last):
-                scores = [float(log_probs[ids[0]]) for ids in spellings[i]]
-                if len({ids[0] for ids in spellings[i]}) < len(spellings[i]):
-                    scores = _word_log_probs(model, contexts[i], spellings[i], device)
-                best = max(scores)
-                answer = items[i].candidates.index(items[i].answer)
-                right[i] = scores[answer] == best and scores.count(best) == 1
-    return _per_kind(items, right)
+        for start in range(0, len(distinct), batch_size):
+            batch = distinct[start:start + batch_size]
+            after.update(zip(batch, _last_log_probs(model, [list(ids) for ids in batch], device)))
+        for item, context, spelling in zip(items, contexts, spellings):
+            scores = [float(after[context][ids[0]]) for ids in spelling]
+            if len({ids[0] for ids in spelling}) < len(spelling):
+                scores = _word_log_probs(model, list(context), spelling, device)
+            best = max(scores)
+            right.append(scores[item.candidates.index(item.answer)] == best and scores.count(best) == 1)
+    results, done = {}, 0
+    for name, group in sets.items():
+        results[name] = _per_kind(group, right[done:done + len(group)])
+        done += len(group)
+    return results
 
 
 def _last_log_probs(model, contexts: list[list[int]], device) -> torch.Tensor:

@@ -14,7 +14,7 @@ answer among words of the same sort -- names of the same gender, places,
 things of the same kind, feelings at the end of a story -- that the story
 never mentions: only a model that read the story can tell them apart.
 Nothing here needs a model; ranking the candidates by a model's likelihood
-is :func:`helpers.probes.cloze_accuracy`.
+is :func:`helpers.probes.cloze_accuracy` (:func:`helpers.probes.cloze_accuracies` for several sets at once).
 """
 
 from __future__ import annotations
