@@ -37,7 +37,9 @@ from .inference import place
 from .stories import Story
 from .story_grammar import GENDERS, NAMES
 
-__all__ = ["CopyingOracle", "repeated_random", "name_mentions", "far_context", "copying_probe"]
+__all__ = ["SHIFT_GAP", "CopyingOracle", "repeated_random", "name_mentions", "far_context", "copying_probe"]
+
+SHIFT_GAP = 17  # fresh random tokens between the two writings of the shifted repeat
 
 
 @dataclass
@@ -99,7 +101,7 @@ def _token_losses(model: nn.Module, ids: torch.Tensor, device, position_ids: tor
 
 
 def repeated_random(model: nn.Module, token_ids: Sequence[int], start_id: int, *, sequences: int = 64,
-                    length: int = 50, gap: int = 17, seed: int = 0,
+                    length: int = 50, gap: int = SHIFT_GAP, seed: int = 0,
                     device: str | torch.device | None = None) -> dict[str, float]:
     """Mean loss (nats per token) on random tokens written once, then again: ``first``, ``repeat``, ``gain``.
 

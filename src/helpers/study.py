@@ -37,7 +37,7 @@ from tqdm.auto import trange
 from transformers import AutoTokenizer
 
 from .config import get_profile
-from .copying import CopyingOracle, copying_probe, repeated_random
+from .copying import SHIFT_GAP, CopyingOracle, copying_probe, repeated_random
 from .evaluation_plots import answer_curve_figure, copying_arms_figure, learning_order_figure, repeat_arms_figure
 from .devices import describe_machine
 from .learning_order import answer_curve, learning_order
@@ -213,7 +213,7 @@ def repeat_batch(pool: torch.Tensor, start_id: int, batch_size: int, lengths: tu
 
 def train_on_repeats(lengths: tuple[int, int], *, steps: int = 1200, batch_size: int = 32,
                      learning_rate: float = 1e-3, probe_every: int = 300, probe_lengths: Sequence[int] = (30, 50, 70),
-                     gap: int = 17, seed: int = 0, progress: bool = True) -> list[dict[str, Any]]:
+                     gap: int = SHIFT_GAP, seed: int = 0, progress: bool = True) -> list[dict[str, Any]]:
     """Train a fresh model of the lesson's shape on random repeats alone, probing it every ``probe_every`` steps.
 
     The purest copying lesson there is: the first writing is noise, the second
@@ -251,7 +251,7 @@ def train_on_repeats(lengths: tuple[int, int], *, steps: int = 1200, batch_size:
 
 def run_repeat_arms(figures_dir: str | Path, *, arms: Mapping[str, tuple[int, int]] | None = None,
                     steps: int = 1200, batch_size: int = 32, learning_rate: float = 1e-3, probe_every: int = 300,
-                    probe_lengths: Sequence[int] = (30, 50, 70), gap: int = 17,
+                    probe_lengths: Sequence[int] = (30, 50, 70), gap: int = SHIFT_GAP,
                     progress: bool = True) -> dict[str, Any]:
     """:func:`train_on_repeats` for each arm of :data:`REPEAT_ARMS`; curves to ``study_repeats.png``/``.json``/``.md``."""
     training = {"steps": steps, "batch_size": batch_size, "learning_rate": learning_rate, "probe_every": probe_every,
