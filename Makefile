@@ -10,6 +10,7 @@ VENV       ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 PROFILE    ?= lesson
 PYTEST_ARGS ?=
+TEST_WORKERS ?= 2
 REPORT_ARGS ?=
 STUDY_ARGS ?=
 
@@ -48,10 +49,11 @@ exercises: install
 	$(BIN)/python -m helpers exercises
 
 # Notebooks run in the lesson profile; their runs and figures go under build/
-# so that testing never rewrites the committed figures.
+# so that testing never rewrites the committed figures. Two workers share the cores: one runs the
+# notebooks in order while the other runs the unit tests, file by file (conftest.py).
 test: install
 	HELPERS_RUNS=$(CURDIR)/build/test-runs HELPERS_FIGURES=$(CURDIR)/build/test-figures \
-	  $(BIN)/python -m pytest --nbval-lax tests notebooks $(PYTEST_ARGS)
+	  $(BIN)/python -m pytest --nbval-lax -n $(TEST_WORKERS) --dist loadgroup tests notebooks $(PYTEST_ARGS)
 
 clean:
 	rm -rf build runs

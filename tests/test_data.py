@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -92,6 +93,23 @@ def test_story_bpe_is_deterministic_and_round_trips(tmp_path):
     assert tok.decode(tok(text)["input_ids"]) == text
     # a known corpus sentence needs far fewer tokens than characters
     assert len(tok("Once upon a time, there was a little girl named Lily.")["input_ids"]) <= 13
+
+
+def test_a_story_bpe_saved_first_by_another_process_is_kept(tmp_path, monkeypatch):
+    """Two test workers (or a notebook and a test) may train the same tokenizer at once: the loser keeps the winner's."""
+    from helpers import tokenizer as tokenizers
+
+    cfg = get_profile("lesson", {"data.cache_dir": str(tmp_path)}).data
+    rename = os.replace
+
+    def other_process_wins(src, dst):  # the other process's rename lands just before this one's
+        shutil.copytree(src, dst)
+        rename(src, dst)
+
+    monkeypatch.setattr(tokenizers.os, "replace", other_process_wins)
+    folder = train_story_tokenizer(cfg)
+    assert sorted(p.name for p in folder.parent.iterdir()) == [folder.name]  # no temporary folder left
+    assert len(load_tokenizer(cfg)) == 2048
 
 
 # ------------------------------------------------------------------ story files
