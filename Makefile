@@ -53,7 +53,7 @@ exercises: install
 # notebooks in order while the other runs the unit tests, file by file (conftest.py).
 test: install
 	HELPERS_RUNS=$(CURDIR)/build/test-runs HELPERS_FIGURES=$(CURDIR)/build/test-figures \
-	  $(BIN)/python -m pytest --nbval-lax -n $(TEST_WORKERS) --dist loadgroup tests notebooks $(PYTEST_ARGS)
+	  $(BIN)/python -m pytest --nbval-lax -n $(TEST_WORKERS) tests notebooks $(PYTEST_ARGS)
 
 clean:
 	rm -rf build runs

@@ -1,6 +1,6 @@
-"""How `make test` shares 2 CPU cores between two pytest-xdist workers (``-n 2 --dist loadgroup``).
+"""How `make test` shares 2 CPU cores between two pytest-xdist workers (``make test`` passes ``-n 2``).
 
-The notebooks run in order in one worker: lessons 4 and 5 and the solutions read the runs lesson 3
+The notebooks run in order on one worker: lessons 4 and 5 and the solutions read the runs lesson 3
 writes, and lesson 2 takes another path when that run already exists. Each test file stays on one
 worker too (module fixtures are built once; tests/test_browser.py reuses folders under build/).
 """
@@ -17,9 +17,17 @@ import pytest
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        path = item.nodeid.split("::", 1)[0]
-        group = "notebooks" if path.endswith(".ipynb") else path
-        item.add_marker(pytest.mark.xdist_group(group))
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook, called only when it distributes tests
+def pytest_xdist_make_scheduler(config, log):
+    # xdist's own grouping (--dist loadgroup) renames node ids, which pytest 9.2 no longer allows: it
+    # silently spread a notebook's cells over both workers. A scope of our own does the same job.
+    from xdist.scheduler import LoadScopeScheduling
+
+    class NotebooksTogether(LoadScopeScheduling):
+        """One unit of work for all notebooks, in collection order; one for each test file."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "notebooks" if path.endswith(".ipynb") else path
+
+    return NotebooksTogether(config, log)
