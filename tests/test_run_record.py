@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import asdict
@@ -81,6 +82,9 @@ def test_the_report_reads_evaluations_without_the_evaluation_stack():
 
 
 def test_evaluate_uses_the_runs_settings_and_refuses_others(pretrained_run, tmp_path):
+    # evaluating writes eval.json into the run: a copy keeps the shared fixture as training left it (the
+    # report reads the last validation perplexity of a run without one, tests/test_report.py)
+    pretrained_run = shutil.copytree(pretrained_run, tmp_path / "pretrain")
     with pytest.raises(ConfigError, match=r"trained with other settings than the ones given \(data.block_size: 128 there, 288 now; .*; \.\.\.\)"):
         evaluate_run(pretrained_run, get_profile("lesson"), samples=1, max_new_tokens=4, progress=False)
     assert not (pretrained_run / "eval.json").exists()
