@@ -1,8 +1,9 @@
 """How `make test` shares 2 CPU cores between two pytest-xdist workers (``make test`` passes ``-n 2``).
 
-The notebooks run in order on one worker: lessons 4 and 5 and the solutions read the runs lesson 3
-writes, and lesson 2 takes another path when that run already exists. Each test file stays on one
-worker too (module fixtures are built once; tests/test_browser.py reuses folders under build/).
+The notebooks from lesson 2 on run in order on one worker: lessons 4 and 5 and the solutions read
+the runs lesson 3 writes, and lesson 2 takes another path when that run already exists. Each test
+file stays on one worker too (module fixtures are built once; tests/test_browser.py reuses folders
+under build/).
 """
 
 from __future__ import annotations
@@ -24,10 +25,16 @@ def pytest_xdist_make_scheduler(config, log):
     from xdist.scheduler import LoadScopeScheduling
 
     class NotebooksTogether(LoadScopeScheduling):
-        """One unit of work for all notebooks, in collection order; one for each test file."""
+        """One unit of work for the notebooks that read lesson runs, in collection order; one for each other file."""
 
         def _split_scope(self, nodeid: str) -> str:
             path = nodeid.split("::", 1)[0]
-            return "notebooks" if path.endswith(".ipynb") else path
+            return "notebooks" if _reads_lesson_runs(path) else path
 
     return NotebooksTogether(config, log)
+
+
+def _reads_lesson_runs(path: str) -> bool:
+    """Every notebook but lesson 1 and its solutions (tokenizers only) reads or makes a lesson's run."""
+    return path.endswith(".ipynb") and not path.rpartition("/")[2].startswith("01_")
+
