@@ -37,7 +37,7 @@ report: install
 
 # A longer study (not part of the report): can this model learn story QA (about a quarter of an hour on 2 idle
 # CPU cores), and which pretraining recipes make it copy from its context (the arms: about an hour more; the
-# repeats alone: about a quarter of an hour more)?
+# repeats alone: about 40 minutes more)?
 study: install
 	$(BIN)/python -m helpers study $(STUDY_ARGS)
 	$(BIN)/python -m helpers study --arms $(STUDY_ARGS)

@@ -117,6 +117,15 @@ def _repeat_arm(load, n: int) -> dict:
     return load("study_repeats.json")["rows"][n]
 
 
+def _repeat_probe(row: int, measure: str, *lengths: int) -> list:
+    """Getters for the long repeats arm's probe at curve[row]: its step, or what it saves at the n-th probed lengths."""
+    def get(n):
+        return lambda load: _repeat_arm(load, 1)["curve"][row][measure][str(_probed(n)(load))]
+    if measure == "step":
+        return [lambda load: _repeat_arm(load, 1)["curve"][row]["step"]]
+    return [get(n) for n in lengths]
+
+
 def _probed(n: int):
     """The n-th repeat length the repeats-alone arms were probed at."""
     return lambda load: load("study_repeats.json")["settings"]["probe_lengths"][n]
@@ -171,18 +180,24 @@ CLAIMS = [
                        for r in load("study_arms.json")["rows"]),
       lambda load: (load("study_arms.json")["lines"]["the copying rule"]["repeated_random"]["gain"]
                     - load("study_arms.json")["lines"]["the copying rule"]["repeated_random"]["control_gain"])]),
-    (rf"Random repeats alone \(`study_repeats.md`\), with no stories, for {N} steps: trained on one\s+"
+    (rf"Random repeats alone \(`study_repeats.md`, `study_repeats.png`\), with no stories: trained for {N} steps on one\s+"
      rf"length \({N} tokens\) the model saves {N} nats on a {N}-token repeat beyond its control, yet {N} nats\s+"
      rf"less than nothing on a {N}-token one, and {N} less when {N} fresh tokens separate {N}-token writings:[\s\S]*?"
-     rf"Trained on\s+lengths {N} to {N} it saves {N} nats on a {N}-token repeat and {N} shifted",
-     [lambda load: load("study_repeats.json")["settings"]["steps"],
+     rf"Trained on\s+lengths {N} to {N} it saves {N} nats on a {N}-token repeat after {N} steps and still only {N} after\s+"
+     rf"{N}; then it learns to copy, at once: {N} nats at step {N}, and after {N} steps {N}, {N} and\s+"
+     rf"{N} nats on repeats of {N}, {N} and {N} tokens, as much with {N} fresh tokens between the writings\s+"
+     rf"\({N}, {N} and {N}\)",
+     [lambda load: _repeat_arm(load, 0)["steps"],
       lambda load: _repeat_arm(load, 0)["lengths"][0], lambda load: _repeat_arm(load, 0)["curve"][-1]["saved"]["50"],
       _probed(1), lambda load: -_repeat_arm(load, 0)["curve"][-1]["saved"]["30"], _probed(0),
       lambda load: -_repeat_arm(load, 0)["curve"][-1]["shifted"]["30"],
-      lambda load: load("study_learning_order.json")["rows"][-1]["copying"]["repeated_random"]["gap"], _probed(0),
+      lambda load: load("study_repeats.json")["settings"]["gap"], _probed(0),
       lambda load: _repeat_arm(load, 1)["lengths"][0], lambda load: _repeat_arm(load, 1)["lengths"][1],
-      lambda load: _repeat_arm(load, 1)["curve"][-1]["saved"]["50"], _probed(1),
-      lambda load: _repeat_arm(load, 1)["curve"][-1]["shifted"]["50"]]),
+      *_repeat_probe(3, "saved", 1), _probed(1), *_repeat_probe(3, "step"),
+      *_repeat_probe(10, "saved", 1), *_repeat_probe(10, "step"),
+      *_repeat_probe(12, "saved", 1), *_repeat_probe(12, "step"), *_repeat_probe(-1, "step"),
+      *_repeat_probe(-1, "saved", 0, 1, 2), _probed(0), _probed(1), _probed(2),
+      lambda load: load("study_repeats.json")["settings"]["gap"], *_repeat_probe(-1, "shifted", 0, 1, 2)]),
     (rf"\*\*Finetuning\*\* \(lesson 4\): {N} steps; answer-token validation loss\s+{N} to {N}\.",
      [lambda load: FINE(load)["run"]["step"],
       lambda load: FINE(load)["eval_loss"][0], lambda load: FINE(load)["eval_loss"][-1]]),
@@ -361,8 +376,8 @@ def test_a_readme_number_changed_by_one_unit_is_caught(tmp_path):
         at = re.search(phrase, text).start()
         found = NUMBER.search(text, at)
         spans.append(found.span(1) if not found.group(2) else (found.start(1), found.end(2)))
-    assert len(spans) == 124  # 85 before the copying probe, the two cloze designs and the answers by role; 9 on the study's
-    # roles and what its pretraining reads; 14 on the repeats alone
+    assert len(spans) == 139  # 85 before the copying probe, the two cloze designs and the answers by role; 9 on the study's
+    # roles and what its pretraining reads; 29 on the repeats alone
     copy = tmp_path / "README.md"
     missed = []
     for start, end in spans:

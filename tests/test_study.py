@@ -140,12 +140,23 @@ def test_training_on_repeats_is_deterministic_and_probes_every_length_plain_and_
 
 
 def test_the_repeats_table_writes_each_arm_s_last_probe(tmp_path, one_thread):
-    table = study.run_repeat_arms(tmp_path, arms={"one": (6, 6)}, steps=2, batch_size=2, probe_every=1,
-                                  probe_lengths=(6,), gap=4, progress=False)
+    arms = {"one": {"lengths": (6, 6), "steps": 2}, "two": {"lengths": (4, 6), "steps": 3}}
+    table = study.run_repeat_arms(tmp_path, arms=arms, batch_size=2, probe_every=1, probe_lengths=(6,), gap=4,
+                                  progress=False)
     written = json.loads((tmp_path / "study_repeats.json").read_text())
-    assert [r["step"] for r in written["rows"][0]["curve"]] == [1, 2]  # the figure's JSON keeps 6 significant digits
+    assert [r["step"] for r in written["rows"][0]["curve"]] == [1, 2]  # each arm trains its own number of steps
+    assert [r["step"] for r in written["rows"][1]["curve"]] == [1, 2, 3]
+    assert [r["steps"] for r in written["rows"]] == [2, 3] and written["rows"][1]["lengths"] == [4, 6]
+    # the figure's JSON keeps 6 significant digits
     assert written["rows"][0]["curve"][1]["shifted"]["6"] == pytest.approx(table["rows"][0]["curve"][1]["shifted"]["6"], rel=1e-5)
-    assert written["settings"]["gap"] == 4 and written["settings"]["steps"] == 2 and (tmp_path / "study_repeats.png").stat().st_size > 0
+    assert written["settings"]["gap"] == 4 and (tmp_path / "study_repeats.png").stat().st_size > 0
+    # a shorter run of the same lengths is the start of a longer one (a constant rate, the same seed)
+    assert table["rows"][1]["curve"][:2] == study.run_repeat_arms(
+        tmp_path / "short", arms={"two": {"lengths": (4, 6), "steps": 2}}, batch_size=2, probe_every=1,
+        probe_lengths=(6,), gap=4, progress=False)["rows"][0]["curve"]
+    overridden = study.run_repeat_arms(tmp_path / "all", arms=arms, steps=1, batch_size=2, probe_every=1,
+                                       probe_lengths=(6,), gap=4, progress=False)
+    assert [r["steps"] for r in overridden["rows"]] == [1, 1]
     hand = {"rows": [{"arm": "one length", "lengths": [50, 50], "curve": [
         {"step": 300, "saved": {"30": 0.5, "50": 0.25}, "shifted": {"30": 0.125, "50": -0.75}},
         {"step": 900, "saved": {"30": 0.01, "50": 2.07}, "shifted": {"30": 0.03, "50": -0.07}}]}]}
@@ -153,3 +164,14 @@ def test_the_repeats_table_writes_each_arm_s_last_probe(tmp_path, one_thread):
         "| arm | lengths trained | steps | saved at 30 | shifted at 30 | saved at 50 | shifted at 50 |",
         "|---|---|---|---|---|---|---|",
         "| one length | 50-50 | 900 | +0.01 | +0.03 | +2.07 | -0.07 |"]
+
+
+def test_the_study_command_trains_the_repeat_arms_it_names(tmp_path, monkeypatch, capsys, one_thread):
+    from helpers.cli import main
+
+    monkeypatch.setattr(study, "REPEAT_ARMS", {"tiny": {"lengths": (4, 5), "steps": 2}})
+    assert main(["study", "--repeats", "--quiet", "--figures", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == f"1 repeat arms measured; table {tmp_path / 'study_repeats.json'}\n"
+    written = json.loads((tmp_path / "study_repeats.json").read_text())
+    assert [(r["arm"], r["steps"], [p["step"] for p in r["curve"]]) for r in written["rows"]] == [("tiny", 2, [2])]
+    assert (tmp_path / "study_repeats.md").read_text().splitlines()[2].startswith("| tiny | 4-5 | 2 | ")

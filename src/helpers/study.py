@@ -22,7 +22,8 @@ the record of which recipes were tried and what each one did.
 :func:`run_repeat_arms` trains fresh models on random repeats alone, of one
 length or of many, and follows the probe as they train (``study_repeats``):
 repeats of one length teach mostly where the source of a repeat of that
-length sits, which the probe's shifted variant exposes.
+length sits, which the probe's shifted variant exposes; repeats of many
+lengths, trained long enough, teach copying itself, after a long plateau.
 """
 
 from __future__ import annotations
@@ -80,8 +81,12 @@ PRETRAINING_ARMS: dict[str, dict[str, Any]] = {
                                                 "pretrain.batch_size": 16, **_LONGER},
 }
 
-# Random repeats alone, no stories (train_on_repeats): the range each batch's length is drawn from.
-REPEAT_ARMS: dict[str, tuple[int, int]] = {"one length (50)": (50, 50), "lengths 20 to 80": (20, 80)}
+# Random repeats alone, no stories (train_on_repeats): the range each batch's length is drawn from, and how
+# long each arm trains. The rate is constant, so a shorter run of the same lengths is a prefix of a longer one.
+REPEAT_ARMS: dict[str, dict[str, Any]] = {
+    "one length (50)": {"lengths": (50, 50), "steps": 1200},
+    "lengths 20 to 80": {"lengths": (20, 80), "steps": 6000},
+}
 
 
 def _setting(profile, key: str) -> Any:
@@ -249,18 +254,24 @@ def train_on_repeats(lengths: tuple[int, int], *, steps: int = 1200, batch_size:
     return rows
 
 
-def run_repeat_arms(figures_dir: str | Path, *, arms: Mapping[str, tuple[int, int]] | None = None,
-                    steps: int = 1200, batch_size: int = 32, learning_rate: float = 1e-3, probe_every: int = 300,
+def run_repeat_arms(figures_dir: str | Path, *, arms: Mapping[str, Mapping[str, Any]] | None = None,
+                    steps: int | None = None, batch_size: int = 32, learning_rate: float = 1e-3, probe_every: int = 300,
                     probe_lengths: Sequence[int] = (30, 50, 70), gap: int = SHIFT_GAP,
                     progress: bool = True) -> dict[str, Any]:
-    """:func:`train_on_repeats` for each arm of :data:`REPEAT_ARMS`; curves to ``study_repeats.png``/``.json``/``.md``."""
-    training = {"steps": steps, "batch_size": batch_size, "learning_rate": learning_rate, "probe_every": probe_every,
+    """:func:`train_on_repeats` for each arm of :data:`REPEAT_ARMS`; curves to ``study_repeats.png``/``.json``/``.md``.
+
+    ``steps``, when given, replaces every arm's own number of steps.
+    """
+    training = {"batch_size": batch_size, "learning_rate": learning_rate, "probe_every": probe_every,
                 "probe_lengths": list(probe_lengths), "gap": gap}
     arms = REPEAT_ARMS if arms is None else arms
     if not arms:
         raise ValueError("run_repeat_arms needs at least one arm")
-    rows = [{"arm": name, "lengths": list(lengths), "curve": train_on_repeats(lengths, progress=progress, **training)}
-            for name, lengths in arms.items()]
+    rows = []
+    for name, arm in arms.items():
+        lengths, arm_steps = tuple(arm["lengths"]), steps or arm["steps"]
+        curve = train_on_repeats(lengths, steps=arm_steps, progress=progress, **training)
+        rows.append({"arm": name, "lengths": list(lengths), "steps": arm_steps, "curve": curve})
     table = {"what": "fresh lesson-shaped models trained on random repeats alone; nats a repeat saves beyond its "
                      "control, plain and shifted by fresh tokens, at several lengths", "settings": training, "rows": rows}
     title = "Random repeats alone: does the model learn to copy, or to read a fixed distance back?"
