@@ -141,8 +141,16 @@ def _make_handler(state: StubState) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(data)))
             for name, value in (headers or {}).items():
                 self.send_header(name, value)
+            self._done()  # before the reply leaves: once it has, the client may send its next request
             self.end_headers()
             self.wfile.write(data)
+
+        def _done(self) -> None:
+            """This request no longer counts as in flight (once, whichever way it ends)."""
+            if self._counted:
+                self._counted = False
+                with state.lock:
+                    state.in_flight -= 1
 
         def _error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
             self._send(status, {"error": {"message": message, "type": "stub_error", "code": None}}, headers)
@@ -173,13 +181,13 @@ def _make_handler(state: StubState) -> type[BaseHTTPRequestHandler]:
                 state.in_flight += 1
                 state.max_in_flight = max(state.max_in_flight, state.in_flight)
                 state.authorizations.add(self.headers.get("Authorization", ""))
+            self._counted = True
             try:
                 self._handle()
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up on a stalled reply
             finally:
-                with state.lock:
-                    state.in_flight -= 1
+                self._done()
 
         def _handle(self) -> None:
             if self.path != "/v1/chat/completions":
