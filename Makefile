@@ -40,8 +40,9 @@ report: install
 # repeats alone: about 40 minutes more)?
 study: install
 	$(BIN)/python -m helpers study $(STUDY_ARGS)
-	$(BIN)/python -m helpers study --arms $(STUDY_ARGS)
-	$(BIN)/python -m helpers study --repeats $(STUDY_ARGS)
+	$(BIN)/python -m helpers study --arms
+	$(BIN)/python -m helpers study --repeats
+	$(BIN)/python -m helpers study --copier
 
 # Student notebooks (solutions blanked, hidden tests removed) into notebooks/student/, autograders into
 # build/exercises/ (otter-grader; notebooks/EXERCISES.md says how to grade a returned notebook).

@@ -25,7 +25,7 @@ from .lessons import lesson_paths, run_lessons
 from .report import write_report
 from .runs import RunError, read_run_record, run_profile
 from .sources import DataError, check_hub_sources
-from .study import run_arms, run_repeat_arms, run_study
+from .study import run_arms, run_copier_then_stories, run_repeat_arms, run_study
 from .train import TrainingDiverged, train
 
 __all__ = ["main", "build_parser"]
@@ -103,6 +103,10 @@ def _add_study_command(sub) -> None:
     p.add_argument("--repeats", action="store_true",
                    help="instead: fresh models trained on random repeats alone (helpers.study.REPEAT_ARMS), probed as "
                         "they train; writes study_repeats.json, .png and .md to --figures")
+    p.add_argument("--copier", action="store_true",
+                   help="instead: a copier trained on random repeats (helpers.study.COPIER), then pretrained on stories "
+                        "beside a model from scratch, both probed at every checkpoint (--set changes the lesson profile "
+                        "of both); writes study_copier_stories.json, .png and .md to --figures")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -257,6 +261,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "grade":
             return _grade(args)
+        if args.command == "study" and sum((args.arms, args.repeats, args.copier)) > 1:
+            raise ConfigError("study: choose one of --arms, --repeats and --copier")
+        if args.command == "study" and (args.arms or args.repeats) and args.overrides:
+            raise ConfigError("study: --set changes the study's settings; --arms and --repeats train the arms of "
+                              "helpers.study.PRETRAINING_ARMS and REPEAT_ARMS as they are")
+        if args.command == "study" and args.copier:
+            table = run_copier_then_stories(args.out, args.figures, overrides=parse_overrides(args.overrides),
+                                            progress=not args.quiet)
+            last = {row["arm"]: row["curve"][-1]["copying"]["repeated_random"] for row in table["rows"]}
+            print("saved on a 50-token repeat beyond its control at the last model: " + ", ".join(
+                f"{arm} {r['gain'] - r['control_gain']:+.2f}" for arm, r in last.items()) + f"; table {table['path']}")
+            return 0
         if args.command == "study" and args.repeats:
             table = run_repeat_arms(args.figures, progress=not args.quiet)
             print(f"{len(table['rows'])} repeat arms measured; table {table['path']}")

@@ -17,7 +17,8 @@ from matplotlib.figure import Figure
 
 from .plots import styled_pyplot, save
 
-__all__ = ["learning_order_figure", "answer_curve_figure", "repetition_figure", "copying_arms_figure"]
+__all__ = ["learning_order_figure", "answer_curve_figure", "repetition_figure", "copying_arms_figure",
+           "repeat_arms_figure", "copier_stories_figure"]
 
 KIND_COLORS = {"who": "tab:blue", "who/hero": "navy", "who/friend": "tab:cyan", "who/parent": "slateblue",
                "where": "tab:orange", "what": "tab:green", "feeling": "tab:red", "yes_no": "tab:purple", "all": "black"}
@@ -225,6 +226,44 @@ def repeat_arms_figure(table: Mapping[str, Any], *, title: str, path: str | Path
         ax.set_xlabel("training step")
         ax.legend(fontsize=8, loc="best")
     axes[0][0].set_ylabel("nats saved beyond the control")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save(fig, path, dict(table))
+
+
+def copier_stories_figure(table: Mapping[str, Any], *, title: str, path: str | Path | None = None) -> Figure:
+    """Pretraining on stories from a copier and from scratch, checkpoint by checkpoint: what a random repeat saves
+    beyond its control (solid; shifted by fresh tokens, dashed), what the hero's earlier mention saves, and the
+    validation loss on stories, with the copying rule and the untrained model as lines.
+
+    ``table`` is :func:`helpers.study.run_copier_then_stories`' result; its numbers go beside the PNG.
+    """
+    if not table["rows"]:
+        raise ValueError("no arms to plot")
+    plt = styled_pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(18, 4.5))
+    repeat = lambda c: c["repeated_random"]["gain"] - c["repeated_random"]["control_gain"]  # noqa: E731
+    shifted = lambda c: c["repeated_random"]["shifted_gain"] - c["repeated_random"]["control_gain"]  # noqa: E731
+    names = lambda c: c["name_mentions"]["first"] - c["name_mentions"]["later"]  # noqa: E731
+    for row, color in zip(table["rows"], ("tab:blue", "tab:orange", "tab:green")):
+        steps = [r["step"] for r in row["curve"]]
+        copying = [r["copying"] for r in row["curve"]]
+        axes[0].plot(steps, [repeat(c) for c in copying], marker="o", markersize=4, color=color, label=row["arm"])
+        axes[0].plot(steps, [shifted(c) for c in copying], linestyle="--", color=color,
+                     label=f"{row['arm']}, fresh tokens between")
+        axes[1].plot(steps, [names(c) for c in copying], marker="o", markersize=4, color=color, label=row["arm"])
+        evaluated = [(r["step"], r["eval_loss"]) for r in row["curve"] if r.get("eval_loss") is not None]
+        axes[2].plot(*zip(*evaluated), marker="o", markersize=4, color=color, label=row["arm"])
+    for name, c in table["lines"].items():
+        style = ":" if name == "untrained" else "-."
+        _reference(axes[0], repeat(c), name, style)
+        _reference(axes[1], names(c), name, style)
+    labels = ("random repeat of 50 tokens: nats saved beyond the control", "hero's name: first minus later mentions (nats)",
+              "validation loss on stories (nats per token)")
+    for ax, label in zip(axes, labels):
+        ax.set_xlabel("training step on stories")
+        ax.set_ylabel(label, fontsize=9)
+        ax.legend(fontsize=8, loc="best")
     fig.suptitle(title)
     fig.tight_layout()
     return save(fig, path, dict(table))

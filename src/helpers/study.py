@@ -29,6 +29,7 @@ lengths, trained long enough, teach copying itself, after a long plateau.
 from __future__ import annotations
 
 import datetime
+import json
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -39,17 +40,21 @@ from transformers import AutoTokenizer
 
 from .config import get_profile
 from .copying import SHIFT_GAP, CopyingOracle, copying_probe, repeated_random
-from .evaluation_plots import answer_curve_figure, copying_arms_figure, learning_order_figure, repeat_arms_figure
+from .evaluation_plots import (
+    answer_curve_figure, copier_stories_figure, copying_arms_figure, learning_order_figure, repeat_arms_figure,
+)
 from .devices import describe_machine
 from .learning_order import answer_curve, learning_order
 from .model import build_model, load_model
 from .plots import close
-from .runs import read_run_record, write_bytes, write_json
+from .run_setup import save_model_files
+from .runs import model_stages, read_metrics, read_run_record, tokens_at, write_bytes, write_json
 from .stories import corpus
+from .tokenizer import profile_tokenizer
 from .train import ensure_run
 
 __all__ = ["STUDY_SETTINGS", "PRETRAINING_ARMS", "REPEAT_ARMS", "run_study", "run_arms", "write_timing",
-           "repeat_batch", "train_on_repeats", "run_repeat_arms"]
+           "repeat_batch", "train_on_repeats", "run_repeat_arms", "COPIER", "run_copier_then_stories"]
 
 # On top of the lesson profile (its tokenizer, 288-token blocks, no dropout): what the study changes.
 # Answering from the story needs a model that copies from its context; the copying probe of the learning
@@ -87,6 +92,11 @@ REPEAT_ARMS: dict[str, dict[str, Any]] = {
     "one length (50)": {"lengths": (50, 50), "steps": 1200},
     "lengths 20 to 80": {"lengths": (20, 80), "steps": 6000},
 }
+
+
+# A copier first, then stories: a fresh model trained on random repeats of many lengths (train_on_repeats) for
+# longer than the plateau before its jump lasted in study_repeats, then pretrained on stories like the lesson's model.
+COPIER: dict[str, Any] = {"lengths": (20, 80), "steps": 4500}
 
 
 def _setting(profile, key: str) -> Any:
@@ -218,7 +228,8 @@ def repeat_batch(pool: torch.Tensor, start_id: int, batch_size: int, lengths: tu
 
 def train_on_repeats(lengths: tuple[int, int], *, steps: int = 1200, batch_size: int = 32,
                      learning_rate: float = 1e-3, probe_every: int = 300, probe_lengths: Sequence[int] = (30, 50, 70),
-                     gap: int = SHIFT_GAP, seed: int = 0, progress: bool = True) -> list[dict[str, Any]]:
+                     gap: int = SHIFT_GAP, seed: int = 0, save_to: str | Path | None = None,
+                     progress: bool = True) -> list[dict[str, Any]]:
     """Train a fresh model of the lesson's shape on random repeats alone, probing it every ``probe_every`` steps.
 
     The purest copying lesson there is: the first writing is noise, the second
@@ -227,6 +238,8 @@ def train_on_repeats(lengths: tuple[int, int], *, steps: int = 1200, batch_size:
     the nats a repeat saves beyond its control (``saved``) and the same with
     ``gap`` fresh tokens between the writings (``shifted``): a copier saves on both,
     a reader of a fixed distance back only where the distance is the one it learned.
+    With ``save_to``, the trained model and the lesson's tokenizer are saved
+    there, a folder pretraining can start from (``init``).
     """
     profile = get_profile("lesson")
     cfg, opt = profile.model, profile.pretrain
@@ -251,6 +264,8 @@ def train_on_repeats(lengths: tuple[int, int], *, steps: int = 1200, batch_size:
                          "saved": {str(n): p["gain"] - p["control_gain"] for n, p in probes.items()},
                          "shifted": {str(n): p["shifted_gain"] - p["control_gain"] for n, p in probes.items()}})
             model.train()
+    if save_to is not None:
+        save_model_files(model.eval(), profile_tokenizer(profile), Path(save_to))
     return rows
 
 
@@ -278,6 +293,74 @@ def run_repeat_arms(figures_dir: str | Path, *, arms: Mapping[str, Mapping[str, 
     return _write_table(table, Path(figures_dir) / "study_repeats",
                         repeat_arms_figure(table, title=title, path=Path(figures_dir) / "study_repeats.png"),
                         _repeats_markdown(table))
+
+
+def run_copier_then_stories(out_dir: str | Path, figures_dir: str | Path, *, copier: Mapping[str, Any] | None = None,
+                            overrides: Mapping[str, Any] | None = None, stories: int = 60,
+                            progress: bool = True) -> dict[str, Any]:
+    """Does copying learned on random repeats survive pretraining on stories? Both starts, probed at every checkpoint.
+
+    The copier (:data:`COPIER`: lengths and steps of :func:`train_on_repeats`)
+    is saved in ``out_dir / "copier"`` and reused when there. The lesson
+    profile with ``overrides`` then pretrains twice on stories: from the
+    copier and from scratch (finished runs reused). Each arm's curve holds,
+    at its first model (step 0) and every saved model, the tokens seen, the
+    validation loss where one was logged and the copying probe on
+    ``stories`` held-out stories. Written to ``study_copier_stories.png``,
+    ``.json`` and ``.md`` in ``figures_dir``.
+    """
+    copier = COPIER if copier is None else copier
+    out, profile = Path(out_dir), get_profile("lesson", overrides)
+    start, copier_curve = out / "copier", out / "copier_curve.json"
+    if not copier_curve.exists():  # written once the copier is saved
+        write_json(copier_curve,
+                   train_on_repeats(tuple(copier["lengths"]), steps=copier["steps"], save_to=start, progress=progress))
+    tokenizer = profile_tokenizer(profile)
+    facts = corpus("validation", stories, seed=profile.data.corpus_seed)
+
+    def probe(model) -> dict[str, dict]:
+        return copying_probe(model, tokenizer, facts, profile.data.block_size)
+
+    rows = []
+    for arm, init, folder in (("from the copier", start, out / "copier-stories"),
+                              ("from scratch", None, out / "scratch-stories")):
+        ensure_run("pretrain", profile, folder, init=init, progress=progress)
+        first = load_model(init) if init else build_model(profile.model, seed=profile.pretrain.seed)
+        records = read_metrics(folder)
+        losses = {r["step"]: r["eval_loss"] for r in records if r.get("eval_loss") is not None}
+        curve = [{"step": 0, "tokens": 0, "eval_loss": None, "copying": probe(first)}]
+        curve += [{"step": step, "tokens": tokens_at(records, step), "eval_loss": losses.get(step),
+                   "copying": probe(load_model(saved))} for step, saved in model_stages(folder)]
+        rows.append({"arm": arm, "curve": curve})
+    table = {"what": "pretraining on stories from a copier trained on random repeats, and from scratch; the copying "
+                     "probe (helpers.copying) at every saved model",
+             "copier": {"lengths": list(copier["lengths"]), "steps": copier["steps"],
+                        "curve": json.loads(copier_curve.read_text())},
+             "settings": {key: _setting(profile, key) for key in overrides or {}}, "stories": stories, "rows": rows,
+             "lines": {"the copying rule": probe(CopyingOracle(len(tokenizer)))}}
+    title = "Copying learned on random repeats, then pretraining on stories: does it survive?"
+    return _write_table(table, Path(figures_dir) / "study_copier_stories",
+                        copier_stories_figure(table, title=title, path=Path(figures_dir) / "study_copier_stories.png"),
+                        _copier_markdown(table))
+
+
+def _copier_markdown(table: Mapping[str, Any]) -> str:
+    """Each arm at every probed model: steps, validation loss and what copying saves (nats); the copying rule last."""
+    out = ["| arm | step | validation loss | random repeat: saved beyond the control | the same, shifted "
+           "| hero: first - later mentions | far context |", "|" + "---|" * 7]
+    for row in table["rows"]:
+        for point in row["curve"]:
+            loss = f"{point['eval_loss']:.3f}" if point.get("eval_loss") is not None else "–"
+            out.append(f"| {row['arm']} | {point['step']} | {loss} | {_savings(point['copying'])} |")
+    out += [f"| {name} | – | – | {_savings(c)} |" for name, c in table["lines"].items()]
+    return "\n".join(out) + "\n"
+
+
+def _savings(c: Mapping[str, Any]) -> str:
+    """The copying probe's four savings as table cells: repeat, shifted repeat (both beyond the control), names, far."""
+    rr, names = c["repeated_random"], c["name_mentions"]
+    return (f"{rr['gain'] - rr['control_gain']:+.2f} | {rr['shifted_gain'] - rr['control_gain']:+.2f} "
+            f"| {names['first'] - names['later']:+.2f} | {c['far_context']['value']:+.3f}")
 
 
 def _repeats_markdown(table: Mapping[str, Any]) -> str:
