@@ -217,10 +217,12 @@ def test_a_malformed_master_is_refused_naming_the_cell(tmp_path):
         read_questions(tmp_path / "bad.ipynb")
 
 
-def test_grading_without_an_autograder_says_what_to_run(tmp_path, monkeypatch):
+def test_grading_without_an_autograder_says_what_to_run(tmp_path, monkeypatch, capsys):
     from helpers.cli import main
 
     monkeypatch.chdir(tmp_path)
     assert main(["grade", "03_pretraining.ipynb", "--pieces-only"]) == 2
+    assert capsys.readouterr().err == ("error: no autograder for '03_pretraining.ipynb' in build/exercises: run make "
+                                       "exercises, or name one with --autograder\n")
     with pytest.raises(AssignError, match="not a notebook written by make exercises"):
         grade(NOTEBOOKS / "03_pretraining.ipynb", tmp_path / "none.zip", tmp_path / "out", pieces_only=True)
