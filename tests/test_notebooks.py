@@ -142,6 +142,18 @@ def test_papermill_injects_parameters_and_lesson_1_runs_offline(tmp_path, monkey
     assert (tmp_path / "figs" / "token_lengths.png").exists()
 
 
+def test_lesson_2_without_lesson_3_s_run_trains_a_short_demonstration_and_saves_no_figure(tmp_path):
+    """A student who opens lesson 2 first gets a labelled demonstration run (make test runs lesson 3 first)."""
+    nb = _run_lesson("02_self_attention.ipynb", tmp_path / "02.ipynb", runs_dir=str(tmp_path / "runs"),
+                     figures_dir=str(tmp_path / "figs"), demo_steps=3)
+    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "NOTE: lesson 3's run does not exist yet, so this section shows a SHORT DEMONSTRATION RUN (3 steps" in printed
+    assert "demo run: 3 steps" in printed and "Using the pretraining run of lesson 3." not in printed
+    assert (tmp_path / "runs" / "attention-demo-lesson-3steps" / "model.safetensors").exists()
+    assert not (tmp_path / "figs" / "attention_heads.png").exists()
+    assert not (tmp_path / "figs" / "position_embeddings.png").exists()
+
+
 def test_a_missing_run_names_the_lesson_to_run_first(tmp_path):
     import papermill
 
