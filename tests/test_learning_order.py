@@ -35,10 +35,12 @@ def test_learning_order_measures_every_checkpoint(pretrained_run, pre, tmp_path,
     _rig(run, 10, constant_model(len(tok), {}, eos_token_id=tok.eos_token_id))
     places = {first_token(tok, " " + w): 5.0 for w in ("farm", "playground", "fair")}
     _rig(run, 20, constant_model(len(tok), places, eos_token_id=tok.eos_token_id))
-    order = learning_order(run, prompts=4, cloze_stories=3, max_new_tokens=16, seed=5,
+    order = learning_order(run, prompts=4, cloze_stories=3, max_new_tokens=16, copy_sequences=5, seed=5,
                            profile=tiny_profile(), progress=False)
     rows = order["rows"]
     assert [r["step"] for r in rows] == [10, 20, 30]
+    assert {r["copying"]["repeated_random"]["sequences"] for r in [*rows, order["untrained"]]} == {5}
+    assert order["references"]["copying"]["repeated_random"]["sequences"] == 5
     assert [r["tokens"] for r in rows] == [10 * 8 * 128, 20 * 8 * 128, 30 * 8 * 128]  # steps x batch x block
     assert order["prompts"] == 4 and order["cloze_stories"] == 3
     assert order["cloze_items"] == {"story": 12, "absent": 12, "story without story": 12, "absent without story": 12}
@@ -66,11 +68,11 @@ def test_learning_order_measures_every_checkpoint(pretrained_run, pre, tmp_path,
     assert rows[2]["cloze"]["absent"] == cloze_accuracy(final, tok, [i for s in stories for i in cloze_items(s, "absent")])
     assert rows[2]["cloze"]["story without story"] == cloze_accuracy(
         final, tok, without_story([i for s in stories for i in cloze_items(s)]))
-    assert rows[2]["copying"] == copying_probe(final, tok, stories, 128)
+    assert rows[2]["copying"] == copying_probe(final, tok, stories, 128, sequences=5)
     assert cloze(rows[2]) not in (cloze(rows[0]), cloze(rows[1]))
     # the untrained model: the run's first weights, as training drew them from its seed
     untrained = build_model(tiny_profile().model, seed=tiny_profile().pretrain.seed)
-    assert order["untrained"]["copying"] == copying_probe(untrained, tok, stories, 128)
+    assert order["untrained"]["copying"] == copying_probe(untrained, tok, stories, 128, sequences=5)
     assert order["references"]["copying"]["repeated_random"]["gain"] > 7  # the copying rule: near ln 2048
     # grammar and consistency: each row from its own checkpoint's sampled continuations
     prompts = story_prompts(4, seed=0, n_sentences=3)

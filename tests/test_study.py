@@ -181,43 +181,57 @@ TINY_STORIES = {key: value for key, value in SHRUNK.items()
                 if key.startswith(("pretrain.", "data.")) and "instruction" not in key}
 
 
-def test_a_copier_then_stories_starts_from_the_copier_and_probes_every_saved_model(tmp_path, capsys, one_thread):
+def test_the_study_command_trains_a_copier_then_stories_from_it_and_from_scratch(tmp_path, monkeypatch, capsys,
+                                                                                  one_thread):
+    from helpers.cli import main
+    from helpers.config import get_profile
     from helpers.copying import copying_probe
     from helpers.model import load_model
     from helpers.stories import corpus
     from helpers.tokenizer import profile_tokenizer
-    from helpers.config import get_profile
 
-    copier = {"lengths": (4, 6), "steps": 3}
-    table = study.run_copier_then_stories(tmp_path / "runs", tmp_path / "figs", copier=copier, overrides=TINY_STORIES,
-                                          stories=4, progress=False)
-    runs = tmp_path / "runs"
-    assert [row["arm"] for row in table["rows"]] == ["from the copier", "from scratch"]
-    for row in table["rows"]:
+    monkeypatch.setattr(study, "COPIER", {"lengths": (4, 6), "steps": 3})
+    runs, figs = tmp_path / "runs", tmp_path / "figs"
+    command = ["study", "--copier", "--quiet", "--out", str(runs), "--figures", str(figs),
+               *[item for key, value in TINY_STORIES.items() for item in ("--set", f"{key}={value}")]]
+    assert main(command) == 0
+    written = json.loads((figs / "study_copier_stories.json").read_text())
+    rows = written["rows"]
+    last = [row["curve"][-1]["copying"]["repeated_random"] for row in rows]
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"saved on a 50-token repeat beyond its control at the last model: from the copier "
+        f"{last[0]['gain'] - last[0]['control_gain']:+.2f}, from scratch {last[1]['gain'] - last[1]['control_gain']:+.2f}; "
+        f"table {figs / 'study_copier_stories.json'}")
+    assert written["copier"]["steps"] == 3 and len(written["copier"]["curve"]) == 1  # probed at its last step
+    assert written["settings"]["pretrain.max_steps"] == 6 and written["stories"] == 60
+    assert [row["arm"] for row in rows] == ["from the copier", "from scratch"]
+    for row in rows:
         assert [p["step"] for p in row["curve"]] == [0, 3, 6] and row["curve"][0]["tokens"] == 0
         assert [p["eval_loss"] is None for p in row["curve"]] == [True, False, False]
         assert row["curve"][2]["tokens"] == 6 * 4 * 128
-    started = json.loads((runs / "copier-stories" / "run.json").read_text())
-    assert started["init"] == str(runs / "copier") and json.loads((runs / "scratch-stories" / "run.json").read_text())["init"] is None
+    assert json.loads((runs / "copier-stories" / "run.json").read_text())["init"] == str(runs / "copier")
+    assert json.loads((runs / "scratch-stories" / "run.json").read_text())["init"] is None
     # step 0 of the copier arm is the copier itself, probed on the same held-out stories
     profile = get_profile("lesson", TINY_STORIES)
-    facts = corpus("validation", 4, seed=profile.data.corpus_seed)
-    expected = copying_probe(load_model(runs / "copier"), profile_tokenizer(profile), facts, 128)
-    assert table["rows"][0]["curve"][0]["copying"] == expected
-    assert table["rows"][0]["curve"][0]["copying"] != table["rows"][1]["curve"][0]["copying"]
-    assert table["rows"][0]["curve"][1]["copying"] != table["rows"][1]["curve"][1]["copying"]
-    written = json.loads((tmp_path / "figs" / "study_copier_stories.json").read_text())
-    assert written["copier"]["steps"] == 3 and len(written["copier"]["curve"]) == 1  # probed at its last step
-    assert set(written["lines"]) == {"the copying rule"} and (tmp_path / "figs" / "study_copier_stories.png").stat().st_size
-    markdown = (tmp_path / "figs" / "study_copier_stories.md").read_text().splitlines()
+    facts = corpus("validation", 60, seed=profile.data.corpus_seed)
+    expected = copying_probe(load_model(runs / "copier"), profile_tokenizer(profile), facts, 128)["repeated_random"]
+    assert rows[0]["curve"][0]["copying"]["repeated_random"] == pytest.approx(expected, rel=1e-5)
+    assert rows[0]["curve"][1]["copying"] != rows[1]["curve"][1]["copying"]
+    assert set(written["lines"]) == {"the copying rule"} and (figs / "study_copier_stories.png").stat().st_size
+    markdown = (figs / "study_copier_stories.md").read_text().splitlines()
     assert len(markdown) == 2 + 2 * 3 + 1 and markdown[2].startswith("| from the copier | 0 | – | ")
     assert markdown[-1].startswith("| the copying rule | – | – | +")
+    # run again: the copier and both runs are reused, the numbers measured again are the same
     copier_made = (runs / "copier" / "model.safetensors").stat().st_mtime_ns
-    capsys.readouterr()
-    again = study.run_copier_then_stories(runs, tmp_path / "figs", copier=copier, overrides=TINY_STORIES, stories=4,
-                                          progress=False)
-    assert capsys.readouterr().out.count("reusing the finished run") == 2 and again["rows"] == table["rows"]
-    assert (runs / "copier" / "model.safetensors").stat().st_mtime_ns == copier_made  # the copier is not trained again
+    assert main(command) == 0
+    assert capsys.readouterr().out.count("reusing the finished run") == 2
+    assert (runs / "copier" / "model.safetensors").stat().st_mtime_ns == copier_made
+    assert json.loads((figs / "study_copier_stories.json").read_text()) == written
+    # one choice at a time, and no settings for the arms that take none
+    assert main(["study", "--arms", "--repeats"]) == 2
+    assert capsys.readouterr().err == "error: study: choose one of --arms, --repeats and --copier\n"
+    assert main(["study", "--repeats", "--set", "pretrain.max_steps=5"]) == 2
+    assert "--set changes the study's settings" in capsys.readouterr().err
 
 
 def test_the_copier_table_writes_each_measure_in_its_column():
@@ -231,23 +245,3 @@ def test_the_copier_table_writes_each_measure_in_its_column():
         "| from the copier | 0 | – | +2.25 | +0.50 | +1.25 | +0.125 |",
         "| from the copier | 100 | 2.346 | +2.25 | +0.50 | +1.25 | +0.125 |",
         "| the copying rule | – | – | +2.25 | +0.50 | +1.25 | +0.125 |"]
-
-
-def test_the_study_command_runs_the_copier_arms_with_its_settings_and_refuses_mixed_choices(
-        tmp_path, monkeypatch, capsys, one_thread):
-    from helpers.cli import main
-
-    monkeypatch.setattr(study, "COPIER", {"lengths": (4, 5), "steps": 2})
-    sets = [item for key, value in TINY_STORIES.items() for item in ("--set", f"{key}={value}")]
-    assert main(["study", "--copier", "--quiet", "--out", str(tmp_path / "runs"), "--figures", str(tmp_path), *sets]) == 0
-    written = json.loads((tmp_path / "study_copier_stories.json").read_text())
-    assert written["copier"]["steps"] == 2 and written["settings"]["pretrain.max_steps"] == 6
-    last = [row["curve"][-1]["copying"]["repeated_random"] for row in written["rows"]]
-    assert capsys.readouterr().out.splitlines()[-1] == (
-        f"saved on a 50-token repeat beyond its control at the last model: from the copier "
-        f"{last[0]['gain'] - last[0]['control_gain']:+.2f}, from scratch {last[1]['gain'] - last[1]['control_gain']:+.2f}; "
-        f"table {tmp_path / 'study_copier_stories.json'}")
-    assert main(["study", "--arms", "--repeats"]) == 2
-    assert capsys.readouterr().err == "error: study: choose one of --arms, --repeats and --copier\n"
-    assert main(["study", "--repeats", "--set", "pretrain.max_steps=5"]) == 2
-    assert "--set changes the study's settings" in capsys.readouterr().err

@@ -130,7 +130,8 @@ def repeated_random(model: nn.Module, token_ids: Sequence[int], start_id: int, *
         scores[name] = (float(losses[:, 1:length].mean()), float(losses[:, -(length - 1):].mean()))
     (first, repeat), (control_first, control), (_, shifted) = scores["repeat"], scores["control"], scores["shifted"]
     return {"first": first, "repeat": repeat, "gain": first - repeat, "control_gain": control_first - control,
-            "shifted_repeat": shifted, "shifted_gain": first - shifted, "gap": gap, "uniform": math.log(len(pool))}
+            "shifted_repeat": shifted, "shifted_gain": first - shifted, "gap": gap, "uniform": math.log(len(pool)),
+            "sequences": sequences}
 
 
 def _mention_spans(story: Story) -> list[tuple[int, int]]:
@@ -191,12 +192,13 @@ def far_context(model: nn.Module, blocks: torch.Tensor, *, window: int = 64, tar
 
 
 def copying_probe(model: nn.Module, tokenizer: PreTrainedTokenizerBase, stories: Sequence[Story], block_size: int, *,
-                  seed: int = 0, device: str | torch.device | None = None) -> dict[str, dict]:
+                  sequences: int = 64, seed: int = 0, device: str | torch.device | None = None) -> dict[str, dict]:
     """The three measures on one model: random repeats, hero mentions, far context in the stories' own text.
 
-    The random tokens are every token but the special ones; the far-context
-    blocks are the first eight that the ``stories`` fill when joined with
-    end-of-text, as pretraining packs them.
+    The random tokens are every token but the special ones, in ``sequences``
+    repeats (each scored over GPT-2's 50,257 tokens costs a little time: a
+    rehearsal asks for few); the far-context blocks are the first eight that
+    the ``stories`` fill when joined with end-of-text, as pretraining packs them.
     """
     specials = set(tokenizer.all_special_ids)
     pool = [i for i in range(len(tokenizer)) if i not in specials]
@@ -207,6 +209,7 @@ def copying_probe(model: nn.Module, tokenizer: PreTrainedTokenizerBase, stories:
     if n == 0:
         raise ValueError(f"{len(stories)} stories hold {len(stream)} tokens, fewer than one {block_size}-token block")
     blocks = torch.tensor(stream[: n * block_size]).view(n, block_size)
-    return {"repeated_random": repeated_random(model, pool, tokenizer.eos_token_id, seed=seed, device=device),
+    return {"repeated_random": repeated_random(model, pool, tokenizer.eos_token_id, sequences=sequences, seed=seed,
+                                               device=device),
             "name_mentions": name_mentions(model, tokenizer, stories, device=device),
             "far_context": far_context(model, blocks, device=device)}

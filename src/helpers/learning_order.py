@@ -54,13 +54,13 @@ def _shares(counts: dict[str, int], n: int) -> dict[str, dict]:
     return {name: share(k, n) for name, k in counts.items()}
 
 
-def _measure(model, tokenizer, begin, cloze, facts_stories, block_size, texts) -> dict[str, Any]:
+def _measure(model, tokenizer, begin, cloze, facts_stories, block_size, texts, copy_sequences) -> dict[str, Any]:
     """Every probe on one model; ``texts`` are its continuations of the beginnings ``begin``."""
     pairs = [(s, t) for (_, s), t in zip(begin, texts)]
     return {"grammar": grammar_measures(texts),
             "consistency": _shares(consistency_variants(pairs), len(begin)),
             "cloze": cloze_accuracies(model, tokenizer, cloze),
-            "copying": copying_probe(model, tokenizer, facts_stories, block_size)}
+            "copying": copying_probe(model, tokenizer, facts_stories, block_size, sequences=copy_sequences)}
 
 
 def _story_references(prompts, cloze, corpus_seed: int) -> dict[str, Any]:
@@ -86,7 +86,7 @@ def _per_kind_chance(items) -> dict[str, float]:
 
 
 def learning_order(pretrain_run: str | Path, *, prompts: int = 200, cloze_stories: int = 60,
-                   max_new_tokens: int = 60, seed: int = 0, profile: Profile | None = None,
+                   max_new_tokens: int = 60, copy_sequences: int = 64, seed: int = 0, profile: Profile | None = None,
                    device: str | None = None, progress: bool = True) -> dict[str, Any]:
     """Grammar, consistency, story facts and copying at every checkpoint of one pretraining run.
 
@@ -95,7 +95,7 @@ def learning_order(pretrain_run: str | Path, *, prompts: int = 200, cloze_storie
     continuations. The cloze asks four blanks (who, where, what, feeling)
     about each of ``cloze_stories`` held-out stories, in both designs of
     :mod:`helpers.story_cloze`, each also without the story; the copying probe
-    reads the same stories. Returns ``rows`` (one per saved model: ``step``,
+    reads the same stories and writes ``copy_sequences`` random repeats. Returns ``rows`` (one per saved model: ``step``,
     ``tokens`` and every measure of :func:`_measure`), ``untrained`` (the
     same measures of the run's first weights, before any step) and
     ``references`` (the stories' own text, another story's continuation, the
@@ -113,14 +113,15 @@ def learning_order(pretrain_run: str | Path, *, prompts: int = 200, cloze_storie
 
     def measured(model) -> dict[str, Any]:
         texts = generate(model, tokenizer, [b for b, _ in begin], sampling, device=dev, progress=False)
-        return _measure(model, tokenizer, begin, cloze, facts, block, texts)
+        return _measure(model, tokenizer, begin, cloze, facts, block, texts, copy_sequences)
 
     rows = [{"step": step, "tokens": tokens_at(records, step), **measured(load_model(folder).to(dev))}
             for step, folder in progress_bar(model_stages(run), desc="learning order", unit="checkpoint",
                                              disable=not progress)]
     untrained = measured(build_model(cfg.model, seed=cfg.pretrain.seed).to(dev))
     references = {**_story_references(begin, cloze, cfg.data.corpus_seed),
-                  "copying": copying_probe(CopyingOracle(len(tokenizer)), tokenizer, facts, block)}
+                  "copying": copying_probe(CopyingOracle(len(tokenizer)), tokenizer, facts, block,
+                                           sequences=copy_sequences)}
     return {"rows": rows, "untrained": untrained, "references": references, "prompts": len(begin),
             "cloze_items": {name: len(items) for name, items in cloze.items()}, "cloze_stories": cloze_stories}
 
