@@ -1,15 +1,19 @@
 """How `make test` shares 2 CPU cores between two pytest-xdist workers (``make test`` passes ``-n 2``).
 
-The notebooks from lesson 2 on run in order on one worker: lessons 4 and 5 and the solutions read
-the runs lesson 3 writes. Lesson 2 runs after lesson 3, as the report job runs them: it then draws
-lesson 3's model instead of training a demonstration run of its own (tests/test_notebooks.py runs
-that path on its own). Each test file stays on one worker too (module fixtures are built once;
-tests/test_browser.py reuses folders under build/).
+The lessons that make or read the lesson runs go in order on one worker: lesson 3 (which trains the
+pretraining run), lesson 2 (which then draws lesson 3's model instead of training a demonstration
+run of its own; tests/test_notebooks.py runs that path on its own), lessons 4 and 5, and the
+solutions of lessons 4 and 5. The other worker takes every test file and lesson 1 with its
+solutions, then the solutions of lessons 2 and 3, which need lesson 3's run only: they come last
+in its queue, and wait for the run if it is not there yet. Each test file stays on one worker
+(module fixtures are built once; tests/test_browser.py reuses folders under build/).
 """
 
 from __future__ import annotations
 
 import os
+import time
+from pathlib import Path
 
 import pytest
 
@@ -18,20 +22,43 @@ import pytest
 # Set before any test imports torch; notebook kernels and subprocesses inherit it.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+CHAIN = ("03_pretraining.ipynb", "02_self_attention.ipynb", "04_finetuning.ipynb", "05_evaluation.ipynb",
+         "04_finetuning_solutions.ipynb", "05_evaluation_solutions.ipynb")  # one worker, in this order
+AFTER_LESSON_3 = ("02_self_attention_solutions.ipynb", "03_pretraining_solutions.ipynb")  # the other worker, last
+WAIT_FOR_LESSON_3_S = 1800
+
+
+def _notebook(nodeid: str) -> str:
+    """The file name of a notebook cell's node id ("" for anything else)."""
+    path = nodeid.split("::", 1)[0]
+    return path.rpartition("/")[2] if path.endswith(".ipynb") else ""
+
 
 def pytest_collection_modifyitems(config, items):
-    """Lesson 2's cells right after lesson 3's: with lesson 3's run there, lesson 2 trains no demonstration run."""
-    lesson_2 = [item for item in items if _notebook(item) == "02_self_attention.ipynb"]
-    rest = [item for item in items if _notebook(item) != "02_self_attention.ipynb"]
-    after = max((n for n, item in enumerate(rest) if _notebook(item) == "03_pretraining.ipynb"), default=None)
-    if lesson_2 and after is not None:
-        items[:] = rest[:after + 1] + lesson_2 + rest[after + 1:]
+    """The chain's notebooks first, in the chain's order; then everything else; the solutions of lessons 2 and 3 last."""
+    def place(item) -> tuple[int, int]:
+        name = _notebook(item.nodeid)
+        if name in CHAIN:
+            return 0, CHAIN.index(name)
+        return (2, AFTER_LESSON_3.index(name)) if name in AFTER_LESSON_3 else (1, 0)
+
+    items.sort(key=place)  # stable: each notebook's cells, and the tests, keep their own order
 
 
-def _notebook(item) -> str:
-    """The file name of a notebook's cell item ("" for anything else)."""
-    path = item.nodeid.split("::", 1)[0]
-    return path.rpartition("/")[2] if path.endswith(".ipynb") and path.startswith("notebooks/0") else ""
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Before a solution that reads lesson 3's run starts, wait (up to half an hour) for the other worker to finish it."""
+    if _notebook(item.nodeid) not in AFTER_LESSON_3 or not item.nodeid.endswith("::Cell 0"):
+        return
+    if not any(_notebook(other.nodeid) == "03_pretraining.ipynb" for other in item.session.items):
+        return  # lesson 3 is not part of this session: the notebook says itself what to run first
+    from helpers.lessons import lesson_paths
+    from helpers.runs import has_model
+
+    run = lesson_paths(base=Path(item.path).parent).pretrain
+    deadline = time.monotonic() + WAIT_FOR_LESSON_3_S
+    while not has_model(run) and time.monotonic() < deadline:
+        time.sleep(5)
 
 
 @pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook, called only when it distributes tests
@@ -40,17 +67,11 @@ def pytest_xdist_make_scheduler(config, log):
     # silently spread a notebook's cells over both workers. A scope of our own does the same job.
     from xdist.scheduler import LoadScopeScheduling
 
-    class NotebooksTogether(LoadScopeScheduling):
-        """One unit of work for the notebooks that read lesson runs, in collection order; one for each other file."""
+    class ChainAndTheRest(LoadScopeScheduling):
+        """One unit of work for the chain's notebooks; one for each other file; handed out in collection order."""
 
         def _split_scope(self, nodeid: str) -> str:
-            path = nodeid.split("::", 1)[0]
-            return "notebooks" if _reads_lesson_runs(path) else path
+            return "the chain" if _notebook(nodeid) in CHAIN else nodeid.split("::", 1)[0]
 
-    return NotebooksTogether(config, log)
-
-
-def _reads_lesson_runs(path: str) -> bool:
-    """Every notebook but lesson 1 and its solutions (tokenizers only) reads or makes a lesson's run."""
-    return path.endswith(".ipynb") and not path.rpartition("/")[2].startswith("01_")
-
+    config.option.loadscopereorder = False  # the order pytest_collection_modifyitems chose, not the largest first
+    return ChainAndTheRest(config, log)
