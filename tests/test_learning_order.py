@@ -11,7 +11,7 @@ import pytest
 from conftest import tiny_profile
 from rigged import constant_model, first_token, one_thread, save_model  # noqa: F401 - one_thread: a fixture
 from helpers.inference import Decoding, generate
-from helpers.learning_order import answer_curve, learning_order
+from helpers.learning_order import answer_curve, learning_order, thinned
 from helpers.copying import copying_probe
 from helpers.model import build_model, load_model
 from helpers.probes import cloze_accuracy
@@ -129,6 +129,22 @@ def test_learning_order_counts_what_each_checkpoint_wrote(pretrained_run, monkey
         assert (grammar["words"]["successes"], grammar["words"]["n"]) == (5, 5)
         assert {k: v["successes"] for k, v in consistency.items()} == {
             "strict": 3, "hero_again": 3, "first_name_is_hero": 3, "first_pronoun_fits": 0}
+    steps = [r["step"] for r in order["rows"]]
+    every_second = learning_order(pretrained_run, prompts=4, cloze_stories=3, max_new_tokens=16, seed=5, every=2,
+                                  profile=tiny_profile(), progress=False)
+    assert steps == [10, 20, 30] and [r["step"] for r in every_second["rows"]] == [20, 30]  # the last one always
+    assert every_second["rows"][-1]["copying"] == order["rows"][-1]["copying"]
+
+
+def test_thinned_keeps_every_nth_saved_model_and_the_last():
+    stages = [(step, Path(f"checkpoint-{step}")) for step in (50, 100, 150, 200, 250)]
+    assert [s for s, _ in thinned(stages, 1)] == [50, 100, 150, 200, 250]
+    assert [s for s, _ in thinned(stages, 2)] == [100, 200, 250]
+    assert [s for s, _ in thinned(stages, 3)] == [150, 250]
+    assert [s for s, _ in thinned(stages, 5)] == [250] and [s for s, _ in thinned(stages, 9)] == [250]
+    assert thinned([], 2) == []
+    with pytest.raises(ValueError, match="every must be at least 1, got 0"):
+        thinned(stages, 0)
 
 
 def test_answer_curve_from_the_init_model_to_the_end(pretrained_run, finetuned_run, pre, tmp_path, one_thread):
@@ -183,5 +199,7 @@ def test_answer_curve_from_the_init_model_to_the_end(pretrained_run, finetuned_r
     # the trivial readers: the first name is each hero (3 of 3) and no friend or parent; lookup answers all 9
     assert {k: (v["share"], v["n"]) for k, v in curve["readers"].items()} == {
         "who": (3 / 6, 6), "who/friend": (0.0, 1), "who/hero": (1.0, 3), "who/parent": (0.0, 2), "yes_no": (1.0, 9)}
+    coarse = answer_curve(run, stories=3, max_new_tokens=1, every=2, profile=profile, progress=False)
+    assert coarse["rows"] == [curve["rows"][0], curve["rows"][2]]  # the start, then every second checkpoint
     assert answer_curve(pretrained_run, profile=tiny_profile(**{"data.instructions": "x.json"}),
                         progress=False) == {"skipped": "answers are scored on the embedded story questions only"}

@@ -41,7 +41,7 @@ from .text_metrics import (
     STORY_SENTENCES, answer_tallies, consistency_variants, grammar_measures, majority_baselines, reader_baselines,
 )
 
-__all__ = ["learning_order", "answer_curve", "learning_order_report"]
+__all__ = ["learning_order", "answer_curve", "learning_order_report", "thinned"]
 
 
 def _cloze_sets(stories) -> dict[str, list]:
@@ -52,6 +52,17 @@ def _cloze_sets(stories) -> dict[str, list]:
 
 def _shares(counts: dict[str, int], n: int) -> dict[str, dict]:
     return {name: share(k, n) for name, k in counts.items()}
+
+
+def thinned(stages: list[tuple[int, Path]], every: int) -> list[tuple[int, Path]]:
+    """Every ``every``-th saved model (the ``every``-th first), always ending with the last one.
+
+    Probing fewer checkpoints takes less time and keeps the final numbers; the curve gets coarser.
+    """
+    if every < 1:
+        raise ValueError(f"every must be at least 1, got {every}")
+    kept = stages[every - 1::every]
+    return kept if not stages or (kept and kept[-1] == stages[-1]) else kept + stages[-1:]
 
 
 def _measure(model, tokenizer, begin, cloze, facts_stories, block_size, texts, copy_sequences) -> dict[str, Any]:
@@ -86,16 +97,19 @@ def _per_kind_chance(items) -> dict[str, float]:
 
 
 def learning_order(pretrain_run: str | Path, *, prompts: int = 200, cloze_stories: int = 60,
-                   max_new_tokens: int = 60, copy_sequences: int = 64, seed: int = 0, profile: Profile | None = None,
-                   device: str | None = None, progress: bool = True) -> dict[str, Any]:
+                   max_new_tokens: int = 60, copy_sequences: int = 64, every: int = 1, seed: int = 0,
+                   profile: Profile | None = None, device: str | None = None, progress: bool = True) -> dict[str, Any]:
     """Grammar, consistency, story facts and copying at every checkpoint of one pretraining run.
+
+    With ``every`` above 1, at every ``every``-th checkpoint only, and the last (:func:`thinned`).
 
     ``prompts`` held-out story beginnings are continued (sampled with
     ``seed``): grammar counts their sentences, consistency their
     continuations. The cloze asks four blanks (who, where, what, feeling)
     about each of ``cloze_stories`` held-out stories, in both designs of
     :mod:`helpers.story_cloze`, each also without the story; the copying probe
-    reads the same stories and writes ``copy_sequences`` random repeats. Returns ``rows`` (one per saved model: ``step``,
+    reads the same stories and writes ``copy_sequences`` random repeats.
+    Returns ``rows`` (one per saved model: ``step``,
     ``tokens`` and every measure of :func:`_measure`), ``untrained`` (the
     same measures of the run's first weights, before any step) and
     ``references`` (the stories' own text, another story's continuation, the
@@ -115,9 +129,9 @@ def learning_order(pretrain_run: str | Path, *, prompts: int = 200, cloze_storie
         texts = generate(model, tokenizer, [b for b, _ in begin], sampling, device=dev, progress=False)
         return _measure(model, tokenizer, begin, cloze, facts, block, texts, copy_sequences)
 
+    stages = thinned(model_stages(run), every)
     rows = [{"step": step, "tokens": tokens_at(records, step), **measured(load_model(folder).to(dev))}
-            for step, folder in progress_bar(model_stages(run), desc="learning order", unit="checkpoint",
-                                             disable=not progress)]
+            for step, folder in progress_bar(stages, desc="learning order", unit="checkpoint", disable=not progress)]
     untrained = measured(build_model(cfg.model, seed=cfg.pretrain.seed).to(dev))
     references = {**_story_references(begin, cloze, cfg.data.corpus_seed),
                   "copying": copying_probe(CopyingOracle(len(tokenizer)), tokenizer, facts, block,
@@ -126,9 +140,11 @@ def learning_order(pretrain_run: str | Path, *, prompts: int = 200, cloze_storie
             "cloze_items": {name: len(items) for name, items in cloze.items()}, "cloze_stories": cloze_stories}
 
 
-def answer_curve(finetune_run: str | Path, *, stories: int = 64, max_new_tokens: int = 12,
+def answer_curve(finetune_run: str | Path, *, stories: int = 64, max_new_tokens: int = 12, every: int = 1,
                  profile: Profile | None = None, device: str | None = None, progress: bool = True) -> dict[str, Any]:
     """Exact answers to held-out story questions, kind by kind, from the model finetuning started at to its end.
+
+    With ``every`` above 1, at the start and every ``every``-th checkpoint only, and the last (:func:`thinned`).
 
     The questions are all those about the first ``stories`` held-out
     stories. Baselines come from the *training* questions only: always the
@@ -149,7 +165,7 @@ def answer_curve(finetune_run: str | Path, *, stories: int = 64, max_new_tokens:
     tokenizer, records = AutoTokenizer.from_pretrained(str(run)), read_metrics(run)
     record = read_run_record(run)
     init = record.init if record else None  # the pretrained model is the answers' step 0
-    stages = ([(0, Path(init))] if init and has_model(init) else []) + model_stages(run)
+    stages = ([(0, Path(init))] if init and has_model(init) else []) + thinned(model_stages(run), every)
     dev = resolve_device(device or cfg.device)
     rows = []
     for step, folder in progress_bar(stages, desc="answers", unit="checkpoint", disable=not progress):

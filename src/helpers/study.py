@@ -24,6 +24,9 @@ length or of many, and follows the probe as they train (``study_repeats``):
 repeats of one length teach mostly where the source of a repeat of that
 length sits, which the probe's shifted variant exposes; repeats of many
 lengths, trained long enough, teach copying itself, after a long plateau.
+:func:`run_copier_then_stories` asks whether that skill survives stories:
+it pretrains the lesson profile from such a copier and from scratch, and
+probes both at every checkpoint (``study_copier_stories``).
 """
 
 from __future__ import annotations
