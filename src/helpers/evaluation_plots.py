@@ -231,10 +231,15 @@ def repeat_arms_figure(table: Mapping[str, Any], *, title: str, path: str | Path
     return save(fig, path, dict(table))
 
 
+def _beyond_control(copying: Mapping[str, Any], gain: str) -> float:
+    """What a random repeat (``gain``) or its shifted variant (``shifted_gain``) saves beyond the control, in nats."""
+    return copying["repeated_random"][gain] - copying["repeated_random"]["control_gain"]
+
+
 def copier_stories_figure(table: Mapping[str, Any], *, title: str, path: str | Path | None = None) -> Figure:
     """Pretraining on stories from a copier and from scratch, checkpoint by checkpoint: what a random repeat saves
     beyond its control (solid; shifted by fresh tokens, dashed), what the hero's earlier mention saves, and the
-    validation loss on stories, with the copying rule and the untrained model as lines.
+    validation loss on stories, with the copying rule as a line (step 0 of the arm from scratch is the untrained model).
 
     ``table`` is :func:`helpers.study.run_copier_then_stories`' result; its numbers go beside the PNG.
     """
@@ -242,22 +247,20 @@ def copier_stories_figure(table: Mapping[str, Any], *, title: str, path: str | P
         raise ValueError("no arms to plot")
     plt = styled_pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(18, 4.5))
-    repeat = lambda c: c["repeated_random"]["gain"] - c["repeated_random"]["control_gain"]  # noqa: E731
-    shifted = lambda c: c["repeated_random"]["shifted_gain"] - c["repeated_random"]["control_gain"]  # noqa: E731
-    names = lambda c: c["name_mentions"]["first"] - c["name_mentions"]["later"]  # noqa: E731
     for row, color in zip(table["rows"], ("tab:blue", "tab:orange", "tab:green")):
         steps = [r["step"] for r in row["curve"]]
         copying = [r["copying"] for r in row["curve"]]
-        axes[0].plot(steps, [repeat(c) for c in copying], marker="o", markersize=4, color=color, label=row["arm"])
-        axes[0].plot(steps, [shifted(c) for c in copying], linestyle="--", color=color,
+        axes[0].plot(steps, [_beyond_control(c, "gain") for c in copying], marker="o", markersize=4, color=color,
+                     label=row["arm"])
+        axes[0].plot(steps, [_beyond_control(c, "shifted_gain") for c in copying], linestyle="--", color=color,
                      label=f"{row['arm']}, fresh tokens between")
-        axes[1].plot(steps, [names(c) for c in copying], marker="o", markersize=4, color=color, label=row["arm"])
+        axes[1].plot(steps, [_saving(c["name_mentions"]) for c in copying], marker="o", markersize=4, color=color,
+                     label=row["arm"])
         evaluated = [(r["step"], r["eval_loss"]) for r in row["curve"] if r.get("eval_loss") is not None]
         axes[2].plot(*zip(*evaluated), marker="o", markersize=4, color=color, label=row["arm"])
     for name, c in table["lines"].items():
-        style = ":" if name == "untrained" else "-."
-        _reference(axes[0], repeat(c), name, style)
-        _reference(axes[1], names(c), name, style)
+        _reference(axes[0], _beyond_control(c, "gain"), name, "-.")
+        _reference(axes[1], _saving(c["name_mentions"]), name, "-.")
     labels = ("random repeat of 50 tokens: nats saved beyond the control", "hero's name: first minus later mentions (nats)",
               "validation loss on stories (nats per token)")
     for ax, label in zip(axes, labels):
