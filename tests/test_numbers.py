@@ -131,6 +131,16 @@ def _probed(n: int):
     return lambda load: load("study_repeats.json")["settings"]["probe_lengths"][n]
 
 
+def _copier_point(arm: int, point: int, measure: str):
+    """study_copier_stories.json: an arm's point's step or validation loss, or what a repeat saves beyond its control."""
+    def get(load):
+        at = load("study_copier_stories.json")["rows"][arm]["curve"][point]
+        if measure in ("step", "eval_loss"):
+            return at[measure]
+        return at["copying"]["repeated_random"][measure] - at["copying"]["repeated_random"]["control_gain"]
+    return get
+
+
 def _overall_baseline(name: str):
     """The baselines of all kinds together: each kind's share weighted by its questions."""
     def get(load):
@@ -198,6 +208,16 @@ CLAIMS = [
       *_repeat_probe(12, "saved", 1), *_repeat_probe(12, "step"), *_repeat_probe(-1, "step"),
       *_repeat_probe(-1, "saved", 0, 1, 2), _probed(0), _probed(1), _probed(2),
       lambda load: load("study_repeats.json")["settings"]["gap"], *_repeat_probe(-1, "shifted", 0, 1, 2)]),
+    (rf"A copier trained for {N} steps on repeats of {N} to\s+{N} tokens \(saving {N} nats on a random repeat beyond its "
+     rf"control, {N} shifted\)[\s\S]*?after {N} steps of stories it saves\s+{N}, and at step {N} {N}, no more than the "
+     rf"model from scratch \({N}\), while its validation loss\s+is {N} against {N}\.",
+     [lambda load: load("study_copier_stories.json")["copier"]["steps"],
+      lambda load: load("study_copier_stories.json")["copier"]["lengths"][0],
+      lambda load: load("study_copier_stories.json")["copier"]["lengths"][1],
+      _copier_point(0, 0, "gain"), _copier_point(0, 0, "shifted_gain"),
+      _copier_point(0, 1, "step"), _copier_point(0, 1, "gain"), _copier_point(0, -1, "step"),
+      _copier_point(0, -1, "gain"), _copier_point(1, -1, "gain"),
+      _copier_point(0, -1, "eval_loss"), _copier_point(1, -1, "eval_loss")]),
     (rf"\*\*Finetuning\*\* \(lesson 4\): {N} steps; answer-token validation loss\s+{N} to {N}\.",
      [lambda load: FINE(load)["run"]["step"],
       lambda load: FINE(load)["eval_loss"][0], lambda load: FINE(load)["eval_loss"][-1]]),
@@ -376,8 +396,8 @@ def test_a_readme_number_changed_by_one_unit_is_caught(tmp_path):
         at = re.search(phrase, text).start()
         found = NUMBER.search(text, at)
         spans.append(found.span(1) if not found.group(2) else (found.start(1), found.end(2)))
-    assert len(spans) == 139  # 85 before the copying probe, the two cloze designs and the answers by role; 9 on the study's
-    # roles and what its pretraining reads; 29 on the repeats alone
+    assert len(spans) == 151  # 85 before the copying probe, the two cloze designs and the answers by role; 9 on the study's
+    # roles and what its pretraining reads; 29 on the repeats alone; 12 on the copier pretrained on stories
     copy = tmp_path / "README.md"
     missed = []
     for start, end in spans:
