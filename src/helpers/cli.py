@@ -19,6 +19,7 @@ import torch
 
 from .config import ConfigError, Profile, apply_overrides, get_profile, parse_overrides
 from .evaluate import evaluate_run
+from .exercises import AssignError, grade, make_exercises
 from .judge import DEFAULT_MODEL
 from .lessons import lesson_paths, run_lessons
 from .report import write_report
@@ -220,27 +221,14 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _exercises(args: argparse.Namespace) -> int:
-    """`exercises` and `grade`: the student notebooks and their autograders, or one submission's scores.
-
-    Imported here, not at the top: nbformat's schema validation takes about 3 s to import, which every
-    other command (and every test that starts one) would pay for nothing.
-    """
-    from .exercises import AssignError, grade, make_exercises
-
-    try:
-        if args.command == "exercises":
-            make_exercises("notebooks", args.out)
-            return 0
-        autograder = args.autograder or next(iter(sorted(
-            Path("build/exercises", Path(args.submission).stem, "autograder").glob("*-autograder_*.zip"))), None)
-        if autograder is None:
-            raise AssignError(f"no autograder for {args.submission!r} in build/exercises: run make exercises, "
-                              "or name one with --autograder")
-        scores = grade(args.submission, autograder, args.out, pieces_only=args.pieces_only)
-    except AssignError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+def _grade(args: argparse.Namespace) -> int:
+    """`grade`: one line per question, then the total."""
+    autograder = args.autograder or next(iter(sorted(
+        Path("build/exercises", Path(args.submission).stem, "autograder").glob("*-autograder_*.zip"))), None)
+    if autograder is None:
+        raise AssignError(f"no autograder for {args.submission!r} in build/exercises: run make exercises, "
+                          "or name one with --autograder")
+    scores = grade(args.submission, autograder, args.out, pieces_only=args.pieces_only)
     for name, score in scores.items():
         print(f"{name:32} {score:g}")
     print(f"{'total':32} {sum(scores.values()):g}")
@@ -268,8 +256,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "report":
             return _report(args)
-        if args.command in {"exercises", "grade"}:
-            return _exercises(args)
+        if args.command == "exercises":
+            make_exercises("notebooks", args.out)
+            return 0
+        if args.command == "grade":
+            return _grade(args)
         if args.command == "study" and sum((args.arms, args.repeats, args.copier)) > 1:
             raise ConfigError("study: choose one of --arms, --repeats and --copier")
         if args.command == "study" and (args.arms or args.repeats) and args.overrides:
@@ -312,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                               samples=args.samples, progress=not args.quiet)
         print(report["markdown_path"])
         return 0
-    except (ConfigError, DataError, RunError) as err:
+    except (ConfigError, DataError, RunError, AssignError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except TrainingDiverged as err:
