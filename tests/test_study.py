@@ -199,7 +199,7 @@ def test_the_study_command_trains_a_copier_then_stories_from_it_and_from_scratch
     rows = written["rows"]
     last = [row["curve"][-1]["copying"]["repeated_random"] for row in rows]
     assert capsys.readouterr().out.splitlines()[-1] == (
-        f"saved on a 50-token repeat beyond its control at the last model: from the copier "
+        f"saved on a random repeat beyond its control at the last model: from the copier "
         f"{last[0]['gain'] - last[0]['control_gain']:+.2f}, from scratch {last[1]['gain'] - last[1]['control_gain']:+.2f}; "
         f"table {figs / 'study_copier_stories.json'}")
     assert written["copier"]["steps"] == 3 and len(written["copier"]["curve"]) == 1  # probed at its last step

@@ -270,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             table = run_copier_then_stories(args.out, args.figures, overrides=parse_overrides(args.overrides),
                                             progress=not args.quiet)
             last = {row["arm"]: row["curve"][-1]["copying"]["repeated_random"] for row in table["rows"]}
-            print("saved on a 50-token repeat beyond its control at the last model: " + ", ".join(
+            print("saved on a random repeat beyond its control at the last model: " + ", ".join(
                 f"{arm} {r['gain'] - r['control_gain']:+.2f}" for arm, r in last.items()) + f"; table {table['path']}")
             return 0
         if args.command == "study" and args.repeats:

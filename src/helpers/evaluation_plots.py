@@ -261,7 +261,7 @@ def copier_stories_figure(table: Mapping[str, Any], *, title: str, path: str | P
     for name, c in table["lines"].items():
         _reference(axes[0], _beyond_control(c, "gain"), name, "-.")
         _reference(axes[1], _saving(c["name_mentions"]), name, "-.")
-    labels = ("random repeat of 50 tokens: nats saved beyond the control", "hero's name: first minus later mentions (nats)",
+    labels = ("random repeat: nats saved beyond the control", "hero's name: first minus later mentions (nats)",
               "validation loss on stories (nats per token)")
     for ax, label in zip(axes, labels):
         ax.set_xlabel("training step on stories")
