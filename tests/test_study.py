@@ -181,8 +181,7 @@ TINY_STORIES = {key: value for key, value in SHRUNK.items()
                 if key.startswith(("pretrain.", "data.")) and "instruction" not in key}
 
 
-def test_the_study_command_trains_a_copier_then_stories_from_it_and_from_scratch(tmp_path, monkeypatch, capsys,
-                                                                                  one_thread):
+def test_the_study_command_trains_a_copier_then_stories_in_every_arm(tmp_path, monkeypatch, capsys, one_thread):
     from helpers.cli import main
     from helpers.config import get_profile
     from helpers.copying import copying_probe
@@ -199,18 +198,25 @@ def test_the_study_command_trains_a_copier_then_stories_from_it_and_from_scratch
     rows = written["rows"]
     last = [row["curve"][-1]["copying"]["repeated_random"] for row in rows]
     assert capsys.readouterr().out.splitlines()[-1] == (
-        f"saved on a random repeat beyond its control at the last model: from the copier "
-        f"{last[0]['gain'] - last[0]['control_gain']:+.2f}, from scratch {last[1]['gain'] - last[1]['control_gain']:+.2f}; "
-        f"table {figs / 'study_copier_stories.json'}")
+        "saved on a random repeat beyond its control at the last model: "
+        + ", ".join(f"{row['arm']} {r['gain'] - r['control_gain']:+.2f}" for row, r in zip(rows, last))
+        + f"; table {figs / 'study_copier_stories.json'}")
     assert written["copier"]["steps"] == 3 and len(written["copier"]["curve"]) == 1  # probed at its last step
     assert written["settings"]["pretrain.max_steps"] == 6 and written["stories"] == 60
-    assert [row["arm"] for row in rows] == ["from the copier", "from scratch"]
+    assert [row["arm"] for row in rows] == ["from the copier", "from scratch", "from the copier, copy drills 25%",
+                                            "from the copier, peak rate 1e-3"]
+    assert [row["settings"] for row in rows] == [{}, {}, {"data.copy_share": 0.25}, {"pretrain.learning_rate": 1e-3}]
     for row in rows:
         assert [p["step"] for p in row["curve"]] == [0, 3, 6] and row["curve"][0]["tokens"] == 0
         assert [p["eval_loss"] is None for p in row["curve"]] == [True, False, False]
         assert row["curve"][2]["tokens"] == 6 * 4 * 128
-    assert json.loads((runs / "copier-stories" / "run.json").read_text())["init"] == str(runs / "copier")
-    assert json.loads((runs / "scratch-stories" / "run.json").read_text())["init"] is None
+    for folder, init in (("copier-stories", str(runs / "copier")), ("scratch-stories", None),
+                         ("copier-drills-stories", str(runs / "copier")), ("copier-slow-stories", str(runs / "copier"))):
+        assert json.loads((runs / folder / "run.json").read_text())["init"] == init
+    # each arm trained with its own settings on top of the command's
+    described = json.loads((runs / "copier-slow-stories" / "run.json").read_text())
+    assert described["profile"]["pretrain"]["learning_rate"] == 1e-3 and described["profile"]["pretrain"]["max_steps"] == 6
+    assert json.loads((runs / "copier-drills-stories" / "run.json").read_text())["profile"]["data"]["copy_share"] == 0.25
     # step 0 of the copier arm is the copier itself, probed on the same held-out stories
     profile = get_profile("lesson", TINY_STORIES)
     facts = corpus("validation", 60, seed=profile.data.corpus_seed)
@@ -219,12 +225,12 @@ def test_the_study_command_trains_a_copier_then_stories_from_it_and_from_scratch
     assert rows[0]["curve"][1]["copying"] != rows[1]["curve"][1]["copying"]
     assert set(written["lines"]) == {"the copying rule"} and (figs / "study_copier_stories.png").stat().st_size
     markdown = (figs / "study_copier_stories.md").read_text().splitlines()
-    assert len(markdown) == 2 + 2 * 3 + 1 and markdown[2].startswith("| from the copier | 0 | – | ")
+    assert len(markdown) == 2 + 4 * 3 + 1 and markdown[2].startswith("| from the copier | 0 | – | ")
     assert markdown[-1].startswith("| the copying rule | – | – | +")
     # run again: the copier and both runs are reused, the numbers measured again are the same
     copier_made = (runs / "copier" / "model.safetensors").stat().st_mtime_ns
     assert main(command) == 0
-    assert capsys.readouterr().out.count("reusing the finished run") == 2
+    assert capsys.readouterr().out.count("reusing the finished run") == 4
     assert (runs / "copier" / "model.safetensors").stat().st_mtime_ns == copier_made
     assert json.loads((figs / "study_copier_stories.json").read_text()) == written
     # one choice at a time, and no settings for the arms that take none

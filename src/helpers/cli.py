@@ -18,6 +18,7 @@ from typing import Sequence
 import torch
 
 from .config import ConfigError, Profile, apply_overrides, get_profile, parse_overrides
+from .copying import saved_beyond_control
 from .evaluate import evaluate_run
 from .exercises import AssignError, grade, make_exercises
 from .judge import DEFAULT_MODEL
@@ -271,7 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                             progress=not args.quiet)
             last = {row["arm"]: row["curve"][-1]["copying"]["repeated_random"] for row in table["rows"]}
             print("saved on a random repeat beyond its control at the last model: " + ", ".join(
-                f"{arm} {r['gain'] - r['control_gain']:+.2f}" for arm, r in last.items()) + f"; table {table['path']}")
+                f"{arm} {saved_beyond_control(r):+.2f}" for arm, r in last.items()) + f"; table {table['path']}")
             return 0
         if args.command == "study" and args.repeats:
             table = run_repeat_arms(args.figures, progress=not args.quiet)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -37,7 +37,8 @@ from .inference import place
 from .stories import Story
 from .story_grammar import GENDERS, NAMES
 
-__all__ = ["SHIFT_GAP", "CopyingOracle", "repeated_random", "name_mentions", "far_context", "copying_probe"]
+__all__ = ["SHIFT_GAP", "CopyingOracle", "repeated_random", "saved_beyond_control", "name_mentions", "far_context",
+           "copying_probe"]
 
 SHIFT_GAP = 17  # fresh random tokens between the two writings of the shifted repeat
 
@@ -132,6 +133,12 @@ def repeated_random(model: nn.Module, token_ids: Sequence[int], start_id: int, *
     return {"first": first, "repeat": repeat, "gain": first - repeat, "control_gain": control_first - control,
             "shifted_repeat": shifted, "shifted_gain": first - shifted, "gap": gap, "uniform": math.log(len(pool)),
             "sequences": sequences}
+
+
+def saved_beyond_control(scores: Mapping[str, Any], gain: str = "gain") -> float:
+    """The copying score: nats a random repeat (``gain``) or its shifted variant (``shifted_gain``) saves beyond
+    the control, from :func:`repeated_random`'s scores. Near 0 for a model that does not copy."""
+    return scores[gain] - scores["control_gain"]
 
 
 def _mention_spans(story: Story) -> list[tuple[int, int]]:

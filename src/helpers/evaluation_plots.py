@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 
 from matplotlib.figure import Figure
 
+from .copying import saved_beyond_control
 from .plots import styled_pyplot, save
 
 __all__ = ["learning_order_figure", "answer_curve_figure", "repetition_figure", "copying_arms_figure",
@@ -185,10 +186,9 @@ def copying_arms_figure(table: Mapping[str, Any], *, title: str, path: str | Pat
         raise ValueError("no pretraining arms to plot")
     plt = styled_pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(17, 0.5 * len(entries) + 1.8), sharey=True)
-    measures = (("random repeat, beyond the control",
-                 lambda c: c["repeated_random"]["gain"] - c["repeated_random"]["control_gain"]),
+    measures = (("random repeat, beyond the control", lambda c: saved_beyond_control(c["repeated_random"])),
                 ("the same, shifted by fresh tokens",
-                 lambda c: c["repeated_random"]["shifted_gain"] - c["repeated_random"]["control_gain"]),
+                 lambda c: saved_beyond_control(c["repeated_random"], "shifted_gain")),
                 ("hero's name: first minus later", lambda c: c["name_mentions"]["first"] - c["name_mentions"]["later"]))
     for ax, (label, value) in zip(axes, measures):
         values = [value(c) for _, c in entries]
@@ -231,11 +231,6 @@ def repeat_arms_figure(table: Mapping[str, Any], *, title: str, path: str | Path
     return save(fig, path, dict(table))
 
 
-def _beyond_control(copying: Mapping[str, Any], gain: str) -> float:
-    """What a random repeat (``gain``) or its shifted variant (``shifted_gain``) saves beyond the control, in nats."""
-    return copying["repeated_random"][gain] - copying["repeated_random"]["control_gain"]
-
-
 def copier_stories_figure(table: Mapping[str, Any], *, title: str, path: str | Path | None = None) -> Figure:
     """Pretraining on stories from a copier and from scratch, checkpoint by checkpoint: what a random repeat saves
     beyond its control (solid; shifted by fresh tokens, dashed), what the hero's earlier mention saves, and the
@@ -247,19 +242,20 @@ def copier_stories_figure(table: Mapping[str, Any], *, title: str, path: str | P
         raise ValueError("no arms to plot")
     plt = styled_pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(18, 4.5))
-    for row, color in zip(table["rows"], ("tab:blue", "tab:orange", "tab:green")):
-        steps = [r["step"] for r in row["curve"]]
+    for n, row in enumerate(table["rows"]):
+        steps, color = [r["step"] for r in row["curve"]], f"C{n}"
         copying = [r["copying"] for r in row["curve"]]
-        axes[0].plot(steps, [_beyond_control(c, "gain") for c in copying], marker="o", markersize=4, color=color,
+        repeats = [c["repeated_random"] for c in copying]
+        axes[0].plot(steps, [saved_beyond_control(r) for r in repeats], marker="o", markersize=4, color=color,
                      label=row["arm"])
-        axes[0].plot(steps, [_beyond_control(c, "shifted_gain") for c in copying], linestyle="--", color=color,
+        axes[0].plot(steps, [saved_beyond_control(r, "shifted_gain") for r in repeats], linestyle="--", color=color,
                      label=f"{row['arm']}, fresh tokens between")
         axes[1].plot(steps, [_saving(c["name_mentions"]) for c in copying], marker="o", markersize=4, color=color,
                      label=row["arm"])
         evaluated = [(r["step"], r["eval_loss"]) for r in row["curve"] if r.get("eval_loss") is not None]
         axes[2].plot(*zip(*evaluated), marker="o", markersize=4, color=color, label=row["arm"])
     for name, c in table["lines"].items():
-        _reference(axes[0], _beyond_control(c, "gain"), name, "-.")
+        _reference(axes[0], saved_beyond_control(c["repeated_random"]), name, "-.")
         _reference(axes[1], _saving(c["name_mentions"]), name, "-.")
     labels = ("random repeat: nats saved beyond the control", "hero's name: first minus later mentions (nats)",
               "validation loss on stories (nats per token)")

@@ -42,7 +42,7 @@ from tqdm.auto import trange
 from transformers import AutoTokenizer
 
 from .config import get_profile
-from .copying import SHIFT_GAP, CopyingOracle, copying_probe, repeated_random
+from .copying import SHIFT_GAP, CopyingOracle, copying_probe, repeated_random, saved_beyond_control
 from .evaluation_plots import (
     answer_curve_figure, copier_stories_figure, copying_arms_figure, learning_order_figure, repeat_arms_figure,
 )
@@ -57,7 +57,8 @@ from .tokenizer import profile_tokenizer
 from .train import ensure_run
 
 __all__ = ["STUDY_SETTINGS", "PRETRAINING_ARMS", "REPEAT_ARMS", "run_study", "run_arms", "write_timing",
-           "repeat_batch", "train_on_repeats", "run_repeat_arms", "COPIER", "run_copier_then_stories"]
+           "repeat_batch", "train_on_repeats", "run_repeat_arms", "COPIER", "COPIER_ARMS",
+           "run_copier_then_stories"]
 
 # On top of the lesson profile (its tokenizer, 288-token blocks, no dropout): what the study changes.
 # Answering from the story needs a model that copies from its context; the copying probe of the learning
@@ -100,6 +101,19 @@ REPEAT_ARMS: dict[str, dict[str, Any]] = {
 # A copier first, then stories: a fresh model trained on random repeats of many lengths (train_on_repeats) for
 # longer than the plateau before its jump lasted in study_repeats, then pretrained on stories like the lesson's model.
 COPIER: dict[str, Any] = {"lengths": (20, 80), "steps": 4500}
+
+# Then stories, each arm on top of the lesson profile (and the command's --set): where it starts ("copier", or
+# None for a fresh model), what it changes, and its run folder in the study's out folder. The lesson's recipe wipes
+# the copier's skill out within 100 steps; the last two arms ask whether copy drills kept in the data, or a
+# three times lower peak rate, let it survive.
+COPIER_ARMS: dict[str, dict[str, Any]] = {
+    "from the copier": {"start": "copier", "settings": {}, "folder": "copier-stories"},
+    "from scratch": {"start": None, "settings": {}, "folder": "scratch-stories"},
+    "from the copier, copy drills 25%": {"start": "copier", "settings": {"data.copy_share": 0.25},
+                                         "folder": "copier-drills-stories"},
+    "from the copier, peak rate 1e-3": {"start": "copier", "settings": {"pretrain.learning_rate": 1e-3},
+                                        "folder": "copier-slow-stories"},
+}
 
 
 def _setting(profile, key: str) -> Any:
@@ -215,7 +229,7 @@ def _arms_markdown(table: Mapping[str, Any]) -> str:
         cost = [str(row.get("steps", "–")), str(row.get("minutes", "–")),
                 f"{row['eval_loss']:.3f}" if row.get("eval_loss") is not None else "–"]
         out.append(f"| {name} | {settings} | {' | '.join(cost)} | {rr['first']:.2f} / {rr['repeat']:.2f} "
-                   f"| {rr['gain'] - rr['control_gain']:+.2f} | {rr['shifted_gain'] - rr['control_gain']:+.2f} "
+                   f"| {saved_beyond_control(rr):+.2f} | {saved_beyond_control(rr, 'shifted_gain'):+.2f} "
                    f"| {names['first']:.2f} / {names['later']:.2f} "
                    f"| {far['value']:+.3f} |")
     return "\n".join(out) + "\n"
@@ -264,8 +278,8 @@ def train_on_repeats(lengths: tuple[int, int], *, steps: int = 1200, batch_size:
             probes = {n: repeated_random(model, pool, cfg.eos_token_id, length=n, gap=gap, seed=seed)
                       for n in probe_lengths}
             rows.append({"step": step, "loss": float(loss.detach()),
-                         "saved": {str(n): p["gain"] - p["control_gain"] for n, p in probes.items()},
-                         "shifted": {str(n): p["shifted_gain"] - p["control_gain"] for n, p in probes.items()}})
+                         "saved": {str(n): saved_beyond_control(p) for n, p in probes.items()},
+                         "shifted": {str(n): saved_beyond_control(p, "shifted_gain") for n, p in probes.items()}})
             model.train()
     if save_to is not None:
         save_model_files(model.eval(), profile_tokenizer(profile), Path(save_to))
@@ -287,7 +301,7 @@ def run_repeat_arms(figures_dir: str | Path, *, arms: Mapping[str, Mapping[str, 
         raise ValueError("run_repeat_arms needs at least one arm")
     rows = []
     for name, arm in arms.items():
-        lengths, arm_steps = tuple(arm["lengths"]), steps or arm["steps"]
+        lengths, arm_steps = tuple(arm["lengths"]), arm["steps"] if steps is None else steps
         curve = train_on_repeats(lengths, steps=arm_steps, progress=progress, **training)
         rows.append({"arm": name, "lengths": list(lengths), "steps": arm_steps, "curve": curve})
     table = {"what": "fresh lesson-shaped models trained on random repeats alone; nats a repeat saves beyond its "
@@ -299,20 +313,23 @@ def run_repeat_arms(figures_dir: str | Path, *, arms: Mapping[str, Mapping[str, 
 
 
 def run_copier_then_stories(out_dir: str | Path, figures_dir: str | Path, *, copier: Mapping[str, Any] | None = None,
+                            arms: Mapping[str, Mapping[str, Any]] | None = None,
                             overrides: Mapping[str, Any] | None = None, stories: int = 60,
                             progress: bool = True) -> dict[str, Any]:
-    """Does copying learned on random repeats survive pretraining on stories? Both starts, probed at every checkpoint.
+    """Does copying learned on random repeats survive pretraining on stories? Every arm probed at every checkpoint.
 
     The copier (:data:`COPIER`: lengths and steps of :func:`train_on_repeats`)
-    is saved in ``out_dir / "copier"`` and reused when there. The lesson
-    profile with ``overrides`` then pretrains twice on stories: from the
-    copier and from scratch (finished runs reused). Each arm's curve holds,
-    at its first model (step 0) and every saved model, the tokens seen, the
-    validation loss where one was logged and the copying probe on
-    ``stories`` held-out stories. Written to ``study_copier_stories.png``,
-    ``.json`` and ``.md`` in ``figures_dir``.
+    is saved in ``out_dir / "copier"`` and reused when there. Each arm of
+    :data:`COPIER_ARMS` then pretrains on stories, from the copier or from
+    scratch, with the lesson profile, ``overrides`` and its own settings
+    (finished runs reused). Each arm's curve holds, at its first model
+    (step 0) and every saved model, the tokens seen, the validation loss
+    where one was logged and the copying probe on ``stories`` held-out
+    stories. Written to ``study_copier_stories.png``, ``.json`` and ``.md`` in ``figures_dir``.
     """
-    copier = COPIER if copier is None else copier
+    copier, arms = COPIER if copier is None else copier, COPIER_ARMS if arms is None else arms
+    if not arms:
+        raise ValueError("run_copier_then_stories needs at least one arm")
     out, profile = Path(out_dir), get_profile("lesson", overrides)
     start, copier_curve = out / "copier", out / "copier_curve.json"
     if not copier_curve.exists():  # written once the copier is saved
@@ -325,16 +342,17 @@ def run_copier_then_stories(out_dir: str | Path, figures_dir: str | Path, *, cop
         return copying_probe(model, tokenizer, facts, profile.data.block_size)
 
     rows = []
-    for arm, init, folder in (("from the copier", start, out / "copier-stories"),
-                              ("from scratch", None, out / "scratch-stories")):
-        ensure_run("pretrain", profile, folder, init=init, progress=progress)
+    for name, arm in arms.items():
+        init, folder = start if arm["start"] == "copier" else None, out / arm["folder"]
+        ensure_run("pretrain", get_profile("lesson", {**(overrides or {}), **arm["settings"]}), folder, init=init,
+                   progress=progress)
         first = load_model(init) if init else build_model(profile.model, seed=profile.pretrain.seed)
         records = read_metrics(folder)
         losses = {r["step"]: r["eval_loss"] for r in records if r.get("eval_loss") is not None}
         curve = [{"step": 0, "tokens": 0, "eval_loss": None, "copying": probe(first)}]
         curve += [{"step": step, "tokens": tokens_at(records, step), "eval_loss": losses.get(step),
                    "copying": probe(load_model(saved))} for step, saved in model_stages(folder)]
-        rows.append({"arm": arm, "curve": curve})
+        rows.append({"arm": name, "start": arm["start"], "settings": dict(arm["settings"]), "curve": curve})
     table = {"what": "pretraining on stories from a copier trained on random repeats, and from scratch; the copying "
                      "probe (helpers.copying) at every saved model",
              "copier": {"lengths": list(copier["lengths"]), "steps": copier["steps"],
@@ -362,7 +380,7 @@ def _copier_markdown(table: Mapping[str, Any]) -> str:
 def _savings(c: Mapping[str, Any]) -> str:
     """The copying probe's four savings as table cells: repeat, shifted repeat (both beyond the control), names, far."""
     rr, names = c["repeated_random"], c["name_mentions"]
-    return (f"{rr['gain'] - rr['control_gain']:+.2f} | {rr['shifted_gain'] - rr['control_gain']:+.2f} "
+    return (f"{saved_beyond_control(rr):+.2f} | {saved_beyond_control(rr, 'shifted_gain'):+.2f} "
             f"| {names['first'] - names['later']:+.2f} | {c['far_context']['value']:+.3f}")
 
 
