@@ -17,7 +17,8 @@ MAX_FUNCTION_LINES = 80
 # Libraries a module may import inside a function: optional ones, needed only on one path.
 OPTIONAL = {"openai", "papermill", "seaborn", "datasets", "pyarrow", "cut_cross_entropy", "liger_kernel",
             "tensorboard", "wandb", "torch.utils.tensorboard",
-            "otter"}  # the grader: only `make exercises` needs it, and it takes seconds to import
+            "otter",  # the grader: only `make exercises` needs it, and it takes seconds to import
+            "nbformat"}  # the same path only; its schema checker costs every `python -m helpers` about 2 s
 
 
 def _tree(path: Path) -> ast.Module:

@@ -21,8 +21,6 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import nbformat
-
 from .lessons import NOTEBOOKS
 
 __all__ = [
@@ -94,6 +92,7 @@ def _marked_lines(source: str, where: str) -> list[str]:
 
 def read_questions(master: str | Path) -> list[Question]:
     """Every question of ``master``, checked for the nesting the format needs."""
+    import nbformat  # its schema checks take seconds to import: only the exercises path pays
     nb = nbformat.read(master, as_version=4)
     questions: list[Question] = []
     block = None  # "question", "solution" or "tests" while inside one
@@ -139,6 +138,7 @@ def assign(master: str | Path, out_dir: str | Path) -> tuple[Path, Path]:
     The master is copied with the assignment configuration as its first
     cell; the committed notebook is never changed.
     """
+    import nbformat  # its schema checks take seconds to import: only the exercises path pays
     from otter.assign import main as otter_assign  # otter takes seconds to import: only here, not for every CLI call
 
     master, out_dir = Path(master), Path(out_dir)
@@ -188,6 +188,7 @@ def answers_only(notebook: str | Path, out: str | Path) -> Path:
     are written so that their tests need nothing else, so they can be graded
     this way in seconds, without the lesson's training runs.
     """
+    import nbformat  # its schema checks take seconds to import: only the exercises path pays
     nb = nbformat.read(notebook, as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
     setup, rest = code[:4], code[4:]
