@@ -203,12 +203,13 @@ def _resume_settings(stage: str, extra: dict) -> dict:
 
 
 @pytest.mark.parametrize("case", list(RESUME_CASES))
-def test_resume_after_a_crash_between_checkpoints_reaches_the_same_records(case, tmp_path, pretrained_run):
+def test_resume_after_a_crash_between_checkpoints_reaches_the_same_records(case, tmp_path, pretrained_run, capsys):
+    """Only the crash needs a process of its own (a real SIGKILL); the whole run and the resume run in this one."""
     stage, extra = RESUME_CASES[case]
     args = [stage, "--quiet", *_sets(_resume_settings(stage, extra))]
     if stage == "finetune":
         args += ["--init", str(pretrained_run)]
-    reference = _cli(*args, "--out", str(tmp_path / "whole"), timeout=600)
+    reference = _in_process(capsys, *args, "--out", str(tmp_path / "whole"))
     assert reference.returncode == 0, reference.stderr
     whole = read_metrics(tmp_path / "whole")
     assert whole[-1]["step"] > CRASH_AFTER + 3  # the crash happens well before the end
@@ -221,7 +222,7 @@ def test_resume_after_a_crash_between_checkpoints_reaches_the_same_records(case,
     state = torch.load(checkpoint_dir(out, 5) / "trainer_state.pt", weights_only=False)
     assert len(state["window_losses"]) == 2  # steps 4 and 5, logged only at step 6
 
-    again = _cli(*args, "--out", str(out), "--resume", timeout=600)
+    again = _in_process(capsys, *args, "--out", str(out), "--resume")
     assert again.returncode == 0, again.stderr
     assert "resuming after step 5" in again.stdout
     keys = ("step", "epoch", "tokens", "train_loss", "learning_rate", "grad_norm", "eval_loss")
@@ -269,19 +270,19 @@ def _assert_same_run(resumed, whole) -> None:
     assert not list(resumed.glob(".*tmp*"))
 
 
-def test_trainer_engine_resumes_after_a_crash_to_the_same_run(tmp_path):
+def test_trainer_engine_resumes_after_a_crash_to_the_same_run(tmp_path, capsys):
     """Trainer restarts its logging window at a checkpoint, so here checkpoints fall on logging steps."""
     settings = {**TINY, "pretrain.max_steps": 10, "pretrain.log_every": 2, "pretrain.save_every": 4,
                 "pretrain.eval_every": 4, "pretrain.warmup_steps": 2, "pretrain.keep_checkpoints": 0,
                 "data.train_stories": 300, "model.resid_pdrop": 0.1, "model.embd_pdrop": 0.1, "model.attn_pdrop": 0.1}
     args = ["pretrain", "--quiet", "--engine", "hf", *_sets(settings)]
-    whole = _cli(*args, "--out", str(tmp_path / "whole"), timeout=600)
+    whole = _in_process(capsys, *args, "--out", str(tmp_path / "whole"))
     assert whole.returncode == 0, whole.stderr[-3000:]
     out = tmp_path / "crashed"
     crashed = _cli(*args, "--out", str(out), env={"HELPERS_CRASH_AFTER_STEP": "6"}, timeout=600)
     assert crashed.returncode == -signal.SIGKILL
     assert latest_checkpoint(out) == checkpoint_dir(out, 4) and read_metrics(out)[-1]["step"] == 6
-    again = _cli(*args, "--out", str(out), "--resume", timeout=600)
+    again = _in_process(capsys, *args, "--out", str(out), "--resume")
     assert again.returncode == 0, again.stderr[-3000:]
     _assert_same_run(out, tmp_path / "whole")
 
