@@ -53,7 +53,7 @@ exercises: install
 # Notebooks run in the lesson profile; their runs and figures go under build/
 # so that testing never rewrites the committed figures. Two workers share the cores: one runs the lessons
 # that make and read the lesson runs, in order; the other the test files, lesson 1, and last the solutions
-# of lessons 2 and 3, which read lesson 3's run (conftest.py).
+# of lessons 2, 3 and 4, which read the runs of lessons 3 and 4 (conftest.py).
 test: install
 	HELPERS_RUNS=$(CURDIR)/build/test-runs HELPERS_FIGURES=$(CURDIR)/build/test-figures \
 	  $(BIN)/python -m pytest --nbval-lax -n $(TEST_WORKERS) tests notebooks $(PYTEST_ARGS)

@@ -3,10 +3,10 @@
 The lessons that make or read the lesson runs go in order on one worker: lesson 3 (which trains the
 pretraining run), lesson 2 (which then draws lesson 3's model instead of training a demonstration
 run of its own; tests/test_notebooks.py runs that path on its own), lessons 4 and 5, and the
-solutions of lessons 4 and 5. The other worker takes every test file and lesson 1 with its
-solutions, then the solutions of lessons 2 and 3, which need lesson 3's run only: they come last
-in its queue, and wait for the run if it is not there yet. Each test file stays on one worker
-(module fixtures are built once; tests/test_browser.py reuses folders under build/).
+solutions of lesson 5. The other worker takes every test file and lesson 1 with its solutions,
+then the solutions of lessons 2, 3 and 4, which need only the runs of lessons 3 and 4: they come
+last in its queue, and each waits for its run if it is not there yet. Each test file stays on one
+worker (module fixtures are built once; tests/test_browser.py reuses folders under build/).
 """
 
 from __future__ import annotations
@@ -23,9 +23,13 @@ import pytest
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 CHAIN = ("03_pretraining.ipynb", "02_self_attention.ipynb", "04_finetuning.ipynb", "05_evaluation.ipynb",
-         "04_finetuning_solutions.ipynb", "05_evaluation_solutions.ipynb")  # one worker, in this order
-AFTER_LESSON_3 = ("02_self_attention_solutions.ipynb", "03_pretraining_solutions.ipynb")  # the other worker, last
-WAIT_FOR_LESSON_3_S = 1800
+         "05_evaluation_solutions.ipynb")  # one worker, in this order
+# The other worker, last, in this order: each solution, the lesson run it reads (the last one its lesson makes), and
+# the lesson that makes it.
+AFTER_THEIR_RUNS = {"02_self_attention_solutions.ipynb": ("pretrain", "03_pretraining.ipynb"),
+                    "03_pretraining_solutions.ipynb": ("pretrain", "03_pretraining.ipynb"),
+                    "04_finetuning_solutions.ipynb": ("finetune-beyond", "04_finetuning.ipynb")}
+WAIT_FOR_RUN_S = 1800
 
 
 def _notebook(nodeid: str) -> str:
@@ -35,28 +39,32 @@ def _notebook(nodeid: str) -> str:
 
 
 def pytest_collection_modifyitems(config, items):
-    """The chain's notebooks first, in the chain's order; then everything else; the solutions of lessons 2 and 3 last."""
+    """The chain's notebooks first, in the chain's order; then everything else; the solutions that wait for runs last."""
+    later = list(AFTER_THEIR_RUNS)
+
     def place(item) -> tuple[int, int]:
         name = _notebook(item.nodeid)
         if name in CHAIN:
             return 0, CHAIN.index(name)
-        return (2, AFTER_LESSON_3.index(name)) if name in AFTER_LESSON_3 else (1, 0)
+        return (2, later.index(name)) if name in later else (1, 0)
 
     items.sort(key=place)  # stable: each notebook's cells, and the tests, keep their own order
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
-    """Before a solution that reads lesson 3's run starts, wait (up to half an hour) for the other worker to finish it."""
-    if _notebook(item.nodeid) not in AFTER_LESSON_3 or not item.nodeid.endswith("::Cell 0"):
+    """Before a solution that reads a lesson's run starts, wait (up to half an hour) for the other worker to make it."""
+    name = _notebook(item.nodeid)
+    if name not in AFTER_THEIR_RUNS or not item.nodeid.endswith("::Cell 0"):
         return
-    if not any(_notebook(other.nodeid) == "03_pretraining.ipynb" for other in item.session.items):
-        return  # lesson 3 is not part of this session: the notebook says itself what to run first
+    run_name, maker = AFTER_THEIR_RUNS[name]
+    if not any(_notebook(other.nodeid) == maker for other in item.session.items):
+        return  # the lesson is not part of this session: the notebook says itself what to run first
     from helpers.lessons import lesson_paths
     from helpers.runs import has_model
 
-    run = lesson_paths(base=Path(item.path).parent).pretrain
-    deadline = time.monotonic() + WAIT_FOR_LESSON_3_S
+    run = lesson_paths(base=Path(item.path).parent).runs / run_name
+    deadline = time.monotonic() + WAIT_FOR_RUN_S
     while not has_model(run) and time.monotonic() < deadline:
         time.sleep(5)
 
