@@ -181,6 +181,18 @@ TINY_STORIES = {key: value for key, value in SHRUNK.items()
                 if key.startswith(("pretrain.", "data.")) and "instruction" not in key}
 
 
+def test_the_study_command_trains_the_pretraining_arms_it_names(tmp_path, monkeypatch, capsys, one_thread):
+    from helpers.cli import main
+
+    monkeypatch.setattr(study, "PRETRAINING_ARMS", {"tiny": TINY_STORIES})
+    runs, figs = tmp_path / "runs", tmp_path / "figs"
+    assert main(["study", "--arms", "--quiet", "--out", str(runs), "--figures", str(figs)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"1 pretraining arms measured; table {figs / 'study_arms.json'}"
+    written = json.loads((figs / "study_arms.json").read_text())
+    assert [(r["arm"], r["steps"]) for r in written["rows"]] == [("tiny", 6)] and written["stories"] == 60
+    assert json.loads((runs / "arms" / "0" / "pretrain" / "run.json").read_text())["profile"]["pretrain"]["max_steps"] == 6
+
+
 def test_the_study_command_trains_a_copier_then_stories_in_every_arm(tmp_path, monkeypatch, capsys, one_thread):
     from helpers.cli import main
     from helpers.config import get_profile
