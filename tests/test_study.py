@@ -203,8 +203,8 @@ def test_the_study_command_trains_a_copier_then_stories_in_every_arm(tmp_path, m
 
     monkeypatch.setattr(study, "COPIER", {"lengths": (4, 6), "steps": 3})
     runs, figs = tmp_path / "runs", tmp_path / "figs"
-    command = ["study", "--copier", "--quiet", "--out", str(runs), "--figures", str(figs),
-               *[item for key, value in TINY_STORIES.items() for item in ("--set", f"{key}={value}")]]
+    command = ["study", "--copier", "--quiet", "--out", str(runs), "--figures", str(figs), "--stories", "2",
+               *[item for key, value in SHRUNK.items() for item in ("--set", f"{key}={value}")]]
     assert main(command) == 0
     written = json.loads((figs / "study_copier_stories.json").read_text())
     rows = written["rows"]
@@ -235,14 +235,25 @@ def test_the_study_command_trains_a_copier_then_stories_in_every_arm(tmp_path, m
     expected = copying_probe(load_model(runs / "copier"), profile_tokenizer(profile), facts, 128)["repeated_random"]
     assert rows[0]["curve"][0]["copying"]["repeated_random"] == pytest.approx(expected, rel=1e-5)
     assert rows[0]["curve"][1]["copying"] != rows[1]["curve"][1]["copying"]
+    # then each arm finetuned the lesson's way from its last model: probed again, and asked the questions of 2 stories
+    for row, folder in zip(rows, ("copier-stories", "scratch-stories", "copier-drills-stories", "copier-slow-stories")):
+        tuned = json.loads((runs / f"{folder}-finetune" / "run.json").read_text())
+        assert tuned["init"] == str(runs / folder) and tuned["profile"]["finetune"]["max_steps"] == 4
+        answers = row["finetuned"]["answers"]
+        assert answers["step"] == 4 and answers["all"]["n"] == row["finetuned"]["questions"] > 0
+        tuned_probe = copying_probe(load_model(runs / f"{folder}-finetune"), profile_tokenizer(profile), facts, 128)
+        assert row["finetuned"]["copying"]["repeated_random"] == pytest.approx(tuned_probe["repeated_random"], rel=1e-5)
     assert set(written["lines"]) == {"the copying rule"} and (figs / "study_copier_stories.png").stat().st_size
     markdown = (figs / "study_copier_stories.md").read_text().splitlines()
-    assert len(markdown) == 2 + 4 * 3 + 1 and markdown[2].startswith("| from the copier | 0 | – | ")
-    assert markdown[-1].startswith("| the copying rule | – | – | +")
+    assert markdown[2].startswith("| from the copier | 0 | – | ")
+    assert markdown[2 + 4 * 3].startswith("| from the copier, finetuned | – | – | +")
+    assert markdown[2 + 4 * 3 + 4].startswith("| the copying rule | – | – | +")
+    assert markdown[-6].startswith("| from the copier | ") and markdown[-2].startswith("| baseline | ")
+    assert markdown[-1].startswith("| trivial reader | ") and len(markdown) == 2 + 4 * 3 + 4 + 1 + 11
     # run again: the copier and both runs are reused, the numbers measured again are the same
     copier_made = (runs / "copier" / "model.safetensors").stat().st_mtime_ns
     assert main(command) == 0
-    assert capsys.readouterr().out.count("reusing the finished run") == 4
+    assert capsys.readouterr().out.count("reusing the finished run") == 8
     assert (runs / "copier" / "model.safetensors").stat().st_mtime_ns == copier_made
     assert json.loads((figs / "study_copier_stories.json").read_text()) == written
     # one choice at a time, and no settings for the arms that take none

@@ -105,9 +105,11 @@ def _add_study_command(sub) -> None:
                    help="instead: fresh models trained on random repeats alone (helpers.study.REPEAT_ARMS), probed as "
                         "they train; writes study_repeats.json, .png and .md to --figures")
     p.add_argument("--copier", action="store_true",
-                   help="instead: a copier trained on random repeats (helpers.study.COPIER), then pretrained on stories "
-                        "beside a model from scratch, both probed at every checkpoint (--set changes the lesson profile "
-                        "of both); writes study_copier_stories.json, .png and .md to --figures")
+                   help="instead: a copier trained on random repeats (helpers.study.COPIER), then each arm of "
+                        "helpers.study.COPIER_ARMS pretrained on stories (from the copier or from scratch) and probed "
+                        "at every checkpoint, then finetuned the lesson's way and asked the questions of --stories "
+                        "stories (--set changes the lesson profile of every arm); writes study_copier_stories.json, "
+                        ".png and .md to --figures")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -269,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                               "helpers.study.PRETRAINING_ARMS and REPEAT_ARMS as they are")
         if args.command == "study" and args.copier:
             table = run_copier_then_stories(args.out, args.figures, overrides=parse_overrides(args.overrides),
-                                            progress=not args.quiet)
+                                            question_stories=args.stories, progress=not args.quiet)
             last = {row["arm"]: row["curve"][-1]["copying"]["repeated_random"] for row in table["rows"]}
             print("saved on a random repeat beyond its control at the last model: " + ", ".join(
                 f"{arm} {saved_beyond_control(r):+.2f}" for arm, r in last.items()) + f"; table {table['path']}")

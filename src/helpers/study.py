@@ -314,7 +314,7 @@ def run_repeat_arms(figures_dir: str | Path, *, arms: Mapping[str, Mapping[str, 
 
 def run_copier_then_stories(out_dir: str | Path, figures_dir: str | Path, *, copier: Mapping[str, Any] | None = None,
                             arms: Mapping[str, Mapping[str, Any]] | None = None,
-                            overrides: Mapping[str, Any] | None = None, stories: int = 60,
+                            overrides: Mapping[str, Any] | None = None, stories: int = 60, question_stories: int = 64,
                             progress: bool = True) -> dict[str, Any]:
     """Does copying learned on random repeats survive pretraining on stories? Every arm probed at every checkpoint.
 
@@ -325,7 +325,10 @@ def run_copier_then_stories(out_dir: str | Path, figures_dir: str | Path, *, cop
     (finished runs reused). Each arm's curve holds, at its first model
     (step 0) and every saved model, the tokens seen, the validation loss
     where one was logged and the copying probe on ``stories`` held-out
-    stories. Written to ``study_copier_stories.png``, ``.json`` and ``.md`` in ``figures_dir``.
+    stories; ``finetuned`` holds the same probe after the lesson's finetuning
+    from the arm's last model, and its exact answers per kind (who by role) to
+    the questions about ``question_stories`` held-out stories.
+    Written to ``study_copier_stories.png``, ``.json`` and ``.md`` in ``figures_dir``.
     """
     copier, arms = COPIER if copier is None else copier, COPIER_ARMS if arms is None else arms
     if not arms:
@@ -344,15 +347,16 @@ def run_copier_then_stories(out_dir: str | Path, figures_dir: str | Path, *, cop
     rows = []
     for name, arm in arms.items():
         init, folder = start if arm["start"] == "copier" else None, out / arm["folder"]
-        ensure_run("pretrain", get_profile("lesson", {**(overrides or {}), **arm["settings"]}), folder, init=init,
-                   progress=progress)
+        arm_profile = get_profile("lesson", {**(overrides or {}), **arm["settings"]})
+        ensure_run("pretrain", arm_profile, folder, init=init, progress=progress)
         first = load_model(init) if init else build_model(profile.model, seed=profile.pretrain.seed)
         records = read_metrics(folder)
         losses = {r["step"]: r["eval_loss"] for r in records if r.get("eval_loss") is not None}
         curve = [{"step": 0, "tokens": 0, "eval_loss": None, "copying": probe(first)}]
         curve += [{"step": step, "tokens": tokens_at(records, step), "eval_loss": losses.get(step),
                    "copying": probe(load_model(saved))} for step, saved in model_stages(folder)]
-        rows.append({"arm": name, "start": arm["start"], "settings": dict(arm["settings"]), "curve": curve})
+        rows.append({"arm": name, "start": arm["start"], "settings": dict(arm["settings"]), "curve": curve,
+                     "finetuned": _finetuned(folder, arm_profile, probe, question_stories, progress)})
     table = {"what": "pretraining on stories from a copier trained on random repeats, and from scratch; the copying "
                      "probe (helpers.copying) at every saved model",
              "copier": {"lengths": list(copier["lengths"]), "steps": copier["steps"],
@@ -365,15 +369,43 @@ def run_copier_then_stories(out_dir: str | Path, figures_dir: str | Path, *, cop
                         _copier_markdown(table))
 
 
+def _finetuned(pretrained: Path, profile, probe, stories: int, progress: bool) -> dict[str, Any]:
+    """The lesson's finetuning from a pretrained arm (``<folder>-finetune``, reused when finished): its copying
+    probe, and its exact answers per kind at the end, with the no-reading baselines and the trivial readers."""
+    folder = pretrained.with_name(pretrained.name + "-finetune")
+    ensure_run("finetune", profile, folder, init=pretrained, progress=progress)
+    answers = answer_curve(folder, stories=stories, every=profile.finetune.max_steps, profile=profile,
+                           progress=progress)
+    return {"copying": probe(load_model(folder)), "answers": answers["rows"][-1], "baselines": answers["baselines"],
+            "readers": answers["readers"], "questions": answers["questions"]}
+
+
 def _copier_markdown(table: Mapping[str, Any]) -> str:
-    """Each arm at every probed model: steps, validation loss and what copying saves (nats); the copying rule last."""
+    """Each arm at every probed model: steps, validation loss and what copying saves (nats), then after finetuning;
+    the copying rule last. Then each finetuned arm's exact answers per kind, with the baselines and trivial readers."""
     out = ["| arm | step | validation loss | random repeat: saved beyond the control | the same, shifted "
            "| hero: first - later mentions | far context |", "|" + "---|" * 7]
     for row in table["rows"]:
         for point in row["curve"]:
             loss = f"{point['eval_loss']:.3f}" if point.get("eval_loss") is not None else "–"
             out.append(f"| {row['arm']} | {point['step']} | {loss} | {_savings(point['copying'])} |")
+    out += [f"| {row['arm']}, finetuned | – | – | {_savings(row['finetuned']['copying'])} |"
+            for row in table["rows"] if "finetuned" in row]
     out += [f"| {name} | – | – | {_savings(c)} |" for name, c in table["lines"].items()]
+    tuned = [row for row in table["rows"] if "finetuned" in row]
+    if tuned:
+        kinds = list(tuned[0]["finetuned"]["baselines"]) + ["all"]
+        out += ["", "After the lesson's finetuning, exact answers (95% interval); the baseline, then a trivial reader "
+                    "where there is one:", "", "| arm | " + " | ".join(kinds) + " |", "|" + "---|" * (len(kinds) + 1)]
+        for row in tuned:
+            got = row["finetuned"]["answers"]
+            out.append(f"| {row['arm']} | " + " | ".join(
+                f"{got[k]['share']:.0%} ({got[k]['low']:.0%}-{got[k]['high']:.0%})" for k in kinds) + " |")
+        lines = tuned[0]["finetuned"]
+        out.append("| baseline | " + " | ".join(f"{lines['baselines'][k]['share']:.0%}" if k in lines["baselines"]
+                                               else "–" for k in kinds) + " |")
+        out.append("| trivial reader | " + " | ".join(f"{lines['readers'][k]['share']:.0%}" if k in lines["readers"]
+                                                     else "–" for k in kinds) + " |")
     return "\n".join(out) + "\n"
 
 
