@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from conftest import ALPACA_335, ALPACA_LONG, DATA, TINYSTORIES_TRAIN, TINYSTORIES_VALID, require_shared
-from helpers.config import get_profile
-from helpers.data import (COPY_SPAN, copy_drills, encode_instruction, finetuning_examples, pack_concat, pack_per_story,
-                          pad_batch, pretraining_blocks)
+from helpers.config import ConfigError, get_profile
+from helpers.data import (COPY_SPAN, FINETUNE_COPY_SPAN, copy_drills, copy_examples, encode_instruction,
+                          finetuning_examples, pack_concat, pack_per_story, pad_batch, pretraining_blocks, qa_blocks)
 from helpers.prompts import format_prompt, model_prompt
 from helpers.sources import (SAMPLES, DataError, load_instructions, load_stories, read_instruction_file,
                              read_story_file)
@@ -434,3 +434,65 @@ def test_copy_drills_join_the_training_blocks_only(tmp_path, gpt2):
     validation = pretraining_blocks(fresh, "validation", gpt2, progress=False)  # measured on stories alone
     assert "copy_drills" not in validation.meta
     assert (validation.array == pretraining_blocks(stories, "validation", gpt2, progress=False).array).all()
+
+
+def test_qa_blocks_write_the_questions_as_finetuning_does_and_start_again_when_they_run_out(gpt2):
+    records = [{"instruction": "Who is the main character?", "input": "Tom had a red ball.", "output": "Tom"},
+               {"instruction": "Is the ball red?", "input": "Tom had a red ball.", "output": "Yes."}]
+    written = [encode_instruction(r, gpt2, 512)["input_ids"] for r in records]
+    assert written[0][-1] == gpt2.eos_token_id and gpt2.decode(written[0]).endswith("Tom<|endoftext|>")
+    stream = (written[0] + written[1]) * 8
+    blocks = qa_blocks(3, 32, records, gpt2, 512)
+    assert blocks.shape == (3, 32) and blocks.dtype == np.uint16
+    assert blocks.reshape(-1).tolist() == stream[:96]
+    cut = qa_blocks(1, 32, records, gpt2, 10)  # cut to 10 tokens each, as finetuning cuts them
+    assert cut.reshape(-1).tolist() == written[0][:10] + written[1][:10] + written[0][:10] + written[1][:2]
+    with pytest.raises(DataError, match="data.qa_share needs training questions"):
+        qa_blocks(1, 32, [], gpt2, 512)
+
+
+def test_qa_blocks_join_the_training_blocks_beside_the_drills(tmp_path, gpt2):
+    base = {"data.stories": "embedded", "data.train_stories": 200, "data.val_stories_count": 20,
+            "data.instructions": "embedded", "data.instruction_limit": 50, "data.cache_dir": str(tmp_path)}
+    stories = get_profile("paper", base).data
+    both = get_profile("paper", {**base, "data.copy_share": 0.2, "data.qa_share": 0.3}).data
+    plain, mixed = (pretraining_blocks(cfg, "train", gpt2, progress=False) for cfg in (stories, both))
+    drills, questions = round(len(plain) * 0.2 / 0.5), round(len(plain) * 0.3 / 0.5)  # stories: half of the whole
+    assert (mixed.meta["copy_drills"], mixed.meta["qa_blocks"]) == (drills, questions) and questions > drills
+    assert len(mixed) == len(plain) + drills + questions
+    records = load_instructions(both)[0]
+    expected = qa_blocks(questions, both.block_size, records, gpt2, both.instruction_max_length)
+    assert (mixed.array[len(plain) + drills:] == expected).all()  # stories, drills, then the questions
+    assert (mixed.array[:len(plain)] == plain.array).all()
+    held_out = {r["input"] for r in load_instructions(both)[1]}
+    assert not held_out & {r["input"] for r in records}  # no validation story among the questions trained on
+    other = get_profile("paper", {**base, "data.copy_share": 0.2, "data.qa_share": 0.3,
+                                  "data.instruction_limit": 60}).data  # other questions: another cached file
+    assert (pretraining_blocks(other, "train", gpt2, progress=False).array[len(plain) + drills:] != expected).any()
+    with pytest.raises(ConfigError, match=r"^data.copy_share=0.5: data.copy_share \+ data.qa_share \(0.5\) must be < 1$"):
+        get_profile("paper", {**base, "data.copy_share": 0.5, "data.qa_share": 0.5})
+
+
+def test_copy_examples_score_only_the_second_writing_of_one_span():
+    examples = copy_examples(40, range(5, 405), eos_id=0, seed=3)
+    lengths = set()
+    for e in examples:
+        ids, labels = e["input_ids"], e["labels"]
+        n = (len(ids) - 1) // 2
+        lengths.add(n)
+        assert ids[0] == 0 and len(ids) == 1 + 2 * n and ids[1:1 + n] == ids[1 + n:] and min(ids[1:]) >= 5
+        assert labels == [-100] * (1 + n) + ids[1 + n:]
+    assert min(lengths) >= FINETUNE_COPY_SPAN[0] and max(lengths) <= FINETUNE_COPY_SPAN[1] and len(lengths) > 10
+    assert copy_examples(40, range(5, 405), eos_id=0, seed=3) == examples != copy_examples(40, range(5, 405), 0, seed=4)
+
+
+def test_finetuning_drills_follow_the_training_answers_only(gpt2):
+    base = {"data.instructions": "embedded", "data.instruction_limit": 60}
+    plain_train, plain_val = finetuning_examples(get_profile("paper", base).data, gpt2)
+    train, val = finetuning_examples(get_profile("paper", {**base, "data.finetune_copy_share": 0.2}).data, gpt2)
+    drills = round(len(plain_train) * 0.2 / 0.8)
+    assert train.copy_drills == drills > 0 and len(train) == len(plain_train) + drills
+    assert train.examples[:len(plain_train)] == plain_train.examples and train.records == plain_train.records
+    assert train.examples[len(plain_train):] == copy_examples(drills, [i for i in range(len(gpt2)) if i != gpt2.eos_token_id],
+                                                              gpt2.eos_token_id, 0)
+    assert val.examples == plain_val.examples and val.copy_drills == 0

@@ -13,6 +13,7 @@ import torch
 
 from conftest import ROOT
 from helpers import study
+from helpers.config import get_profile
 from rigged import one_thread  # noqa: F401 - a fixture
 
 SHRUNK = {"pretrain.max_steps": 6, "pretrain.warmup_steps": 2, "pretrain.save_every": 3, "pretrain.eval_every": 3,
@@ -193,15 +194,29 @@ def test_the_study_command_trains_the_pretraining_arms_it_names(tmp_path, monkey
     assert json.loads((runs / "arms" / "0" / "pretrain" / "run.json").read_text())["profile"]["pretrain"]["max_steps"] == 6
 
 
-def test_the_study_command_trains_a_copier_then_stories_in_every_arm(tmp_path, monkeypatch, capsys, one_thread):
+# Three arms of study.COPIER_ARMS: both starts, and the one that changes the most settings.
+THREE_ARMS = {name: study.COPIER_ARMS[name] for name in (
+    "from the copier", "from scratch", "from the copier, copy drills and questions 25% each, drills in finetuning too")}
+
+
+def test_every_copier_arm_is_a_valid_profile_in_a_folder_of_its_own():
+    folders = [arm["folder"] for arm in study.COPIER_ARMS.values()]
+    assert len(set(folders)) == len(folders) and "copier" not in folders
+    for arm in study.COPIER_ARMS.values():
+        assert arm["start"] in ("copier", None)
+        profile = get_profile("lesson", arm["settings"])  # a key or value the profile refuses raises here
+        assert all(study._setting(profile, key) == value for key, value in arm["settings"].items())
+
+
+def test_the_study_command_trains_a_copier_then_stories_in_each_arm(tmp_path, monkeypatch, capsys, one_thread):
     from helpers.cli import main
-    from helpers.config import get_profile
     from helpers.copying import copying_probe
     from helpers.model import load_model
     from helpers.stories import corpus
     from helpers.tokenizer import profile_tokenizer
 
     monkeypatch.setattr(study, "COPIER", {"lengths": (4, 6), "steps": 3})
+    monkeypatch.setattr(study, "COPIER_ARMS", THREE_ARMS)
     runs, figs = tmp_path / "runs", tmp_path / "figs"
     command = ["study", "--copier", "--quiet", "--out", str(runs), "--figures", str(figs), "--stories", "2",
                *[item for key, value in SHRUNK.items() for item in ("--set", f"{key}={value}")]]
@@ -215,20 +230,21 @@ def test_the_study_command_trains_a_copier_then_stories_in_every_arm(tmp_path, m
         + f"; table {figs / 'study_copier_stories.json'}")
     assert written["copier"]["steps"] == 3 and len(written["copier"]["curve"]) == 1  # probed at its last step
     assert written["settings"]["pretrain.max_steps"] == 6 and written["stories"] == 60
-    assert [row["arm"] for row in rows] == ["from the copier", "from scratch", "from the copier, copy drills 25%",
-                                            "from the copier, peak rate 1e-3"]
-    assert [row["settings"] for row in rows] == [{}, {}, {"data.copy_share": 0.25}, {"pretrain.learning_rate": 1e-3}]
+    assert [row["arm"] for row in rows] == list(THREE_ARMS)
+    assert [row["settings"] for row in rows] == [arm["settings"] for arm in THREE_ARMS.values()]
     for row in rows:
         assert [p["step"] for p in row["curve"]] == [0, 3, 6] and row["curve"][0]["tokens"] == 0
         assert [p["eval_loss"] is None for p in row["curve"]] == [True, False, False]
         assert row["curve"][2]["tokens"] == 6 * 4 * 128
-    for folder, init in (("copier-stories", str(runs / "copier")), ("scratch-stories", None),
-                         ("copier-drills-stories", str(runs / "copier")), ("copier-slow-stories", str(runs / "copier"))):
-        assert json.loads((runs / folder / "run.json").read_text())["init"] == init
+    for arm in THREE_ARMS.values():
+        init = None if arm["start"] is None else str(runs / "copier")
+        assert json.loads((runs / arm["folder"] / "run.json").read_text())["init"] == init
     # each arm trained with its own settings on top of the command's
-    described = json.loads((runs / "copier-slow-stories" / "run.json").read_text())
-    assert described["profile"]["pretrain"]["learning_rate"] == 1e-3 and described["profile"]["pretrain"]["max_steps"] == 6
-    assert json.loads((runs / "copier-drills-stories" / "run.json").read_text())["profile"]["data"]["copy_share"] == 0.25
+    described = json.loads((runs / "copier-qa-both-stories" / "run.json").read_text())
+    assert described["profile"]["data"]["qa_share"] == 0.25 and described["profile"]["pretrain"]["max_steps"] == 6
+    assert described["data"]["qa_blocks"] == described["data"]["copy_drills"] > 0
+    tuned = json.loads((runs / "copier-qa-both-stories-finetune" / "run.json").read_text())["data"]
+    assert tuned["copy_drills"] == round(tuned["train_examples"] * 0.25)  # a quarter of the examples are drills
     # step 0 of the copier arm is the copier itself, probed on the same held-out stories
     profile = get_profile("lesson", TINY_STORIES)
     facts = corpus("validation", 60, seed=profile.data.corpus_seed)
@@ -236,24 +252,26 @@ def test_the_study_command_trains_a_copier_then_stories_in_every_arm(tmp_path, m
     assert rows[0]["curve"][0]["copying"]["repeated_random"] == pytest.approx(expected, rel=1e-5)
     assert rows[0]["curve"][1]["copying"] != rows[1]["curve"][1]["copying"]
     # then each arm finetuned the lesson's way from its last model: probed again, and asked the questions of 2 stories
-    for row, folder in zip(rows, ("copier-stories", "scratch-stories", "copier-drills-stories", "copier-slow-stories")):
+    for row, folder in zip(rows, [arm["folder"] for arm in THREE_ARMS.values()]):
         tuned = json.loads((runs / f"{folder}-finetune" / "run.json").read_text())
         assert tuned["init"] == str(runs / folder) and tuned["profile"]["finetune"]["max_steps"] == 4
-        answers = row["finetuned"]["answers"]
+        answers, before = row["finetuned"]["answers"], row["finetuned"]["before"]
         assert answers["step"] == 4 and answers["all"]["n"] == row["finetuned"]["questions"] > 0
+        assert before["step"] == 0 and before["all"]["n"] == answers["all"]["n"]
         tuned_probe = copying_probe(load_model(runs / f"{folder}-finetune"), profile_tokenizer(profile), facts, 128)
         assert row["finetuned"]["copying"]["repeated_random"] == pytest.approx(tuned_probe["repeated_random"], rel=1e-5)
     assert set(written["lines"]) == {"the copying rule"} and (figs / "study_copier_stories.png").stat().st_size
     markdown = (figs / "study_copier_stories.md").read_text().splitlines()
     assert markdown[2].startswith("| from the copier | 0 | – | ")
-    assert markdown[2 + 4 * 3].startswith("| from the copier, finetuned | – | – | +")
-    assert markdown[2 + 4 * 3 + 4].startswith("| the copying rule | – | – | +")
-    assert markdown[-6].startswith("| from the copier | ") and markdown[-2].startswith("| baseline | ")
-    assert markdown[-1].startswith("| trivial reader | ") and len(markdown) == 2 + 4 * 3 + 4 + 1 + 11
+    assert markdown[2 + 3 * 3].startswith("| from the copier, finetuned | – | – | +")
+    assert markdown[2 + 3 * 3 + 3].startswith("| the copying rule | – | – | +")
+    assert markdown[-8].startswith("| from the copier, before finetuning | ")
+    assert markdown[-7].startswith("| from the copier | ") and markdown[-2].startswith("| baseline | ")
+    assert markdown[-1].startswith("| trivial reader | ") and len(markdown) == 2 + 3 * 3 + 3 + 1 + 13
     # run again: the copier and both runs are reused, the numbers measured again are the same
     copier_made = (runs / "copier" / "model.safetensors").stat().st_mtime_ns
     assert main(command) == 0
-    assert capsys.readouterr().out.count("reusing the finished run") == 8
+    assert capsys.readouterr().out.count("reusing the finished run") == 6
     assert (runs / "copier" / "model.safetensors").stat().st_mtime_ns == copier_made
     assert json.loads((figs / "study_copier_stories.json").read_text()) == written
     # one choice at a time, and no settings for the arms that take none

@@ -256,6 +256,15 @@ def test_ensure_run_reuses_resumes_and_refuses(tmp_path, capsys):
     with pytest.raises(RunError, match=r"holds a different run \(profile.pretrain.learning_rate: 0.003 there, 0.001 now\)"):
         ensure_run("pretrain", tiny_profile(**settings, **{"pretrain.learning_rate": 1e-3}), out, progress=False)
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == files  # reused and refused: nothing touched
+    # a run made before a setting existed counts it at its default, which keeps the older behaviour
+    record = json.loads((out / "run.json").read_text())
+    del record["profile"]["data"]["qa_share"]
+    (out / "run.json").write_text(json.dumps(record))
+    capsys.readouterr()
+    ensure_run("pretrain", profile, out, progress=False)
+    assert capsys.readouterr().out.startswith("pretrain: reusing the finished run")
+    with pytest.raises(RunError, match=r"holds a different run \(profile.data.qa_share: 0.0 there, 0.25 now\)"):
+        ensure_run("pretrain", tiny_profile(**settings, **{"data.qa_share": 0.25}), out, progress=False)
 
 
 def _assert_same_run(resumed, whole) -> None:

@@ -137,10 +137,12 @@ def prepare_data(stage: str, profile: Profile, tokenizer, device: torch.device, 
     if stage == "pretrain":
         summary = {"train_blocks": len(train_part), "val_blocks": len(val_part),
                    "train_tokens": train_part.meta["tokens"], "tokens_dropped": train_part.meta["tokens_dropped"],
-                   "train_stories": train_part.meta["stories"], "block_size": train_part.meta["block_size"]}
+                   "train_stories": train_part.meta["stories"], "block_size": train_part.meta["block_size"],
+                   **{k: train_part.meta[k] for k in ("copy_drills", "qa_blocks") if k in train_part.meta}}
         return PretrainData(train_part, device), PretrainData(val_part, device), summary
     summary = {"train_examples": len(train_part), "val_examples": len(val_part),
-               "train_tokens": train_part.tokens, "dropped_too_long": train_part.dropped + val_part.dropped}
+               "train_tokens": train_part.tokens, "dropped_too_long": train_part.dropped + val_part.dropped,
+               **({"copy_drills": train_part.copy_drills} if train_part.copy_drills else {})}
     pad, offset = tokenizer.eos_token_id, profile.data.position_offset
     return (FinetuneData(train_part.examples, pad, device, offset), FinetuneData(val_part.examples, pad, device, offset),
             summary)

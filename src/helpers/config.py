@@ -131,6 +131,12 @@ class DataConfig:
     # Share of the pretraining *training* blocks that are copy drills (random token spans, each written
     # twice; helpers.data.copy_drills), shuffled in among the story blocks: 0 trains on stories only.
     copy_share: float = allowed(0.0, "[0, 1)")
+    # Share of them that are training questions as finetuning writes them (template, story, answer, end-of-text;
+    # helpers.data.qa_blocks), shuffled in the same way: 0 trains without them. copy_share + qa_share < 1.
+    qa_share: float = allowed(0.0, "[0, 1)")
+    # Share of the finetuning *training* examples that are copy drills (one random span written twice, only the
+    # second writing scored; helpers.data.copy_examples): finetuning on answers alone wipes copying out.
+    finetune_copy_share: float = allowed(0.0, "[0, 1)")
     instruction_max_length: int = allowed(512, ">= 2")  # + position_offset <= model.n_positions
     instruction_limit: int | None = allowed(None, ">= 1")
     instruction_val_fraction: float = allowed(0.1, "(0, 1)")

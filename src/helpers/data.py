@@ -45,6 +45,8 @@ __all__ = [
     "pack_concat",
     "pack_per_story",
     "copy_drills",
+    "qa_blocks",
+    "copy_examples",
     "TokenBlocks",
     "pretraining_blocks",
     "encode_instruction",
@@ -58,6 +60,8 @@ __all__ = [
 PACKING_VERSION = 1
 # Copy drills: spans of this many random tokens (inclusive range), each written twice in a row.
 COPY_SPAN = (10, 100)
+# The finetuning drills' one span: short, so that the answers keep a fair share of the scored tokens.
+FINETUNE_COPY_SPAN = (10, 40)
 
 # --------------------------------------------------------------------------- paths
 
@@ -121,6 +125,25 @@ def copy_drills(n_blocks: int, block_size: int, token_ids: Sequence[int], eos_id
     return out
 
 
+def qa_blocks(n_blocks: int, block_size: int, records: Sequence[dict], tokenizer: PreTrainedTokenizerBase,
+              max_length: int) -> np.ndarray:
+    """Blocks of question records written as finetuning writes them (:func:`encode_instruction`: template, story,
+    answer, end-of-text, cut to ``max_length``), one after another in the records' order, from the first again
+    when they run out.
+
+    Pretraining on them teaches the answers together with the stories,
+    where a separate finetuning wipes out what pretraining learned.
+    """
+    if not records:
+        raise DataError("data.qa_share needs training questions; the instructions have none")
+    stream: list[int] = []
+    n = 0
+    while len(stream) < n_blocks * block_size:
+        stream += encode_instruction(records[n % len(records)], tokenizer, max_length)["input_ids"]
+        n += 1
+    return np.asarray(stream[: n_blocks * block_size], dtype=np.uint16).reshape(n_blocks, block_size)
+
+
 def pack_per_story(token_lists: Iterable[Sequence[int]], block_size: int) -> tuple[np.ndarray, dict]:
     """The paper's way: each story alone, cut into blocks, the short last piece dropped.
 
@@ -154,6 +177,19 @@ class TokenBlocks:
 
     def __len__(self) -> int:
         return int(self.meta["blocks"])
+
+
+def _instructions_fingerprint(cfg: DataConfig) -> dict:
+    """What the training questions of ``data.qa_share`` depend on: their source (a file by size and time), the
+    seed and limit that pick them, the share held out and the length they are cut to."""
+    info: dict[str, Any] = {"source": cfg.instructions, "seed": cfg.corpus_seed, "limit": cfg.instruction_limit,
+                            "val_fraction": cfg.instruction_val_fraction, "max_length": cfg.instruction_max_length}
+    if is_file_source(cfg.instructions):
+        stat = Path(cfg.instructions).expanduser().resolve().stat()
+        info.update(size=stat.st_size, mtime_ns=stat.st_mtime_ns)
+    if cfg.instructions == "embedded":
+        info["corpus"] = corpus_version()
+    return info
 
 
 def _source_fingerprint(cfg: DataConfig, split: str) -> dict:
@@ -190,6 +226,8 @@ def pretraining_blocks(cfg: DataConfig, split: str, tokenizer: PreTrainedTokeniz
         "block_size": cfg.block_size,
         "packing": cfg.packing,
         **({"copy_share": cfg.copy_share, "copy_span": COPY_SPAN} if split == "train" and cfg.copy_share else {}),
+        **({"qa_share": cfg.qa_share, "questions": _instructions_fingerprint(cfg)} if split == "train" and cfg.qa_share
+           else {}),
     }
     name = f"blocks-{split}-{_digest(key)}"
     folder = cache_root(cfg) / "blocks"
@@ -208,11 +246,17 @@ def pretraining_blocks(cfg: DataConfig, split: str, tokenizer: PreTrainedTokeniz
         arr, counts = pack_per_story(token_lists, cfg.block_size)
     if counts["blocks"] == 0:
         raise DataError(f"{split} split of {cfg.stories!r} is too short for one {cfg.block_size}-token block")
+    story_blocks = counts["blocks"]
     if split == "train" and cfg.copy_share:
-        drills = round(counts["blocks"] * cfg.copy_share / (1 - cfg.copy_share))
+        drills = round(story_blocks * cfg.copy_share / (1 - cfg.copy_share - cfg.qa_share))
         ids = [i for i in range(len(tokenizer)) if i not in tokenizer.all_special_ids]
         arr = np.concatenate([arr, copy_drills(drills, cfg.block_size, ids, tokenizer.eos_token_id, cfg.corpus_seed)])
         counts = {**counts, "blocks": len(arr), "copy_drills": drills}
+    if split == "train" and cfg.qa_share:
+        questions = round(story_blocks * cfg.qa_share / (1 - cfg.copy_share - cfg.qa_share))
+        records = load_instructions(cfg)[0]
+        arr = np.concatenate([arr, qa_blocks(questions, cfg.block_size, records, tokenizer, cfg.instruction_max_length)])
+        counts = {**counts, "blocks": len(arr), "qa_blocks": questions}
     meta = {"key": key, "block_size": cfg.block_size, "dtype": "uint16", **counts}
     write_bytes(bin_path, arr.tobytes())
     write_bytes(meta_path, json.dumps(meta, indent=2).encode())
@@ -258,6 +302,7 @@ class InstructionSet:
     records: list[dict]
     dropped: int
     position_offset: int = 0  # the position of each example's first token (data.position_offset)
+    copy_drills: int = 0  # how many of the examples (the last ones) are copy drills (data.finetune_copy_share)
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -268,9 +313,32 @@ class InstructionSet:
 
 
 def finetuning_examples(cfg: DataConfig, tokenizer: PreTrainedTokenizerBase) -> tuple[InstructionSet, InstructionSet]:
-    """Encoded train and validation sets; records whose response is cut away entirely are dropped."""
-    train, val = load_instructions(cfg)
-    return tuple(_encode_all(part, tokenizer, cfg.instruction_max_length, cfg.position_offset) for part in (train, val))
+    """Encoded train and validation sets; records whose response is cut away entirely are dropped.
+
+    With ``data.finetune_copy_share``, copy drills (:func:`copy_examples`)
+    follow the training examples (the loader shuffles them in); the
+    validation set stays answers only.
+    """
+    records = load_instructions(cfg)
+    train, val = (_encode_all(part, tokenizer, cfg.instruction_max_length, cfg.position_offset) for part in records)
+    if cfg.finetune_copy_share:
+        n = round(len(train) * cfg.finetune_copy_share / (1 - cfg.finetune_copy_share))
+        ids = [i for i in range(len(tokenizer)) if i not in tokenizer.all_special_ids]
+        train.examples = train.examples + copy_examples(n, ids, tokenizer.eos_token_id, cfg.corpus_seed)
+        train.copy_drills = n
+    return train, val
+
+
+def copy_examples(n: int, token_ids: Sequence[int], eos_id: int, seed: int) -> list[dict[str, list[int]]]:
+    """Finetuning examples only copying can answer: end-of-text, a random span of ``FINETUNE_COPY_SPAN`` tokens
+    drawn from ``token_ids``, the same span again; as with an answer, only the second writing is scored."""
+    rng = np.random.default_rng(seed)
+    pool = np.asarray(token_ids, dtype=np.int64)
+    out = []
+    for _ in range(n):
+        span = pool[rng.integers(0, len(pool), rng.integers(FINETUNE_COPY_SPAN[0], FINETUNE_COPY_SPAN[1] + 1))].tolist()
+        out.append({"input_ids": [eos_id] + span + span, "labels": [-100] * (1 + len(span)) + span})
+    return out
 
 
 def _encode_all(records: list[dict], tokenizer, max_length: int, position_offset: int) -> InstructionSet:

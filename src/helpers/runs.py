@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Sequence
 
-from .config import Profile, get_profile
+from .config import ConfigError, Profile, get_profile
 from .stats import perplexity_from_loss
 
 __all__ = [
@@ -106,8 +106,18 @@ class RunRecord:
     schema: int = RUN_SCHEMA
 
     def identity(self) -> dict[str, Any]:
-        """What a folder may only be resumed with: stage, engine, profile, init and processes."""
-        return {"stage": self.stage, "engine": self.engine, "profile": self.profile, "init": self.init,
+        """What a folder may only be resumed with: stage, engine, profile, init and processes.
+
+        The profile is read back through :meth:`Profile.from_dict`, so that a
+        setting added after the run was made counts at its default, the value
+        that keeps the older behaviour (a saved profile this version cannot
+        read is compared as written).
+        """
+        try:
+            profile = self.settings().to_dict()
+        except ConfigError:
+            profile = self.profile
+        return {"stage": self.stage, "engine": self.engine, "profile": profile, "init": self.init,
                 "world_size": self.world_size}
 
     def settings(self) -> Profile:

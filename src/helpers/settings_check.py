@@ -151,6 +151,10 @@ CROSS_RULES: list[tuple[Callable[[Any], bool], dict[str, str]]] = [
                                      "must be <= model.n_positions ({model.n_positions})",
       "model.n_positions": "must be >= data.position_offset + data.instruction_max_length "
                            "({data.position_offset} + {data.instruction_max_length})"}),
+    # stories fill what the drills and the questions leave of the training blocks
+    (lambda p: p.data.copy_share + p.data.qa_share < 1,
+     {"data.copy_share": "data.copy_share + data.qa_share ({data.qa_share}) must be < 1",
+      "data.qa_share": "data.copy_share ({data.copy_share}) + data.qa_share must be < 1"}),
     _warmup_rules("pretrain"),
     _warmup_rules("finetune"),
     (lambda p: gpt2_parameters(p.model) <= MAX_PARAMETERS,

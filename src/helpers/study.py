@@ -104,8 +104,10 @@ COPIER: dict[str, Any] = {"lengths": (20, 80), "steps": 4500}
 
 # Then stories, each arm on top of the lesson profile (and the command's --set): where it starts ("copier", or
 # None for a fresh model), what it changes, and its run folder in the study's out folder. The lesson's recipe wipes
-# the copier's skill out within 100 steps; the last two arms ask whether copy drills kept in the data, or a
-# three times lower peak rate, let it survive.
+# the copier's skill out within 100 steps; the next two arms ask whether copy drills kept in the data, or a
+# three times lower peak rate, let it survive; the fifth also mixes in the training questions with their answers
+# (data.qa_share), so that answering is learned while the drills keep copying alive. Every arm is then finetuned
+# the lesson's way, which wipes copying out again unless drills stay in its data too (the last two arms).
 COPIER_ARMS: dict[str, dict[str, Any]] = {
     "from the copier": {"start": "copier", "settings": {}, "folder": "copier-stories"},
     "from scratch": {"start": None, "settings": {}, "folder": "scratch-stories"},
@@ -113,6 +115,14 @@ COPIER_ARMS: dict[str, dict[str, Any]] = {
                                          "folder": "copier-drills-stories"},
     "from the copier, peak rate 1e-3": {"start": "copier", "settings": {"pretrain.learning_rate": 1e-3},
                                         "folder": "copier-slow-stories"},
+    "from the copier, copy drills and questions 25% each": {
+        "start": "copier", "settings": {"data.copy_share": 0.25, "data.qa_share": 0.25}, "folder": "copier-qa-stories"},
+    "from the copier, copy drills 25% in finetuning too": {
+        "start": "copier", "settings": {"data.copy_share": 0.25, "data.finetune_copy_share": 0.25},
+        "folder": "copier-drills-both-stories"},
+    "from the copier, copy drills and questions 25% each, drills in finetuning too": {
+        "start": "copier", "settings": {"data.copy_share": 0.25, "data.qa_share": 0.25, "data.finetune_copy_share": 0.25},
+        "folder": "copier-qa-both-stories"},
 }
 
 
@@ -371,13 +381,14 @@ def run_copier_then_stories(out_dir: str | Path, figures_dir: str | Path, *, cop
 
 def _finetuned(pretrained: Path, profile, probe, stories: int, progress: bool) -> dict[str, Any]:
     """The lesson's finetuning from a pretrained arm (``<folder>-finetune``, reused when finished): its copying
-    probe, and its exact answers per kind at the end, with the no-reading baselines and the trivial readers."""
+    probe, and its exact answers per kind at the end (``before``: of the pretrained model), with the no-reading
+    baselines and the trivial readers."""
     folder = pretrained.with_name(pretrained.name + "-finetune")
     ensure_run("finetune", profile, folder, init=pretrained, progress=progress)
     answers = answer_curve(folder, stories=stories, every=profile.finetune.max_steps, profile=profile,
                            progress=progress)
-    return {"copying": probe(load_model(folder)), "answers": answers["rows"][-1], "baselines": answers["baselines"],
-            "readers": answers["readers"], "questions": answers["questions"]}
+    return {"copying": probe(load_model(folder)), "answers": answers["rows"][-1], "before": answers["rows"][0],
+            "baselines": answers["baselines"], "readers": answers["readers"], "questions": answers["questions"]}
 
 
 def _copier_markdown(table: Mapping[str, Any]) -> str:
@@ -395,11 +406,11 @@ def _copier_markdown(table: Mapping[str, Any]) -> str:
     tuned = [row for row in table["rows"] if "finetuned" in row]
     if tuned:
         kinds = list(tuned[0]["finetuned"]["baselines"]) + ["all"]
-        out += ["", "After the lesson's finetuning, exact answers (95% interval); the baseline, then a trivial reader "
-                    "where there is one:", "", "| arm | " + " | ".join(kinds) + " |", "|" + "---|" * (len(kinds) + 1)]
-        for row in tuned:
-            got = row["finetuned"]["answers"]
-            out.append(f"| {row['arm']} | " + " | ".join(
+        out += ["", "Exact answers (95% interval) before and after the lesson's finetuning; the baseline, then a "
+                    "trivial reader where there is one:", "", "| arm | " + " | ".join(kinds) + " |", "|" + "---|" * (len(kinds) + 1)]
+        for row, when in [(row, when) for row in tuned for when in ("before", "answers")]:
+            got, name = row["finetuned"][when], row["arm"] + (", before finetuning" if when == "before" else "")
+            out.append(f"| {name} | " + " | ".join(
                 f"{got[k]['share']:.0%} ({got[k]['low']:.0%}-{got[k]['high']:.0%})" for k in kinds) + " |")
         lines = tuned[0]["finetuned"]
         out.append("| baseline | " + " | ".join(f"{lines['baselines'][k]['share']:.0%}" if k in lines["baselines"]
