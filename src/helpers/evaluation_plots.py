@@ -234,35 +234,49 @@ def repeat_arms_figure(table: Mapping[str, Any], *, title: str, path: str | Path
 def copier_stories_figure(table: Mapping[str, Any], *, title: str, path: str | Path | None = None) -> Figure:
     """Pretraining on stories from a copier and from scratch, checkpoint by checkpoint: what a random repeat saves
     beyond its control (solid; shifted by fresh tokens, dashed), what the hero's earlier mention saves, and the
-    validation loss on stories, with the copying rule as a line (step 0 of the arm from scratch is the untrained model).
+    validation loss on stories, with the copying rule as a line (step 0 of the arm from scratch is the untrained
+    model); then, per arm, what a repeat saves after the lesson's finetuning, with its exact answers written beside.
+    Arms whose pretraining is the same (they differ in finetuning only) share one curve and one name.
 
     ``table`` is :func:`helpers.study.run_copier_then_stories`' result; its numbers go beside the PNG.
     """
     if not table["rows"]:
         raise ValueError("no arms to plot")
     plt = styled_pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(18, 4.5))
-    for n, row in enumerate(table["rows"]):
-        steps, color = [r["step"] for r in row["curve"]], f"C{n}"
-        copying = [r["copying"] for r in row["curve"]]
+    fig = plt.figure(figsize=(18, 10))
+    grid = fig.add_gridspec(2, 3, height_ratios=(1, 0.75))
+    axes = [fig.add_subplot(grid[0, i]) for i in range(3)] + [fig.add_subplot(grid[1, :])]
+    drawn: dict[str, list] = {}  # each distinct pretraining curve (as JSON) -> the arms that share it
+    for row in table["rows"]:
+        drawn.setdefault(repr(row["curve"]), []).append(row)
+    for n, rows in enumerate(drawn.values()):
+        steps, color, label = [r["step"] for r in rows[0]["curve"]], f"C{n}", " = ".join(r["arm"] for r in rows)
+        copying = [r["copying"] for r in rows[0]["curve"]]
         repeats = [c["repeated_random"] for c in copying]
         axes[0].plot(steps, [saved_beyond_control(r) for r in repeats], marker="o", markersize=4, color=color,
-                     label=row["arm"])
-        axes[0].plot(steps, [saved_beyond_control(r, "shifted_gain") for r in repeats], linestyle="--", color=color,
-                     label=f"{row['arm']}, fresh tokens between")
-        axes[1].plot(steps, [_saving(c["name_mentions"]) for c in copying], marker="o", markersize=4, color=color,
-                     label=row["arm"])
-        evaluated = [(r["step"], r["eval_loss"]) for r in row["curve"] if r.get("eval_loss") is not None]
-        axes[2].plot(*zip(*evaluated), marker="o", markersize=4, color=color, label=row["arm"])
+                     label=label)
+        axes[0].plot(steps, [saved_beyond_control(r, "shifted_gain") for r in repeats], linestyle="--", color=color)
+        axes[1].plot(steps, [_saving(c["name_mentions"]) for c in copying], marker="o", markersize=4, color=color)
+        evaluated = [(r["step"], r["eval_loss"]) for r in rows[0]["curve"] if r.get("eval_loss") is not None]
+        axes[2].plot(*zip(*evaluated), marker="o", markersize=4, color=color)
     for name, c in table["lines"].items():
         _reference(axes[0], saved_beyond_control(c["repeated_random"]), name, "-.")
         _reference(axes[1], _saving(c["name_mentions"]), name, "-.")
-    labels = ("random repeat: nats saved beyond the control", "hero's name: first minus later mentions (nats)",
-              "validation loss on stories (nats per token)")
+    tuned = [r for r in table["rows"] if "finetuned" in r]
+    saved = [saved_beyond_control(r["finetuned"]["copying"]["repeated_random"]) for r in tuned]
+    axes[3].barh(range(len(tuned)), saved, color="tab:blue")
+    for y, (row, value) in enumerate(zip(tuned, saved)):
+        axes[3].text(max(value, 0), y, f" exact {row['finetuned']['answers']['all']['share']:.0%}", va="center",
+                     fontsize=9)
+    axes[3].set_yticks(range(len(tuned)), [r["arm"] for r in tuned], fontsize=8)
+    axes[3].invert_yaxis()
+    labels = ("random repeat: nats saved beyond the control (dashed: fresh tokens between)",
+              "hero's name: first minus later mentions (nats)", "validation loss on stories (nats per token)")
     for ax, label in zip(axes, labels):
         ax.set_xlabel("training step on stories")
         ax.set_ylabel(label, fontsize=9)
-        ax.legend(fontsize=8, loc="best")
+    axes[3].set_xlabel("after the lesson's finetuning: nats a random repeat saves beyond the control")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", bbox_to_anchor=(0.5, 0.5), ncol=2, fontsize=9)
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(h_pad=9)
     return save(fig, path, dict(table))
