@@ -77,8 +77,8 @@ def test_the_loss_module_gives_one_loss_whichever_way_the_output_layer_is_comput
     (full, n_full, g_full), (chunked, n_chunked, g_chunked) = results["full"], results["chunked"]
     assert n_full == n_chunked == 2 * 29 - 11 and full == pytest.approx(chunked, rel=1e-6)
     assert full == pytest.approx(float(model(ids, labels).loss.detach()) * n_full, rel=1e-6)
-    for a, b in zip(g_full, g_chunked):
-        assert torch.allclose(a, b, rtol=1e-4, atol=1e-7)
+    for a, b in zip(g_full, g_chunked):  # float32 sums in another order: within a hundred-thousandth of the largest
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5 * float(a.abs().max()))
 
 
 def test_saved_runs_load_with_auto_classes_and_pipeline(pretrained_run):
