@@ -250,7 +250,8 @@ def copier_stories_figure(table: Mapping[str, Any], *, title: str, path: str | P
     for row in table["rows"]:
         drawn.setdefault(repr(row["curve"]), []).append(row)
     for n, rows in enumerate(drawn.values()):
-        steps, color, label = [r["step"] for r in rows[0]["curve"]], f"C{n}", " = ".join(r["arm"] for r in rows)
+        steps, color, label = [r["step"] for r in rows[0]["curve"]], f"C{n}", rows[0]["arm"]
+        label += f" (and {len(rows) - 1} more with this pretraining, below)" if len(rows) > 1 else ""
         copying = [r["copying"] for r in rows[0]["curve"]]
         repeats = [c["repeated_random"] for c in copying]
         axes[0].plot(steps, [saved_beyond_control(r) for r in repeats], marker="o", markersize=4, color=color,

@@ -107,7 +107,8 @@ COPIER: dict[str, Any] = {"lengths": (20, 80), "steps": 4500}
 # the copier's skill out within 100 steps; the next two arms ask whether copy drills kept in the data, or a
 # three times lower peak rate, let it survive; the fifth also mixes in the training questions with their answers
 # (data.qa_share), so that answering is learned while the drills keep copying alive. Every arm is then finetuned
-# the lesson's way, which wipes copying out again unless drills stay in its data too (the last two arms).
+# the lesson's way, which wipes copying out again unless drills stay in its data too (the last three arms; the
+# very last finetunes as long as the study's main finetuning).
 COPIER_ARMS: dict[str, dict[str, Any]] = {
     "from the copier": {"start": "copier", "settings": {}, "folder": "copier-stories"},
     "from scratch": {"start": None, "settings": {}, "folder": "scratch-stories"},
@@ -123,6 +124,10 @@ COPIER_ARMS: dict[str, dict[str, Any]] = {
     "from the copier, copy drills and questions 25% each, drills in finetuning too": {
         "start": "copier", "settings": {"data.copy_share": 0.25, "data.qa_share": 0.25, "data.finetune_copy_share": 0.25},
         "folder": "copier-qa-both-stories"},
+    "from the copier, copy drills and questions 25% each, drills in finetuning too, 1500 finetuning steps": {
+        "start": "copier", "settings": {"data.copy_share": 0.25, "data.qa_share": 0.25, "data.finetune_copy_share": 0.25,
+                                        "finetune.max_steps": 1500, "finetune.save_every": 500, "finetune.eval_every": 250},
+        "folder": "copier-qa-both-long-stories"},
 }
 
 
