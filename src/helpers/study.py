@@ -390,6 +390,7 @@ def _finetuned(pretrained: Path, profile, probe, stories: int, progress: bool) -
     baselines and the trivial readers."""
     folder = pretrained.with_name(pretrained.name + "-finetune")
     ensure_run("finetune", profile, folder, init=pretrained, progress=progress)
+    # no finetuning saves more checkpoints than steps: thinned by max_steps, only its start and its end are asked
     answers = answer_curve(folder, stories=stories, every=profile.finetune.max_steps, profile=profile,
                            progress=progress)
     return {"copying": probe(load_model(folder)), "answers": answers["rows"][-1], "before": answers["rows"][0],
