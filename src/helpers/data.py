@@ -249,8 +249,8 @@ def pretraining_blocks(cfg: DataConfig, split: str, tokenizer: PreTrainedTokeniz
     story_blocks = counts["blocks"]
     if split == "train" and cfg.copy_share:
         drills = round(story_blocks * cfg.copy_share / (1 - cfg.copy_share - cfg.qa_share))
-        ids = [i for i in range(len(tokenizer)) if i not in tokenizer.all_special_ids]
-        arr = np.concatenate([arr, copy_drills(drills, cfg.block_size, ids, tokenizer.eos_token_id, cfg.corpus_seed)])
+        drilled = copy_drills(drills, cfg.block_size, _plain_ids(tokenizer), tokenizer.eos_token_id, cfg.corpus_seed)
+        arr = np.concatenate([arr, drilled])
         counts = {**counts, "blocks": len(arr), "copy_drills": drills}
     if split == "train" and cfg.qa_share:
         questions = round(story_blocks * cfg.qa_share / (1 - cfg.copy_share - cfg.qa_share))
@@ -323,10 +323,15 @@ def finetuning_examples(cfg: DataConfig, tokenizer: PreTrainedTokenizerBase) -> 
     train, val = (_encode_all(part, tokenizer, cfg.instruction_max_length, cfg.position_offset) for part in records)
     if cfg.finetune_copy_share:
         n = round(len(train) * cfg.finetune_copy_share / (1 - cfg.finetune_copy_share))
-        ids = [i for i in range(len(tokenizer)) if i not in tokenizer.all_special_ids]
-        train.examples = train.examples + copy_examples(n, ids, tokenizer.eos_token_id, cfg.corpus_seed)
+        train.examples = train.examples + copy_examples(n, _plain_ids(tokenizer), tokenizer.eos_token_id,
+                                                        cfg.corpus_seed)
         train.copy_drills = n
     return train, val
+
+
+def _plain_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """Every token id but the special ones: what copy drills draw their random spans from."""
+    return [i for i in range(len(tokenizer)) if i not in tokenizer.all_special_ids]
 
 
 def copy_examples(n: int, token_ids: Sequence[int], eos_id: int, seed: int) -> list[dict[str, list[int]]]:

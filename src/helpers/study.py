@@ -406,10 +406,9 @@ def _copier_markdown(table: Mapping[str, Any]) -> str:
         for point in row["curve"]:
             loss = f"{point['eval_loss']:.3f}" if point.get("eval_loss") is not None else "–"
             out.append(f"| {row['arm']} | {point['step']} | {loss} | {_savings(point['copying'])} |")
-    out += [f"| {row['arm']}, finetuned | – | – | {_savings(row['finetuned']['copying'])} |"
-            for row in table["rows"] if "finetuned" in row]
-    out += [f"| {name} | – | – | {_savings(c)} |" for name, c in table["lines"].items()]
     tuned = [row for row in table["rows"] if "finetuned" in row]
+    out += [f"| {row['arm']}, finetuned | – | – | {_savings(row['finetuned']['copying'])} |" for row in tuned]
+    out += [f"| {name} | – | – | {_savings(c)} |" for name, c in table["lines"].items()]
     if tuned:
         kinds = list(tuned[0]["finetuned"]["baselines"]) + ["all"]
         out += ["", "Exact answers (95% interval) before and after the lesson's finetuning; the baseline, then a "
