@@ -11,9 +11,9 @@ import pytest
 
 from conftest import ALPACA_335, ALPACA_LONG, DATA, TINYSTORIES_TRAIN, TINYSTORIES_VALID, require_shared
 from helpers.config import ConfigError, get_profile
-from helpers.data import (COPY_SPAN, FINETUNE_COPY_SPAN, copy_drills, copy_examples, encode_instruction,
+from helpers.data import (COPY_SPAN, FINETUNE_COPY_SPAN, copy_drills, copy_examples, dense_examples, encode_instruction,
                           finetuning_examples, pack_concat, pack_per_story, pad_batch, pretraining_blocks, qa_blocks)
-from helpers.prompts import format_prompt, model_prompt
+from helpers.prompts import follow_up_prompt, format_prompt, model_prompt
 from helpers.sources import (SAMPLES, DataError, load_instructions, load_stories, read_instruction_file,
                              read_story_file)
 from helpers.tokenizer import load_tokenizer, profile_tokenizer, train_story_tokenizer
@@ -496,3 +496,66 @@ def test_finetuning_drills_follow_the_training_answers_only(gpt2):
     assert train.examples[len(plain_train):] == copy_examples(drills, [i for i in range(len(gpt2)) if i != gpt2.eos_token_id],
                                                               gpt2.eos_token_id, 0)
     assert val.examples == plain_val.examples and val.copy_drills == 0
+
+
+def _written_densely(records, tokenizer):
+    """What a dense example of ``records`` (in this order) must hold: the first as finetuning writes it, then each
+    other in the follow-up template with its answer and end-of-text; labels on answers and end-of-texts only."""
+    first = encode_instruction(records[0], tokenizer, 512)
+    ids, labels = list(first["input_ids"]), list(first["labels"])
+    for record in records[1:]:
+        prompt = tokenizer(follow_up_prompt(record), add_special_tokens=False)["input_ids"]
+        answer = tokenizer(" " + record["output"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        ids += prompt + answer
+        labels += [-100] * len(prompt) + answer
+    return {"input_ids": ids, "labels": labels}
+
+
+def test_dense_examples_read_a_story_once_then_answer_its_questions_scoring_only_the_answers(gpt2):
+    story = "Tom had a red ball. Mia came to play."
+    asked = [{"instruction": "Who had a ball?", "input": story, "output": "Tom"},
+             {"instruction": "What color was the ball?", "input": story, "output": "red"},
+             {"instruction": "Who came to play?", "input": story, "output": "Mia"}]
+    other = {"instruction": "Who ran?", "input": "Sam ran.", "output": "Sam"}
+    examples = dense_examples(5, asked + [other], gpt2, 512, seed=1)
+    texts = [gpt2.decode(e["input_ids"]) for e in examples]
+    assert len(examples) == 5 and all(t.count("### Input:") == 1 for t in texts)
+    # each round holds every story once, in a shuffled order; the last round is cut at n
+    assert sorted("Sam ran." in t for t in texts[:2]) == sorted("Sam ran." in t for t in texts[2:4]) == [False, True]
+    orders = []
+    for example, text in zip(examples, texts):
+        if "Sam ran." in text:
+            assert example == encode_instruction(other, gpt2, 512)
+            continue
+        order = sorted(asked, key=lambda r: text.index(r["instruction"]))
+        assert example == _written_densely(order, gpt2) and text.endswith("<|endoftext|>")
+        assert gpt2.decode([t for t in example["labels"] if t != -100]) == "".join(
+            f" {r['output']}<|endoftext|>" for r in order)
+        orders.append([r["output"] for r in order])
+    assert len({tuple(o) for o in orders}) > 1  # the questions come in a new order each time
+    assert dense_examples(5, asked + [other], gpt2, 512, seed=1) == examples != dense_examples(5, asked + [other], gpt2, 512, seed=2)
+    # questions stop before the example would pass max_length
+    whole = dense_examples(1, asked, gpt2, 512, seed=1)[0]
+    assert dense_examples(1, asked, gpt2, len(whole["input_ids"]), seed=1)[0] == whole  # exactly max_length fits
+    cut = dense_examples(1, asked, gpt2, len(whole["input_ids"]) - 1, seed=1)[0]
+    assert cut == _written_densely(sorted(asked, key=lambda r: gpt2.decode(whole["input_ids"]).index(r["instruction"]))[:2], gpt2)
+    with pytest.raises(DataError, match="data.finetune_dense_share needs training questions"):
+        dense_examples(1, [], gpt2, 512, seed=1)
+
+
+def test_finetuning_shares_of_dense_examples_and_drills_are_shares_of_the_whole_training_set(gpt2):
+    base = {"data.instructions": "embedded", "data.instruction_limit": 60}
+    plain_train, plain_val = finetuning_examples(get_profile("paper", base).data, gpt2)
+    cfg = get_profile("paper", {**base, "data.finetune_dense_share": 0.3, "data.finetune_copy_share": 0.2}).data
+    train, val = finetuning_examples(cfg, gpt2)
+    dense, drills = round(len(plain_train) * 0.3 / 0.5), round(len(plain_train) * 0.2 / 0.5)
+    assert (train.dense, train.copy_drills) == (dense, drills) and len(train) == len(plain_train) + dense + drills
+    assert train.examples[:len(plain_train)] == plain_train.examples and train.records == plain_train.records
+    assert train.examples[len(plain_train):len(plain_train) + dense] == dense_examples(
+        dense, plain_train.records, gpt2, cfg.instruction_max_length, 0)
+    assert train.examples[len(plain_train) + dense:] == copy_examples(drills, [i for i in range(len(gpt2)) if i != gpt2.eos_token_id],
+                                                                     gpt2.eos_token_id, 0)
+    assert val.examples == plain_val.examples and val.dense == 0
+    with pytest.raises(ConfigError, match=r"^data.finetune_dense_share=0.5: data.finetune_dense_share \+ "
+                                          r"data.finetune_copy_share \(0.5\) must be < 1$"):
+        get_profile("paper", {**base, "data.finetune_dense_share": 0.5, "data.finetune_copy_share": 0.5})

@@ -8,7 +8,7 @@ from pathlib import Path
 from conftest import ALPACA_335, ROOT, require_shared
 from helpers.evaluate import comparison_prompts
 from helpers.paper import PAPER_INSTRUCTIONS, PAPER_STORY_PROMPT
-from helpers.prompts import PROMPT_TEMPLATES, format_prompt, model_prompt, response_text
+from helpers.prompts import PROMPT_TEMPLATES, follow_up_prompt, format_prompt, model_prompt, response_text
 from helpers.sources import story_questions
 
 WITH_INPUT = {"instruction": "Edit this.", "input": "He ran.", "output": "Ran."}
@@ -68,3 +68,11 @@ def test_only_the_prompts_module_composes_a_prompt():
         code = "\n".join("".join(c["source"]) for c in json.loads(notebook.read_text())["cells"]
                           if c["cell_type"] == "code" and "# BEGIN SOLUTION" not in "".join(c["source"]))
         assert '.rstrip(" ")' not in code and "model_prompt(format_prompt(" not in code, notebook.name
+
+
+def test_a_follow_up_question_repeats_the_papers_headers_only():
+    record = {"instruction": "Who ran?", "input": "Sam ran.", "output": "Sam"}
+    assert follow_up_prompt(record) == "\n\n### Instruction:\nWho ran?\n\n### Response:"
+    assert follow_up_prompt({**record, "input": ""}) == follow_up_prompt(record)  # the input is read once, earlier
+    assert (format_prompt(record) + record["output"]).endswith("### Response: Sam")
+    assert follow_up_prompt(record) + response_text(record) == "\n\n### Instruction:\nWho ran?\n\n### Response: Sam"

@@ -137,6 +137,9 @@ class DataConfig:
     # Share of the finetuning *training* examples that are copy drills (one random span written twice, only the
     # second writing scored; helpers.data.copy_examples): finetuning on answers alone wipes copying out.
     finetune_copy_share: float = allowed(0.0, "[0, 1)")
+    # Share of them that are answer-dense: a training story once, then as many of its questions and answers as fit
+    # in instruction_max_length tokens, answers scored (helpers.data.dense_examples). With the drills' share, < 1.
+    finetune_dense_share: float = allowed(0.0, "[0, 1)")
     instruction_max_length: int = allowed(512, ">= 2")  # + position_offset <= model.n_positions
     instruction_limit: int | None = allowed(None, ">= 1")
     instruction_val_fraction: float = allowed(0.1, "(0, 1)")

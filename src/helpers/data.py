@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -34,7 +35,7 @@ from transformers import PreTrainedTokenizerBase
 
 from .config import DataConfig
 from .progress import progress_bar
-from .prompts import model_prompt, response_text
+from .prompts import follow_up_prompt, model_prompt, response_text
 from .runs import write_bytes
 from .sources import DataError, is_file_source, load_instructions, load_stories
 from .stories import corpus_version
@@ -47,6 +48,7 @@ __all__ = [
     "copy_drills",
     "qa_blocks",
     "copy_examples",
+    "dense_examples",
     "TokenBlocks",
     "pretraining_blocks",
     "encode_instruction",
@@ -303,6 +305,7 @@ class InstructionSet:
     dropped: int
     position_offset: int = 0  # the position of each example's first token (data.position_offset)
     copy_drills: int = 0  # how many of the examples (the last ones) are copy drills (data.finetune_copy_share)
+    dense: int = 0  # how many are answer-dense (data.finetune_dense_share), just before the copy drills
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -315,18 +318,61 @@ class InstructionSet:
 def finetuning_examples(cfg: DataConfig, tokenizer: PreTrainedTokenizerBase) -> tuple[InstructionSet, InstructionSet]:
     """Encoded train and validation sets; records whose response is cut away entirely are dropped.
 
-    With ``data.finetune_copy_share``, copy drills (:func:`copy_examples`)
-    follow the training examples (the loader shuffles them in); the
+    With ``data.finetune_dense_share`` and ``data.finetune_copy_share``,
+    answer-dense examples (:func:`dense_examples`) and then copy drills
+    (:func:`copy_examples`) follow the training examples (the loader
+    shuffles them in), each that share of the whole training set; the
     validation set stays answers only.
     """
     records = load_instructions(cfg)
     train, val = (_encode_all(part, tokenizer, cfg.instruction_max_length, cfg.position_offset) for part in records)
+    answers = len(train)
+    rest = 1 - cfg.finetune_dense_share - cfg.finetune_copy_share
+    if cfg.finetune_dense_share:
+        train.dense = round(answers * cfg.finetune_dense_share / rest)
+        train.examples = train.examples + dense_examples(train.dense, train.records, tokenizer,
+                                                         cfg.instruction_max_length, cfg.corpus_seed)
     if cfg.finetune_copy_share:
-        n = round(len(train) * cfg.finetune_copy_share / (1 - cfg.finetune_copy_share))
-        train.examples = train.examples + copy_examples(n, _plain_ids(tokenizer), tokenizer.eos_token_id,
-                                                        cfg.corpus_seed)
-        train.copy_drills = n
+        train.copy_drills = round(answers * cfg.finetune_copy_share / rest)
+        train.examples = train.examples + copy_examples(train.copy_drills, _plain_ids(tokenizer),
+                                                        tokenizer.eos_token_id, cfg.corpus_seed)
     return train, val
+
+
+def dense_examples(n: int, records: Sequence[dict], tokenizer: PreTrainedTokenizerBase, max_length: int,
+                   seed: int) -> list[dict[str, list[int]]]:
+    """Finetuning examples dense in answers: one story read once, then as many of its questions as fit.
+
+    An ordinary example scores one answer after a whole story; here the
+    first question is written as finetuning writes it
+    (:func:`encode_instruction`), and further questions about the same story
+    follow, each in :func:`helpers.prompts.follow_up_prompt` with its answer
+    and end-of-text, while the example stays within ``max_length`` tokens.
+    Only answers and end-of-texts are scored.
+    Stories (their records grouped by ``input``) come in a shuffled order,
+    each with its questions shuffled, from the first again in a new order
+    when they run out. Same seed, same examples.
+    """
+    stories: dict[str, list[dict]] = {}
+    for record in records:
+        stories.setdefault(record["input"], []).append(record)
+    if not stories:
+        raise DataError("data.finetune_dense_share needs training questions; the instructions have none")
+    rng, groups, out = random.Random(seed), list(stories.values()), []
+    while len(out) < n:
+        for group in rng.sample(groups, len(groups))[:n - len(out)]:
+            asked = rng.sample(group, len(group))
+            example = encode_instruction(asked[0], tokenizer, max_length)
+            for record in asked[1:]:
+                prompt = tokenizer(follow_up_prompt(record), add_special_tokens=False)["input_ids"]
+                answer = tokenizer(response_text(record), add_special_tokens=False)["input_ids"]
+                answer.append(tokenizer.eos_token_id)
+                if len(example["input_ids"]) + len(prompt) + len(answer) > max_length:
+                    break
+                example["input_ids"] += prompt + answer
+                example["labels"] += [-100] * len(prompt) + answer
+            out.append(example)
+    return out
 
 
 def _plain_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:

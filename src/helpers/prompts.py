@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from typing import Mapping
 
-__all__ = ["PROMPT_TEMPLATES", "format_prompt", "model_prompt", "response_text"]
+__all__ = ["PROMPT_TEMPLATES", "format_prompt", "model_prompt", "response_text", "FOLLOW_UP_TEMPLATE",
+           "follow_up_prompt"]
 
 # The paper's two templates, character for character. They follow Stanford
 # Alpaca's, except that the paper's end with "Response: " (a trailing space)
@@ -35,6 +36,10 @@ PROMPT_TEMPLATES = {
         "### Instruction:\n{instruction}\n\n### Response: "
     ),
 }
+
+# Not the paper's: a further question about the same input, asked after an answer in the same text
+# (answer-dense finetuning, helpers.data.dense_examples), in the paper's headers.
+FOLLOW_UP_TEMPLATE = "\n\n### Instruction:\n{instruction}\n\n### Response: "
 
 
 def format_prompt(record: Mapping[str, str]) -> str:
@@ -53,3 +58,9 @@ def response_text(record: Mapping[str, str]) -> str:
     """What the model learns to write after :func:`model_prompt`: the template's final space, then the output."""
     full = format_prompt(record)
     return full[len(full.rstrip(" ")):] + record["output"]
+
+
+def follow_up_prompt(record: Mapping[str, str]) -> str:
+    """A further question about the input an earlier answer in the same text was about, cut like
+    :func:`model_prompt`: the paper's instruction and response headers, without the prompt's preamble and input."""
+    return FOLLOW_UP_TEMPLATE.format(instruction=record["instruction"]).rstrip(" ")

@@ -155,6 +155,12 @@ CROSS_RULES: list[tuple[Callable[[Any], bool], dict[str, str]]] = [
     (lambda p: p.data.copy_share + p.data.qa_share < 1,
      {"data.copy_share": "data.copy_share + data.qa_share ({data.qa_share}) must be < 1",
       "data.qa_share": "data.copy_share ({data.copy_share}) + data.qa_share must be < 1"}),
+    # and the answers what the answer-dense examples and the drills leave of the finetuning examples
+    (lambda p: p.data.finetune_dense_share + p.data.finetune_copy_share < 1,
+     {"data.finetune_dense_share": "data.finetune_dense_share + data.finetune_copy_share "
+                                   "({data.finetune_copy_share}) must be < 1",
+      "data.finetune_copy_share": "data.finetune_dense_share ({data.finetune_dense_share}) + "
+                                  "data.finetune_copy_share must be < 1"}),
     _warmup_rules("pretrain"),
     _warmup_rules("finetune"),
     (lambda p: gpt2_parameters(p.model) <= MAX_PARAMETERS,
