@@ -37,9 +37,10 @@ report: install
 
 # A longer study (not part of the report): can this model learn story QA (about a quarter of an hour on 2 idle
 # CPU cores), and which pretraining recipes make it copy from its context (the arms: about an hour more; the
-# repeats alone: about 40 minutes more; a copier, then eight arms of stories and finetuning from it or from
-# scratch: about 55 minutes more on 2 idle cores, added up from its parts)? STUDY_ARGS (e.g. --set
-# finetune.max_steps=2000) changes the first part only.
+# repeats alone: about 40 minutes more; a copier, then ten arms of stories and finetuning from it or from
+# scratch, five pretrainings among them: about an hour more on 2 idle cores in a fast hour, added up from its
+# parts, and up to three times that in a slow one)? STUDY_ARGS (e.g. --set finetune.max_steps=2000) changes the
+# first part only.
 study: install
 	$(BIN)/python -m helpers study $(STUDY_ARGS)
 	$(BIN)/python -m helpers study --arms

@@ -249,7 +249,7 @@ CLAIMS = [
       _copier_tuned(2, "gain"), _copier_tuned(5, "gain"), _copier_tuned(6, "gain"),
       _copier_tuned(6, "where"), _copier_baseline("where"), _copier_tuned(6, "what"), _copier_baseline("what"),
       _copier_tuned(6, "who/hero"), _copier_tuned(6, "who"), _copier_baseline("who"),
-      lambda load: load("study_copier_stories.json")["rows"][7]["settings"]["finetune.max_steps"],
+      lambda load: load("study_copier_stories.json")["rows"][7]["finetuning"]["finetune.max_steps"],
       lambda load: load("study_copier_stories.json")["rows"][6]["finetuned"]["answers"]["step"],
       _copier_tuned(7, "what"), _copier_tuned(7, "who/hero")]),
     (rf"\*\*Finetuning\*\* \(lesson 4\): {N} steps; answer-token validation loss\s+{N} to {N}\.",

@@ -194,18 +194,34 @@ def test_the_study_command_trains_the_pretraining_arms_it_names(tmp_path, monkey
     assert json.loads((runs / "arms" / "0" / "pretrain" / "run.json").read_text())["profile"]["pretrain"]["max_steps"] == 6
 
 
-# Three arms of study.COPIER_ARMS: both starts, and the one that changes the most settings.
-THREE_ARMS = {name: study.COPIER_ARMS[name] for name in (
-    "from the copier", "from scratch", "from the copier, copy drills and questions 25% each, drills in finetuning too")}
+# Four arms of study.COPIER_ARMS: both starts, and two that share the pretraining that changes the most settings.
+QA_DRILLS = "from the copier, copy drills and questions 25% each, drills in finetuning too"
+QA_DENSE = "from the copier, copy drills and questions 25% each, answer-dense and drills in finetuning"
+FOUR_ARMS = {name: study.COPIER_ARMS[name] for name in ("from the copier", "from scratch", QA_DRILLS, QA_DENSE)}
 
 
-def test_every_copier_arm_is_a_valid_profile_in_a_folder_of_its_own():
-    folders = [arm["folder"] for arm in study.COPIER_ARMS.values()]
-    assert len(set(folders)) == len(folders) and "copier" not in folders
+def test_every_copier_arm_is_a_valid_profile_and_arms_share_only_a_pretraining_they_agree_on():
+    folders = study.copier_arm_folders(study.COPIER_ARMS)
+    assert list(folders) == list(study.COPIER_ARMS)
+    assert folders[QA_DRILLS] == ("copier-qa-stories", "copier-qa-stories-drills-finetune")
+    assert folders["from the copier"] == ("copier-stories", "copier-stories-finetune")
     for arm in study.COPIER_ARMS.values():
         assert arm["start"] in ("copier", None)
-        profile = get_profile("lesson", arm["settings"])  # a key or value the profile refuses raises here
-        assert all(study._setting(profile, key) == value for key, value in arm["settings"].items())
+        settings = {**arm["pretrain"], **arm["finetune"]}
+        profile = get_profile("lesson", settings)  # a key or value the profile refuses raises here
+        assert all(study._setting(profile, key) == value for key, value in settings.items())
+        assert not {key for key in arm["pretrain"] if key.startswith(("finetune.", "data.finetune_"))}
+    other = {**study.COPIER_ARMS[QA_DRILLS], "pretrain": {"data.copy_share": 0.25}}
+    with pytest.raises(ValueError, match=r"^copier arm 'other': folder 'copier-qa-stories' holds another arm's "
+                                         r"pretraining \(start 'copier', settings \{'data.copy_share': 0.25, "
+                                         r"'data.qa_share': 0.25\}\); name a folder of its own$"):
+        study.copier_arm_folders({QA_DRILLS: study.COPIER_ARMS[QA_DRILLS], "other": other})
+    with pytest.raises(ValueError, match="every finetuning needs a folder of its own"):
+        study.copier_arm_folders({QA_DRILLS: study.COPIER_ARMS[QA_DRILLS],
+                                  "again": {**study.COPIER_ARMS[QA_DRILLS], "finetune": {}}})
+    with pytest.raises(ValueError, match="every finetuning needs a folder of its own"):
+        study.copier_arm_folders({"a": {"start": None, "pretrain": {}, "finetune": {}, "folder": "x",
+                                        "finetuned": "copier"}})
 
 
 def test_the_study_command_trains_a_copier_then_stories_in_each_arm(tmp_path, monkeypatch, capsys, one_thread):
@@ -216,10 +232,10 @@ def test_the_study_command_trains_a_copier_then_stories_in_each_arm(tmp_path, mo
     from helpers.tokenizer import profile_tokenizer
 
     monkeypatch.setattr(study, "COPIER", {"lengths": (4, 6), "steps": 3})
-    monkeypatch.setattr(study, "COPIER_ARMS", THREE_ARMS)
     runs, figs = tmp_path / "runs", tmp_path / "figs"
     command = ["study", "--copier", "--quiet", "--out", str(runs), "--figures", str(figs), "--stories", "2",
-               *[item for key, value in SHRUNK.items() for item in ("--set", f"{key}={value}")]]
+               *[item for key, value in SHRUNK.items() for item in ("--set", f"{key}={value}")],
+               *[item for name in FOUR_ARMS for item in ("--arm", name)]]
     assert main(command) == 0
     written = json.loads((figs / "study_copier_stories.json").read_text())
     rows = written["rows"]
@@ -230,21 +246,29 @@ def test_the_study_command_trains_a_copier_then_stories_in_each_arm(tmp_path, mo
         + f"; table {figs / 'study_copier_stories.json'}")
     assert written["copier"]["steps"] == 3 and len(written["copier"]["curve"]) == 1  # probed at its last step
     assert written["settings"]["pretrain.max_steps"] == 6 and written["stories"] == 60
-    assert [row["arm"] for row in rows] == list(THREE_ARMS)
-    assert [row["settings"] for row in rows] == [arm["settings"] for arm in THREE_ARMS.values()]
+    assert [row["arm"] for row in rows] == list(FOUR_ARMS)
+    assert [(row["pretraining"], row["finetuning"]) for row in rows] == [
+        (arm["pretrain"], arm["finetune"]) for arm in FOUR_ARMS.values()]
     for row in rows:
         assert [p["step"] for p in row["curve"]] == [0, 3, 6] and row["curve"][0]["tokens"] == 0
         assert [p["eval_loss"] is None for p in row["curve"]] == [True, False, False]
         assert row["curve"][2]["tokens"] == 6 * 4 * 128
-    for arm in THREE_ARMS.values():
+    for arm in FOUR_ARMS.values():
         init = None if arm["start"] is None else str(runs / "copier")
         assert json.loads((runs / arm["folder"] / "run.json").read_text())["init"] == init
-    # each arm trained with its own settings on top of the command's
-    described = json.loads((runs / "copier-qa-both-stories" / "run.json").read_text())
+    # each arm trained with its own settings on top of the command's; the last two share one pretraining
+    assert sorted(p.name for p in runs.iterdir() if p.is_dir()) == sorted(
+        ["copier", "copier-stories", "copier-stories-finetune", "scratch-stories", "scratch-stories-finetune",
+         "copier-qa-stories", "copier-qa-stories-drills-finetune", "copier-qa-stories-dense-finetune"])
+    described = json.loads((runs / "copier-qa-stories" / "run.json").read_text())
     assert described["profile"]["data"]["qa_share"] == 0.25 and described["profile"]["pretrain"]["max_steps"] == 6
     assert described["data"]["qa_blocks"] == described["data"]["copy_drills"] > 0
-    tuned = json.loads((runs / "copier-qa-both-stories-finetune" / "run.json").read_text())["data"]
+    assert rows[2]["curve"] == rows[3]["curve"]
+    tuned = json.loads((runs / "copier-qa-stories-drills-finetune" / "run.json").read_text())["data"]
     assert tuned["copy_drills"] == round(tuned["train_examples"] * 0.25)  # a quarter of the examples are drills
+    dense = json.loads((runs / "copier-qa-stories-dense-finetune" / "run.json").read_text())["data"]
+    assert dense["dense_examples"] == round(dense["train_examples"] * 0.35) > 0 and "dense_examples" not in tuned
+    assert dense["copy_drills"] == round(dense["train_examples"] * 0.25)
     # step 0 of the copier arm is the copier itself, probed on the same held-out stories
     profile = get_profile("lesson", TINY_STORIES)
     facts = corpus("validation", 60, seed=profile.data.corpus_seed)
@@ -252,26 +276,26 @@ def test_the_study_command_trains_a_copier_then_stories_in_each_arm(tmp_path, mo
     assert rows[0]["curve"][0]["copying"]["repeated_random"] == pytest.approx(expected, rel=1e-5)
     assert rows[0]["curve"][1]["copying"] != rows[1]["curve"][1]["copying"]
     # then each arm finetuned the lesson's way from its last model: probed again, and asked the questions of 2 stories
-    for row, folder in zip(rows, [arm["folder"] for arm in THREE_ARMS.values()]):
-        tuned = json.loads((runs / f"{folder}-finetune" / "run.json").read_text())
+    for row, (folder, finetuned) in zip(rows, study.copier_arm_folders(FOUR_ARMS).values()):
+        tuned = json.loads((runs / finetuned / "run.json").read_text())
         assert tuned["init"] == str(runs / folder) and tuned["profile"]["finetune"]["max_steps"] == 4
         answers, before = row["finetuned"]["answers"], row["finetuned"]["before"]
         assert answers["step"] == 4 and answers["all"]["n"] == row["finetuned"]["questions"] > 0
         assert before["step"] == 0 and before["all"]["n"] == answers["all"]["n"]
-        tuned_probe = copying_probe(load_model(runs / f"{folder}-finetune"), profile_tokenizer(profile), facts, 128)
+        tuned_probe = copying_probe(load_model(runs / finetuned), profile_tokenizer(profile), facts, 128)
         assert row["finetuned"]["copying"]["repeated_random"] == pytest.approx(tuned_probe["repeated_random"], rel=1e-5)
     assert set(written["lines"]) == {"the copying rule"} and (figs / "study_copier_stories.png").stat().st_size
     markdown = (figs / "study_copier_stories.md").read_text().splitlines()
     assert markdown[2].startswith("| from the copier | 0 | – | ")
-    assert markdown[2 + 3 * 3].startswith("| from the copier, finetuned | – | – | +")
-    assert markdown[2 + 3 * 3 + 3].startswith("| the copying rule | – | – | +")
-    assert markdown[-8].startswith("| from the copier, before finetuning | ")
-    assert markdown[-7].startswith("| from the copier | ") and markdown[-2].startswith("| baseline | ")
-    assert markdown[-1].startswith("| trivial reader | ") and len(markdown) == 2 + 3 * 3 + 3 + 1 + 13
+    assert markdown[2 + 4 * 3].startswith("| from the copier, finetuned | – | – | +")
+    assert markdown[2 + 4 * 3 + 4].startswith("| the copying rule | – | – | +")
+    assert markdown[-10].startswith("| from the copier, before finetuning | ")
+    assert markdown[-9].startswith("| from the copier | ") and markdown[-2].startswith("| baseline | ")
+    assert markdown[-1].startswith("| trivial reader | ") and len(markdown) == 2 + 4 * 3 + 4 + 1 + 15
     # run again: the copier and both runs are reused, the numbers measured again are the same
     copier_made = (runs / "copier" / "model.safetensors").stat().st_mtime_ns
     assert main(command) == 0
-    assert capsys.readouterr().out.count("reusing the finished run") == 6
+    assert capsys.readouterr().out.count("reusing the finished run") == 8  # 4 pretrainings asked for, 4 finetunings
     assert (runs / "copier" / "model.safetensors").stat().st_mtime_ns == copier_made
     assert json.loads((figs / "study_copier_stories.json").read_text()) == written
     # one choice at a time, and no settings for the arms that take none
@@ -279,6 +303,11 @@ def test_the_study_command_trains_a_copier_then_stories_in_each_arm(tmp_path, mo
     assert capsys.readouterr().err == "error: study: choose one of --arms, --repeats and --copier\n"
     assert main(["study", "--repeats", "--set", "pretrain.max_steps=5"]) == 2
     assert "--set changes the study's settings" in capsys.readouterr().err
+    assert main(["study", "--arm", "from scratch"]) == 2
+    assert capsys.readouterr().err == "error: study: --arm chooses arms of --copier\n"
+    assert main(["study", "--copier", "--arm", "from scratch", "--arm", "from nowhere"]) == 2
+    assert capsys.readouterr().err.startswith("error: study --arm 'from nowhere': no such copier arm; choose among "
+                                              "['from the copier', 'from scratch', ")
 
 
 def test_the_copier_table_writes_each_measure_in_its_column():

@@ -26,7 +26,7 @@ from .lessons import lesson_paths, run_lessons
 from .report import write_report
 from .runs import RunError, read_run_record, run_profile
 from .sources import DataError, check_hub_sources
-from .study import run_arms, run_copier_then_stories, run_repeat_arms, run_study
+from .study import COPIER_ARMS, run_arms, run_copier_then_stories, run_repeat_arms, run_study
 from .train import TrainingDiverged, train
 
 __all__ = ["main", "build_parser"]
@@ -110,6 +110,8 @@ def _add_study_command(sub) -> None:
                         "at every checkpoint, then finetuned the lesson's way and asked the questions of --stories "
                         "stories (--set changes the lesson profile of every arm); writes study_copier_stories.json, "
                         ".png and .md to --figures")
+    p.add_argument("--arm", dest="copier_arms", action="append", default=[], metavar="NAME",
+                   help="with --copier: only this arm of helpers.study.COPIER_ARMS (repeatable; default: every arm)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -269,8 +271,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "study" and (args.arms or args.repeats) and args.overrides:
             raise ConfigError("study: --set changes the study's settings; --arms and --repeats train the arms of "
                               "helpers.study.PRETRAINING_ARMS and REPEAT_ARMS as they are")
+        if args.command == "study" and args.copier_arms and not args.copier:
+            raise ConfigError("study: --arm chooses arms of --copier")
         if args.command == "study" and args.copier:
-            table = run_copier_then_stories(args.out, args.figures, overrides=parse_overrides(args.overrides),
+            unknown = [name for name in args.copier_arms if name not in COPIER_ARMS]
+            if unknown:
+                raise ConfigError(f"study --arm {unknown[0]!r}: no such copier arm; choose among {list(COPIER_ARMS)}")
+            arms = {name: COPIER_ARMS[name] for name in args.copier_arms} or None
+            table = run_copier_then_stories(args.out, args.figures, arms=arms, overrides=parse_overrides(args.overrides),
                                             question_stories=args.stories, progress=not args.quiet)
             last = {row["arm"]: row["curve"][-1]["copying"]["repeated_random"] for row in table["rows"]}
             print("saved on a random repeat beyond its control at the last model: " + ", ".join(

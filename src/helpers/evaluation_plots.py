@@ -246,9 +246,9 @@ def copier_stories_figure(table: Mapping[str, Any], *, title: str, path: str | P
     fig = plt.figure(figsize=(18, 10))
     grid = fig.add_gridspec(2, 3, height_ratios=(1, 0.75))
     axes = [fig.add_subplot(grid[0, i]) for i in range(3)] + [fig.add_subplot(grid[1, :])]
-    drawn: dict[str, list] = {}  # each distinct pretraining curve (its repr) -> the arms that share it
+    drawn: dict[str, list] = {}  # each pretraining (its start and settings) -> the arms that share it
     for row in table["rows"]:
-        drawn.setdefault(repr(row["curve"]), []).append(row)
+        drawn.setdefault(repr((row["start"], row["pretraining"])), []).append(row)
     for n, rows in enumerate(drawn.values()):
         steps, color, label = [r["step"] for r in rows[0]["curve"]], f"C{n}", rows[0]["arm"]
         label += f" (and {len(rows) - 1} more with this pretraining, below)" if len(rows) > 1 else ""

@@ -57,7 +57,7 @@ from .tokenizer import profile_tokenizer
 from .train import ensure_run
 
 __all__ = ["STUDY_SETTINGS", "PRETRAINING_ARMS", "REPEAT_ARMS", "run_study", "run_arms", "write_timing",
-           "repeat_batch", "train_on_repeats", "run_repeat_arms", "COPIER", "COPIER_ARMS",
+           "repeat_batch", "train_on_repeats", "run_repeat_arms", "COPIER", "COPIER_ARMS", "copier_arm_folders",
            "run_copier_then_stories"]
 
 # On top of the lesson profile (its tokenizer, 288-token blocks, no dropout): what the study changes.
@@ -102,33 +102,64 @@ REPEAT_ARMS: dict[str, dict[str, Any]] = {
 # longer than the plateau before its jump lasted in study_repeats, then pretrained on stories like the lesson's model.
 COPIER: dict[str, Any] = {"lengths": (20, 80), "steps": 4500}
 
-# Then stories, each arm on top of the lesson profile (and the command's --set): where it starts ("copier", or
-# None for a fresh model), what it changes, and its run folder in the study's out folder. The lesson's recipe wipes
-# the copier's skill out within 100 steps; the next two arms ask whether copy drills kept in the data, or a
-# three times lower peak rate, let it survive; the fifth also mixes in the training questions with their answers
-# (data.qa_share), so that answering is learned while the drills keep copying alive. Every arm is then finetuned
-# the lesson's way, which wipes copying out again unless drills stay in its data too (the last three arms; the
-# very last finetunes as long as the study's main finetuning).
+# Then stories, each arm on top of the lesson profile (and the command's --set): where it starts ("copier", or None
+# for a fresh model), what it changes in pretraining and in the lesson's finetuning after it, and the run folders of
+# both in the study's out folder (the finetuning's: the pretraining's with "-finetune" unless named). Arms that name
+# one pretraining folder share that run, so they must start and pretrain alike. The lesson's recipe wipes the
+# copier's skill out within 100 steps; the next two arms ask whether copy drills kept in the data, or a three times
+# lower peak rate, let it survive; the fifth also mixes in the training questions with their answers
+# (data.qa_share), so that answering is learned while the drills keep copying alive. The lesson's finetuning wipes
+# copying out again unless drills stay in its data too (the next three arms; the last of them finetunes as long as
+# the study's main finetuning); the last two also make a third of the finetuning examples answer-dense (a story
+# once, then many of its questions answered).
+_DRILLS, _QA = {"data.copy_share": 0.25}, {"data.copy_share": 0.25, "data.qa_share": 0.25}
+_KEEP_DRILLS, _DENSE = {"data.finetune_copy_share": 0.25}, {"data.finetune_copy_share": 0.25,
+                                                           "data.finetune_dense_share": 0.35}
+_LONG_FINETUNING = {"finetune.max_steps": 1500, "finetune.save_every": 500, "finetune.eval_every": 250}
 COPIER_ARMS: dict[str, dict[str, Any]] = {
-    "from the copier": {"start": "copier", "settings": {}, "folder": "copier-stories"},
-    "from scratch": {"start": None, "settings": {}, "folder": "scratch-stories"},
-    "from the copier, copy drills 25%": {"start": "copier", "settings": {"data.copy_share": 0.25},
+    "from the copier": {"start": "copier", "pretrain": {}, "finetune": {}, "folder": "copier-stories"},
+    "from scratch": {"start": None, "pretrain": {}, "finetune": {}, "folder": "scratch-stories"},
+    "from the copier, copy drills 25%": {"start": "copier", "pretrain": _DRILLS, "finetune": {},
                                          "folder": "copier-drills-stories"},
-    "from the copier, peak rate 1e-3": {"start": "copier", "settings": {"pretrain.learning_rate": 1e-3},
-                                        "folder": "copier-slow-stories"},
-    "from the copier, copy drills and questions 25% each": {
-        "start": "copier", "settings": {"data.copy_share": 0.25, "data.qa_share": 0.25}, "folder": "copier-qa-stories"},
+    "from the copier, peak rate 1e-3": {"start": "copier", "pretrain": {"pretrain.learning_rate": 1e-3},
+                                        "finetune": {}, "folder": "copier-slow-stories"},
+    "from the copier, copy drills and questions 25% each": {"start": "copier", "pretrain": _QA, "finetune": {},
+                                                            "folder": "copier-qa-stories"},
     "from the copier, copy drills 25% in finetuning too": {
-        "start": "copier", "settings": {"data.copy_share": 0.25, "data.finetune_copy_share": 0.25},
-        "folder": "copier-drills-both-stories"},
+        "start": "copier", "pretrain": _DRILLS, "finetune": _KEEP_DRILLS, "folder": "copier-drills-stories",
+        "finetuned": "copier-drills-stories-drills-finetune"},
     "from the copier, copy drills and questions 25% each, drills in finetuning too": {
-        "start": "copier", "settings": {"data.copy_share": 0.25, "data.qa_share": 0.25, "data.finetune_copy_share": 0.25},
-        "folder": "copier-qa-both-stories"},
+        "start": "copier", "pretrain": _QA, "finetune": _KEEP_DRILLS, "folder": "copier-qa-stories",
+        "finetuned": "copier-qa-stories-drills-finetune"},
     "from the copier, copy drills and questions 25% each, drills in finetuning too, 1500 finetuning steps": {
-        "start": "copier", "settings": {"data.copy_share": 0.25, "data.qa_share": 0.25, "data.finetune_copy_share": 0.25,
-                                        "finetune.max_steps": 1500, "finetune.save_every": 500, "finetune.eval_every": 250},
-        "folder": "copier-qa-both-long-stories"},
+        "start": "copier", "pretrain": _QA, "finetune": {**_KEEP_DRILLS, **_LONG_FINETUNING},
+        "folder": "copier-qa-stories", "finetuned": "copier-qa-stories-drills-long-finetune"},
+    "from the copier, copy drills and questions 25% each, answer-dense and drills in finetuning": {
+        "start": "copier", "pretrain": _QA, "finetune": _DENSE, "folder": "copier-qa-stories",
+        "finetuned": "copier-qa-stories-dense-finetune"},
+    "from the copier, copy drills and questions 25% each, answer-dense and drills in finetuning, 1500 steps": {
+        "start": "copier", "pretrain": _QA, "finetune": {**_DENSE, **_LONG_FINETUNING}, "folder": "copier-qa-stories",
+        "finetuned": "copier-qa-stories-dense-long-finetune"},
 }
+
+
+def copier_arm_folders(arms: Mapping[str, Mapping[str, Any]]) -> dict[str, tuple[str, str]]:
+    """Each arm's pretraining and finetuning folder names; arms that share a pretraining folder must start and
+    pretrain alike (the run is trained once), and no two arms may share a finetuning folder."""
+    pretrainings: dict[str, tuple] = {}
+    out = {}
+    for name, arm in arms.items():
+        recipe = (arm["start"], dict(arm["pretrain"]))
+        if pretrainings.setdefault(arm["folder"], recipe) != recipe:
+            raise ValueError(f"copier arm {name!r}: folder {arm['folder']!r} holds another arm's pretraining "
+                             f"(start {pretrainings[arm['folder']][0]!r}, settings {pretrainings[arm['folder']][1]}); "
+                             "name a folder of its own")
+        out[name] = (arm["folder"], arm.get("finetuned", arm["folder"] + "-finetune"))
+    tuned = [folder for _, folder in out.values()]
+    if len(set(tuned)) < len(tuned) or set(tuned) & set(pretrainings) or "copier" in set(tuned) | set(pretrainings):
+        raise ValueError(f"copier arms: every finetuning needs a folder of its own, apart from the pretrainings "
+                         f"and the copier; got {tuned}")
+    return out
 
 
 def _setting(profile, key: str) -> Any:
@@ -336,13 +367,15 @@ def run_copier_then_stories(out_dir: str | Path, figures_dir: str | Path, *, cop
     The copier (:data:`COPIER`: lengths and steps of :func:`train_on_repeats`)
     is saved in ``out_dir / "copier"`` and reused when there. Each arm of
     :data:`COPIER_ARMS` then pretrains on stories, from the copier or from
-    scratch, with the lesson profile, ``overrides`` and its own settings
-    (finished runs reused). Each arm's curve holds, at its first model
-    (step 0) and every saved model, the tokens seen, the validation loss
-    where one was logged and the copying probe on ``stories`` held-out
-    stories; ``finetuned`` holds the same probe after the lesson's finetuning
-    from the arm's last model, and its exact answers per kind (who by role) to
-    the questions about ``question_stories`` held-out stories.
+    scratch, with the lesson profile, ``overrides`` and its pretraining
+    settings, then finetunes the lesson's way with its finetuning settings
+    too (:func:`copier_arm_folders`: arms may share a pretraining; finished
+    runs reused). Each arm's curve holds, at its first model (step 0) and
+    every saved model, the tokens seen, the validation loss where one was
+    logged and the copying probe on ``stories`` held-out stories;
+    ``finetuned`` holds the same probe after finetuning from the arm's last
+    model, and its exact answers per kind (who by role) to the questions
+    about ``question_stories`` held-out stories.
     Written to ``study_copier_stories.png``, ``.json`` and ``.md`` in ``figures_dir``.
     """
     copier, arms = COPIER if copier is None else copier, COPIER_ARMS if arms is None else arms
@@ -359,19 +392,19 @@ def run_copier_then_stories(out_dir: str | Path, figures_dir: str | Path, *, cop
     def probe(model) -> dict[str, dict]:
         return copying_probe(model, tokenizer, facts, profile.data.block_size)
 
-    rows = []
-    for name, arm in arms.items():
-        init, folder = start if arm["start"] == "copier" else None, out / arm["folder"]
-        arm_profile = get_profile("lesson", {**(overrides or {}), **arm["settings"]})
+    rows, curves = [], {}  # curves: each pretraining folder's probed curve, measured once for the arms sharing it
+    for name, (pretrained, tuned) in copier_arm_folders(arms).items():
+        arm = arms[name]
+        init, folder = start if arm["start"] == "copier" else None, out / pretrained
+        arm_profile = get_profile("lesson", {**(overrides or {}), **arm["pretrain"]})
         ensure_run("pretrain", arm_profile, folder, init=init, progress=progress)
-        first = load_model(init) if init else build_model(profile.model, seed=profile.pretrain.seed)
-        records = read_metrics(folder)
-        losses = {r["step"]: r["eval_loss"] for r in records if r.get("eval_loss") is not None}
-        curve = [{"step": 0, "tokens": 0, "eval_loss": None, "copying": probe(first)}]
-        curve += [{"step": step, "tokens": tokens_at(records, step), "eval_loss": losses.get(step),
-                   "copying": probe(load_model(saved))} for step, saved in model_stages(folder)]
-        rows.append({"arm": name, "start": arm["start"], "settings": dict(arm["settings"]), "curve": curve,
-                     "finetuned": _finetuned(folder, arm_profile, probe, question_stories, progress)})
+        if pretrained not in curves:
+            curves[pretrained] = _probed_curve(folder, load_model(init) if init else build_model(
+                profile.model, seed=profile.pretrain.seed), probe)
+        tuned_profile = get_profile("lesson", {**(overrides or {}), **arm["pretrain"], **arm["finetune"]})
+        rows.append({"arm": name, "start": arm["start"], "pretraining": dict(arm["pretrain"]),
+                     "finetuning": dict(arm["finetune"]), "curve": curves[pretrained],
+                     "finetuned": _finetuned(folder, out / tuned, tuned_profile, probe, question_stories, progress)})
     table = {"what": "pretraining on stories from a copier trained on random repeats, and from scratch; the copying "
                      "probe (helpers.copying) at every saved model",
              "copier": {"lengths": list(copier["lengths"]), "steps": copier["steps"],
@@ -384,11 +417,20 @@ def run_copier_then_stories(out_dir: str | Path, figures_dir: str | Path, *, cop
                         _copier_markdown(table))
 
 
-def _finetuned(pretrained: Path, profile, probe, stories: int, progress: bool) -> dict[str, Any]:
-    """The lesson's finetuning from a pretrained arm (``<folder>-finetune``, reused when finished): its copying
-    probe, and its exact answers per kind at the end (``before``: of the pretrained model), with the no-reading
-    baselines and the trivial readers."""
-    folder = pretrained.with_name(pretrained.name + "-finetune")
+def _probed_curve(folder: Path, first, probe) -> list[dict[str, Any]]:
+    """A pretraining's first model (step 0) and every saved one: tokens seen, validation loss where one was logged,
+    and the copying probe."""
+    records = read_metrics(folder)
+    losses = {r["step"]: r["eval_loss"] for r in records if r.get("eval_loss") is not None}
+    curve = [{"step": 0, "tokens": 0, "eval_loss": None, "copying": probe(first)}]
+    return curve + [{"step": step, "tokens": tokens_at(records, step), "eval_loss": losses.get(step),
+                     "copying": probe(load_model(saved))} for step, saved in model_stages(folder)]
+
+
+def _finetuned(pretrained: Path, folder: Path, profile, probe, stories: int, progress: bool) -> dict[str, Any]:
+    """The lesson's finetuning from a pretrained arm into ``folder`` (reused when finished): its copying probe, and
+    its exact answers per kind at the end (``before``: of the pretrained model), with the no-reading baselines and
+    the trivial readers."""
     ensure_run("finetune", profile, folder, init=pretrained, progress=progress)
     # no finetuning saves more checkpoints than steps: thinned by max_steps, only its start and its end are asked
     answers = answer_curve(folder, stories=stories, every=profile.finetune.max_steps, profile=profile,
