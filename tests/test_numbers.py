@@ -131,11 +131,15 @@ def _probed(n: int):
     return lambda load: load("study_repeats.json")["settings"]["probe_lengths"][n]
 
 
-def _copier_point(arm: int, point: int, measure: str):
-    """study_copier_stories.json: an arm's point's step or validation loss, what the hero's later mentions save
+# The same copier arms retrained on another machine (python -m helpers study --copier --arm ...)
+REPLICATION = "copier-replication/study_copier_stories.json"
+
+
+def _copier_point(arm: int, point: int, measure: str, table: str = "study_copier_stories.json"):
+    """A copier table: an arm's point's step or validation loss, what the hero's later mentions save
     against the first ("names"), or what a repeat saves beyond its control."""
     def get(load):
-        at = load("study_copier_stories.json")["rows"][arm]["curve"][point]
+        at = load(table)["rows"][arm]["curve"][point]
         if measure in ("step", "eval_loss"):
             return at[measure]
         if measure == "names":
@@ -144,11 +148,11 @@ def _copier_point(arm: int, point: int, measure: str):
     return get
 
 
-def _copier_tuned(arm: int, measure: str):
-    """study_copier_stories.json: an arm after the lesson's finetuning: what a repeat saves beyond its control
+def _copier_tuned(arm: int, measure: str, table: str = "study_copier_stories.json"):
+    """A copier table: an arm after the lesson's finetuning: what a repeat saves beyond its control
     ("gain"), or the exact share of one kind of question."""
     def get(load):
-        tuned = load("study_copier_stories.json")["rows"][arm]["finetuned"]
+        tuned = load(table)["rows"][arm]["finetuned"]
         if measure == "gain":
             return tuned["copying"]["repeated_random"]["gain"] - tuned["copying"]["repeated_random"]["control_gain"]
         return tuned["answers"][measure]["share"]
@@ -252,6 +256,19 @@ CLAIMS = [
       lambda load: load("study_copier_stories.json")["rows"][7]["finetuning"]["finetune.max_steps"],
       lambda load: load("study_copier_stories.json")["rows"][6]["finetuned"]["answers"]["step"],
       _copier_tuned(7, "what"), _copier_tuned(7, "who/hero")]),
+    (rf"retrained by the same recipe, jumped\s+in the same steps but saves {N} nats beyond its control, not {N} "
+     rf"[\s\S]*?did \*not\* keep copying: {N} nats at step {N} against {N} from the first copier, and as little with "
+     rf"the\s+training questions mixed in \({N}\); after {N} steps of stories the skill was gone \({N}\)\. The hero's"
+     rf"\s+later mentions still got {N} nats cheaper than the first\. Finetuned with drills kept, that model\s+answers "
+     rf"{N} of the questions exactly; with {N} of the finetuning examples answer-dense[\s\S]*?every answer scored\), "
+     rf"{N};\s+the main character\s+{N} in both\.",
+     [_copier_point(0, 0, "gain", REPLICATION), _copier_point(0, 0, "gain"),
+      _copier_point(0, -1, "gain", REPLICATION), _copier_point(0, -1, "step", REPLICATION), _copier_point(2, -1, "gain"),
+      _copier_point(1, -1, "gain", REPLICATION), _copier_point(0, 2, "step", REPLICATION),
+      _copier_point(0, 2, "gain", REPLICATION), _copier_point(0, -1, "names", REPLICATION),
+      _copier_tuned(1, "all", REPLICATION),
+      lambda load: load(REPLICATION)["rows"][2]["finetuning"]["data.finetune_dense_share"],
+      _copier_tuned(2, "all", REPLICATION), _copier_tuned(2, "who/hero", REPLICATION)]),
     (rf"\*\*Finetuning\*\* \(lesson 4\): {N} steps; answer-token validation loss\s+{N} to {N}\.",
      [lambda load: FINE(load)["run"]["step"],
       lambda load: FINE(load)["eval_loss"][0], lambda load: FINE(load)["eval_loss"][-1]]),
@@ -430,8 +447,9 @@ def test_a_readme_number_changed_by_one_unit_is_caught(tmp_path):
         at = re.search(phrase, text).start()
         found = NUMBER.search(text, at)
         spans.append(found.span(1) if not found.group(2) else (found.start(1), found.end(2)))
-    assert len(spans) == 172  # 85 before the copying probe, the two cloze designs and the answers by role; 9 on the study's
-    # roles and what its pretraining reads; 29 on the repeats alone; 33 on the copier pretrained on stories and finetuned
+    assert len(spans) == 185  # 85 before the copying probe, the two cloze designs and the answers by role; 9 on the study's
+    # roles and what its pretraining reads; 29 on the repeats alone; 33 on the copier pretrained on stories and finetuned;
+    # 13 on the same arms from a copier retrained on another machine
     copy = tmp_path / "README.md"
     missed = []
     for start, end in spans:

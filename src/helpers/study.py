@@ -110,7 +110,7 @@ COPIER: dict[str, Any] = {"lengths": (20, 80), "steps": 4500}
 # lower peak rate, let it survive; the fifth also mixes in the training questions with their answers
 # (data.qa_share), so that answering is learned while the drills keep copying alive. The lesson's finetuning wipes
 # copying out again unless drills stay in its data too (the next three arms; the last of them finetunes as long as
-# the study's main finetuning); the last two also make a third of the finetuning examples answer-dense (a story
+# the study's main finetuning); the last two also make 35% of the finetuning examples answer-dense (a story
 # once, then many of its questions answered).
 _DRILLS, _QA = {"data.copy_share": 0.25}, {"data.copy_share": 0.25, "data.qa_share": 0.25}
 _KEEP_DRILLS, _DENSE = {"data.finetune_copy_share": 0.25}, {"data.finetune_copy_share": 0.25,
