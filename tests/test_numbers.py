@@ -259,9 +259,10 @@ CLAIMS = [
     (rf"retrained by the same recipe, jumped\s+in the same steps but saves {N} nats beyond its control, not {N} "
      rf"[\s\S]*?did \*not\* keep copying: {N} nats at step {N} against {N} from the first copier, and as little with "
      rf"the\s+training questions mixed in \({N}\); after {N} steps of stories the skill was gone \({N}\)\. The hero's"
-     rf"\s+later mentions still got {N} nats cheaper than the first\. Finetuned with drills kept, that model\s+answers "
-     rf"{N} of the questions exactly; with {N} of the finetuning examples answer-dense[\s\S]*?every answer scored\), "
-     rf"{N};\s+the main character\s+{N} in both\.",
+     rf"\s+later mentions still got {N} nats cheaper than the first\. Finetuned with drills kept, the model with"
+     rf"\s+the questions mixed in answers "
+     rf"{N} of the questions exactly; with {N} of the finetuning examples\s+answer-dense[\s\S]*?every answer scored\),"
+     rf"\s+{N}; the main character {N} in both\.",
      [_copier_point(0, 0, "gain", REPLICATION), _copier_point(0, 0, "gain"),
       _copier_point(0, -1, "gain", REPLICATION), _copier_point(0, -1, "step", REPLICATION), _copier_point(2, -1, "gain"),
       _copier_point(1, -1, "gain", REPLICATION), _copier_point(0, 2, "step", REPLICATION),

@@ -105,13 +105,14 @@ COPIER: dict[str, Any] = {"lengths": (20, 80), "steps": 4500}
 # Then stories, each arm on top of the lesson profile (and the command's --set): where it starts ("copier", or None
 # for a fresh model), what it changes in pretraining and in the lesson's finetuning after it, and the run folders of
 # both in the study's out folder (the finetuning's: the pretraining's with "-finetune" unless named). Arms that name
-# one pretraining folder share that run, so they must start and pretrain alike. The lesson's recipe wipes the
+# one pretraining folder share that run, so they must start and pretrain alike. The lesson's recipe wiped the
 # copier's skill out within 100 steps; the next two arms ask whether copy drills kept in the data, or a three times
 # lower peak rate, let it survive; the fifth also mixes in the training questions with their answers
-# (data.qa_share), so that answering is learned while the drills keep copying alive. The lesson's finetuning wipes
-# copying out again unless drills stay in its data too (the next three arms; the last of them finetunes as long as
+# (data.qa_share), so that answering is learned while the drills keep copying alive. The lesson's finetuning wiped
+# copying out again unless drills stayed in its data too (the next three arms; the last of them finetunes as long as
 # the study's main finetuning); the last two also make 35% of the finetuning examples answer-dense (a story
-# once, then many of its questions answered).
+# once, then many of its questions answered). One run per arm: in the committed table drills kept copying alive,
+# from a copier retrained on another machine they did not (figures/copier-replication).
 _DRILLS, _QA = {"data.copy_share": 0.25}, {"data.copy_share": 0.25, "data.qa_share": 0.25}
 _KEEP_DRILLS, _DENSE = {"data.finetune_copy_share": 0.25}, {"data.finetune_copy_share": 0.25,
                                                            "data.finetune_dense_share": 0.35}
