@@ -289,11 +289,15 @@ def encode_instruction(record: dict, tokenizer: PreTrainedTokenizerBase, max_len
     the template's final space starts the response).
     """
     prompt = tokenizer(model_prompt(record), add_special_tokens=False)["input_ids"]
-    response = tokenizer(response_text(record), add_special_tokens=False)["input_ids"]
-    response += [tokenizer.eos_token_id]
+    response = _answer_ids(record, tokenizer)
     ids = (prompt + response)[:max_length]
     labels = ([-100] * len(prompt) + response)[:max_length]
     return {"input_ids": ids, "labels": labels}
+
+
+def _answer_ids(record: dict, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """What a model learns to write for ``record``: its response (:func:`helpers.prompts.response_text`), end-of-text."""
+    return tokenizer(response_text(record), add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
 
 
 @dataclass
@@ -365,8 +369,7 @@ def dense_examples(n: int, records: Sequence[dict], tokenizer: PreTrainedTokeniz
             example = encode_instruction(asked[0], tokenizer, max_length)
             for record in asked[1:]:
                 prompt = tokenizer(follow_up_prompt(record), add_special_tokens=False)["input_ids"]
-                answer = tokenizer(response_text(record), add_special_tokens=False)["input_ids"]
-                answer.append(tokenizer.eos_token_id)
+                answer = _answer_ids(record, tokenizer)
                 if len(example["input_ids"]) + len(prompt) + len(answer) > max_length:
                     break
                 example["input_ids"] += prompt + answer
