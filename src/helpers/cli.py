@@ -27,6 +27,7 @@ from .report import write_report
 from .runs import RunError, read_run_record, run_profile
 from .sources import DataError, check_hub_sources
 from .study import COPIER_ARMS, run_arms, run_copier_then_stories, run_repeat_arms, run_study
+from . import survival
 from .train import TrainingDiverged, train
 
 __all__ = ["main", "build_parser"]
@@ -112,6 +113,14 @@ def _add_study_command(sub) -> None:
                         ".png and .md to --figures")
     p.add_argument("--arm", dest="copier_arms", action="append", default=[], metavar="NAME",
                    help="with --copier: only this arm of helpers.study.COPIER_ARMS (repeatable; default: every arm)")
+    p.add_argument("--survival", action="store_true",
+                   help="instead: each recipe of helpers.survival.SURVIVAL pretrained on stories from several copiers "
+                        "and with several pretraining seeds, probed at every checkpoint, the runs that kept copying "
+                        "counted (--set changes the lesson profile of every run); writes study_copier_survival.json, "
+                        ".png and .md to --figures")
+    p.add_argument("--copier-seed", dest="copier_seeds", action="append", type=int, default=[], metavar="N",
+                   help="with --survival: only the runs from this copier seed (repeatable; default: every seed of "
+                        "SURVIVAL), so that processes can share the plan; a last call without it assembles the table")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -251,6 +260,23 @@ def _parameter(item: str) -> tuple[str, object]:
         return name.strip(), value
 
 
+def _survival(args: argparse.Namespace) -> int:
+    """`study --survival`: the survival runs (of the chosen copier seeds), their table, and the survivors counted."""
+    plan = dict(survival.SURVIVAL)
+    if args.copier_seeds:
+        unknown = [seed for seed in args.copier_seeds if seed not in plan["copier_seeds"]]
+        if unknown:
+            raise ConfigError(f"study --copier-seed {unknown[0]}: not a copier seed of helpers.survival.SURVIVAL; "
+                              f"choose among {list(plan['copier_seeds'])}")
+        plan["copier_seeds"] = tuple(dict.fromkeys(args.copier_seeds))
+    table = survival.run_survival(args.out, args.figures, plan=plan, overrides=parse_overrides(args.overrides),
+                         progress=not args.quiet)
+    print("runs that kept copying: " + ", ".join(
+        f"{recipe} {s['survived']['successes']} of {s['survived']['n']}" for recipe, s in table["summary"].items())
+        + f"; table {table['path']}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the process exit status."""
     parser = build_parser()
@@ -266,8 +292,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "grade":
             return _grade(args)
-        if args.command == "study" and sum((args.arms, args.repeats, args.copier)) > 1:
-            raise ConfigError("study: choose one of --arms, --repeats and --copier")
+        if args.command == "study" and sum((args.arms, args.repeats, args.copier, args.survival)) > 1:
+            raise ConfigError("study: choose one of --arms, --repeats, --copier and --survival")
+        if args.command == "study" and args.copier_seeds and not args.survival:
+            raise ConfigError("study: --copier-seed chooses copiers of --survival")
+        if args.command == "study" and args.survival:
+            return _survival(args)
         if args.command == "study" and (args.arms or args.repeats) and args.overrides:
             raise ConfigError("study: --set changes the study's settings; --arms and --repeats train the arms of "
                               "helpers.study.PRETRAINING_ARMS and REPEAT_ARMS as they are")

@@ -281,3 +281,40 @@ def copier_stories_figure(table: Mapping[str, Any], *, title: str, path: str | P
     fig.suptitle(title)
     fig.tight_layout(h_pad=9)
     return save(fig, path, dict(table))
+
+
+def survival_figure(table: Mapping[str, Any], *, title: str, path: str | Path | None = None) -> Figure:
+    """One column per recipe of :func:`helpers.survival.run_survival`: every run's random-repeat saving beyond the
+    control (top) and validation loss (bottom) along pretraining on stories, a color per copier seed and a line style
+    per pretraining seed, with the line a run must stay above to count as copying and the copying rule."""
+    recipes = list(table["summary"])
+    if not recipes:
+        raise ValueError("no survival runs to plot")
+    plt = styled_pyplot()
+    fig, axes = plt.subplots(2, len(recipes), figsize=(7 * len(recipes), 8), sharex=True, squeeze=False)
+    copiers = sorted({r["copier_seed"] for r in table["rows"]})
+    seeds = sorted({r["pretrain_seed"] for r in table["rows"]})
+    for column, recipe in enumerate(recipes):
+        top, bottom = axes[0][column], axes[1][column]
+        for row in (r for r in table["rows"] if r["recipe"] == recipe):
+            color = f"C{copiers.index(row['copier_seed'])}"
+            style = ("-", "--", ":", "-.")[seeds.index(row["pretrain_seed"]) % 4]
+            label = f"copier seed {row['copier_seed']}, pretraining seed {row['pretrain_seed']}"
+            top.plot([p["step"] for p in row["curve"]],
+                     [saved_beyond_control(p["copying"]["repeated_random"]) for p in row["curve"]],
+                     color=color, linestyle=style, marker="o", markersize=3, label=label)
+            losses = [(p["step"], p["eval_loss"]) for p in row["curve"] if p.get("eval_loss") is not None]
+            if losses:
+                bottom.plot(*zip(*losses), color=color, linestyle=style, marker="o", markersize=3)
+        _reference(top, table["kept"], f"kept: {table['kept']:g} nats or more at the end", ":", "black")
+        for name, c in table["lines"].items():
+            _reference(top, saved_beyond_control(c["repeated_random"]), name, "-.")
+        kept = table["summary"][recipe]["survived"]
+        top.set_title(f"{recipe}: kept copying in {kept['successes']} of {kept['n']} runs", fontsize=11)
+        top.set_ylabel("random repeat: nats saved beyond the control")
+        bottom.set_ylabel("validation loss on stories (nats per token)")
+        bottom.set_xlabel("training step on stories (0: the copier)")
+        top.legend(fontsize=8, loc="center right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save(fig, path, dict(table))

@@ -58,7 +58,7 @@ from .train import ensure_run
 
 __all__ = ["STUDY_SETTINGS", "PRETRAINING_ARMS", "REPEAT_ARMS", "run_study", "run_arms", "write_timing",
            "repeat_batch", "train_on_repeats", "run_repeat_arms", "COPIER", "COPIER_ARMS", "copier_arm_folders",
-           "run_copier_then_stories"]
+           "ensure_copier", "run_copier_then_stories", "probed_curve"]
 
 # On top of the lesson profile (its tokenizer, 288-token blocks, no dropout): what the study changes.
 # Answering from the story needs a model that copies from its context; the copying probe of the learning
@@ -359,6 +359,19 @@ def run_repeat_arms(figures_dir: str | Path, *, arms: Mapping[str, Mapping[str, 
                         _repeats_markdown(table))
 
 
+def ensure_copier(out_dir: str | Path, copier: Mapping[str, Any] | None = None, *, seed: int = 0,
+                  progress: bool = True) -> tuple[Path, list[dict[str, Any]]]:
+    """The copier of ``seed`` in ``out_dir`` (folder ``copier``; ``copier-seed{seed}`` for seeds other than 0) and
+    its probed curve, trained with :func:`train_on_repeats` on ``copier``'s lengths and steps (:data:`COPIER`)
+    unless already there: its curve file is written once the copier is saved."""
+    copier, name = COPIER if copier is None else copier, "copier" if seed == 0 else f"copier-seed{seed}"
+    folder, curve = Path(out_dir) / name, Path(out_dir) / f"{name}_curve.json"
+    if not curve.exists():
+        write_json(curve, train_on_repeats(tuple(copier["lengths"]), steps=copier["steps"], seed=seed, save_to=folder,
+                                           progress=progress))
+    return folder, json.loads(curve.read_text())
+
+
 def run_copier_then_stories(out_dir: str | Path, figures_dir: str | Path, *, copier: Mapping[str, Any] | None = None,
                             arms: Mapping[str, Mapping[str, Any]] | None = None,
                             overrides: Mapping[str, Any] | None = None, stories: int = 60, question_stories: int = 64,
@@ -383,10 +396,7 @@ def run_copier_then_stories(out_dir: str | Path, figures_dir: str | Path, *, cop
     if not arms:
         raise ValueError("run_copier_then_stories needs at least one arm")
     out, profile = Path(out_dir), get_profile("lesson", overrides)
-    start, copier_curve = out / "copier", out / "copier_curve.json"
-    if not copier_curve.exists():  # written once the copier is saved
-        write_json(copier_curve,
-                   train_on_repeats(tuple(copier["lengths"]), steps=copier["steps"], save_to=start, progress=progress))
+    start, copier_curve = ensure_copier(out, copier, progress=progress)
     tokenizer = profile_tokenizer(profile)
     facts = corpus("validation", stories, seed=profile.data.corpus_seed)
 
@@ -400,7 +410,7 @@ def run_copier_then_stories(out_dir: str | Path, figures_dir: str | Path, *, cop
         arm_profile = get_profile("lesson", {**(overrides or {}), **arm["pretrain"]})
         ensure_run("pretrain", arm_profile, folder, init=init, progress=progress)
         if pretrained not in curves:
-            curves[pretrained] = _probed_curve(folder, load_model(init) if init else build_model(
+            curves[pretrained] = probed_curve(folder, load_model(init) if init else build_model(
                 profile.model, seed=profile.pretrain.seed), probe)
         tuned_profile = get_profile("lesson", {**(overrides or {}), **arm["pretrain"], **arm["finetune"]})
         rows.append({"arm": name, "start": arm["start"], "pretraining": dict(arm["pretrain"]),
@@ -408,8 +418,7 @@ def run_copier_then_stories(out_dir: str | Path, figures_dir: str | Path, *, cop
                      "finetuned": _finetuned(folder, out / tuned, tuned_profile, probe, question_stories, progress)})
     table = {"what": "pretraining on stories from a copier trained on random repeats, and from scratch; the copying "
                      "probe (helpers.copying) at every saved model",
-             "copier": {"lengths": list(copier["lengths"]), "steps": copier["steps"],
-                        "curve": json.loads(copier_curve.read_text())},
+             "copier": {"lengths": list(copier["lengths"]), "steps": copier["steps"], "curve": copier_curve},
              "settings": {key: _setting(profile, key) for key in overrides or {}}, "stories": stories, "rows": rows,
              "lines": {"the copying rule": probe(CopyingOracle(len(tokenizer)))}}
     title = "Copying learned on random repeats, then pretraining on stories: does it survive?"
@@ -418,7 +427,7 @@ def run_copier_then_stories(out_dir: str | Path, figures_dir: str | Path, *, cop
                         _copier_markdown(table))
 
 
-def _probed_curve(folder: Path, first, probe) -> list[dict[str, Any]]:
+def probed_curve(folder: Path, first, probe) -> list[dict[str, Any]]:
     """A pretraining's first model (step 0) and every saved one: tokens seen, validation loss where one was logged,
     and the copying probe."""
     records = read_metrics(folder)
