@@ -18,9 +18,14 @@ from pathlib import Path
 import pytest
 
 # Two torch processes on two cores: with OpenMP's default busy-waiting, two 2-thread processes each ran
-# the lesson model at 0.6 steps/s against 3.0 alone; with passive waiting 2.0 each, and 2.7 alone.
-# Set before any test imports torch; notebook kernels and subprocesses inherit it.
+# the lesson model at 0.6 steps/s against 3.0 alone; with passive waiting 2.0 each, and 2.7 alone. So each
+# worker also gets only its share of the cores: on the slower 2-core machine of December 2026, lesson 4's two
+# training cells took 177 s and 166 s with one thread per worker against 259 s and 233 s with two.
+# Set before any test imports torch; notebook kernels and subprocesses inherit both.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    os.environ.setdefault("OMP_NUM_THREADS",
+                          str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
 
 CHAIN = ("03_pretraining.ipynb", "02_self_attention.ipynb", "04_finetuning.ipynb", "05_evaluation.ipynb",
          "05_evaluation_solutions.ipynb")  # one worker, in this order

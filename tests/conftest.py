@@ -23,11 +23,6 @@ PAPER = SHARED / "reference" / "story-based-qa-gpt-paper.txt"
 # tracker or judge configured by the user is reached. The notebooks and subprocesses inherit all this.
 os.environ["HELPERS_CACHE"] = str(ROOT / "build" / "test-cache")
 os.environ["HF_HUB_CACHE"] = str(ROOT / "build" / "test-hf-cache")
-# Under pytest-xdist each worker gets its share of the cores: two workers with torch's default of one thread per
-# core made training seven times slower on 2 cores (OpenMP threads spinning against each other). Set before torch
-# is imported, so notebook kernels and subprocesses inherit it.
-if "PYTEST_XDIST_WORKER_COUNT" in os.environ and "OMP_NUM_THREADS" not in os.environ:
-    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
 for _name in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_PROJECT", "WANDB_DIR", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
     os.environ.pop(_name, None)
 
