@@ -46,6 +46,7 @@ study: install
 	$(BIN)/python -m helpers study --arms
 	$(BIN)/python -m helpers study --repeats
 	$(BIN)/python -m helpers study --copier
+	$(BIN)/python -m helpers study --survival
 
 # Student notebooks (solutions blanked, hidden tests removed) into notebooks/student/, autograders into
 # build/exercises/ (otter-grader; notebooks/EXERCISES.md says how to grade a returned notebook).
