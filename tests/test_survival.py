@@ -102,3 +102,24 @@ def test_the_survival_command_runs_every_seed_reuses_runs_and_splits_by_copier(t
                                        "choose among [0, 1]\n")
     assert main(["study", "--survival", "--copier"]) == 2
     assert capsys.readouterr().err == "error: study: choose one of --arms, --repeats, --copier and --survival\n"
+
+
+def test_a_probed_curve_is_kept_beside_its_run_and_probed_again_for_another_number_of_stories(pretrained_run,
+                                                                                               tmp_path):
+    import shutil
+
+    run = tmp_path / "survival-copier0-drills-seed42"
+    shutil.copytree(pretrained_run, run)
+    calls = []
+
+    def probe(model):
+        calls.append(model)
+        return {"probed": len(calls)}
+
+    first = survival._cached_curve(run, pretrained_run, probe, stories=60)
+    assert [p["step"] for p in first] == [0, 10, 20, 30] and len(calls) == 4
+    assert json.loads((tmp_path / "survival-copier0-drills-seed42_copying.json").read_text()) == {
+        "stories": 60, "curve": first}
+    assert survival._cached_curve(run, pretrained_run, probe, stories=60) == first and len(calls) == 4
+    again = survival._cached_curve(run, pretrained_run, probe, stories=8)
+    assert len(calls) == 8 and [p["copying"]["probed"] for p in again] == [5, 6, 7, 8]

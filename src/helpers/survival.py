@@ -95,16 +95,17 @@ def run_survival(out_dir: str | Path, figures_dir: str | Path, *, plan: Mapping[
 
     rows, copiers = [], {}
     for copier_seed in plan["copier_seeds"]:
-        start, curve = ensure_copier(out, copier, seed=copier_seed, progress=progress)
-        copiers[str(copier_seed)] = curve[-1]
+        start, trained = ensure_copier(out, copier, seed=copier_seed, progress=progress)
+        copiers[str(copier_seed)] = trained[-1]
         for recipe, settings in plan["recipes"].items():
             for seed in plan["pretrain_seeds"]:
                 folder = out / f"survival-copier{copier_seed}-{settings['folder']}-seed{seed}"
                 run_profile = get_profile("lesson", {**(overrides or {}), **settings["pretrain"],
                                                      "pretrain.seed": seed})
                 ensure_run("pretrain", run_profile, folder, init=start, progress=progress)
+                curve = _cached_curve(folder, start, probe, stories)
                 rows.append({"recipe": recipe, "copier_seed": copier_seed, "pretrain_seed": seed,
-                             "pretraining": dict(settings["pretrain"]), "curve": _cached_curve(folder, start, probe)})
+                             "pretraining": dict(settings["pretrain"]), "curve": curve})
     table = {"what": "pretraining on stories from copiers trained on random repeats, each recipe from several copier "
                      "seeds and pretraining seeds; the copying probe (helpers.copying) at every saved model",
              "kept": KEPT, "copiers": copiers, "settings": dict(overrides or {}), "stories": stories,
@@ -117,12 +118,13 @@ def run_survival(out_dir: str | Path, figures_dir: str | Path, *, plan: Mapping[
     return {**table, "path": str(stem.with_suffix(".json"))}
 
 
-def _cached_curve(folder: Path, start: Path, probe) -> list[dict[str, Any]]:
-    """The run's probed curve (:func:`helpers.study.probed_curve`, step 0 the copier), kept beside its folder."""
+def _cached_curve(folder: Path, start: Path, probe, stories: int) -> list[dict[str, Any]]:
+    """The run's probed curve (:func:`helpers.study.probed_curve`, step 0 the copier), kept beside its folder with
+    the number of stories it was probed on, and probed again when asked for another number."""
     cached = folder.with_name(folder.name + "_copying.json")
-    if not cached.exists():
-        write_json(cached, probed_curve(folder, load_model(start), probe))
-    return json.loads(cached.read_text())
+    if not cached.exists() or json.loads(cached.read_text())["stories"] != stories:
+        write_json(cached, {"stories": stories, "curve": probed_curve(folder, load_model(start), probe)})
+    return json.loads(cached.read_text())["curve"]
 
 
 def _survival_markdown(table: Mapping[str, Any]) -> str:
