@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from conftest import PAPER, ROOT
+from helpers.config import get_profile
 
 NUMBER = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(%?)(?![\w])")
 SKIP = re.compile(r"`[^`]*`|\$\$.*?\$\$|\$[^$\n]*\$|\]\([^)]*\)|<[^>]+>|```.*?```|\d+(?:\.\d+){2,}", re.S)
@@ -41,7 +42,6 @@ def _plain(text: str) -> str:
 @cache
 def _static_text() -> str:
     """What no run changes: the paper (and its numbers as prose rounds them), both profiles and their models."""
-    from helpers.config import get_profile
     from helpers.model import build_model, parameter_report
     from helpers.paper import PAPER_PERPLEXITY
 
@@ -146,6 +146,28 @@ def _copier_point(arm: int, point: int, measure: str, table: str = "study_copier
             return at["copying"]["name_mentions"]["first"] - at["copying"]["name_mentions"]["later"]
         return at["copying"]["repeated_random"][measure] - at["copying"]["repeated_random"]["control_gain"]
     return get
+
+
+# The survival runs (python -m helpers study --survival): each recipe from two copier seeds, two pretraining seeds each
+SURVIVAL, DRILLS, WARM = "study_copier_survival.json", "copy drills 25%", "copy drills 25%, warm-up 300 steps"
+
+
+def _survival_saved(rows: list[int], point: int, pick=max):
+    """The survival table: the most (or least) a random repeat saves beyond its control among ``rows`` at a point."""
+    def get(load):
+        table = load(SURVIVAL)["rows"]
+        return pick(table[r]["curve"][point]["copying"]["repeated_random"]["gain"]
+                    - table[r]["curve"][point]["copying"]["repeated_random"]["control_gain"] for r in rows)
+    return get
+
+
+def _survival_step(point: int):
+    return lambda load: load(SURVIVAL)["rows"][0]["curve"][point]["step"]
+
+
+def _survival_kept(recipe: str, key: str):
+    """The survival table: a recipe's runs that kept copying (a count, the runs, or the interval's ends)."""
+    return lambda load: load(SURVIVAL)["summary"][recipe]["survived"][key]
 
 
 def _copier_tuned(arm: int, measure: str, table: str = "study_copier_stories.json"):
@@ -270,6 +292,22 @@ CLAIMS = [
       _copier_tuned(1, "all", REPLICATION),
       lambda load: load(REPLICATION)["rows"][2]["finetuning"]["data.finetune_dense_share"],
       _copier_tuned(2, "all", REPLICATION), _copier_tuned(2, "who/hero", REPLICATION)]),
+    (rf"trained twice more, with seeds {N} and {N} \(saving {N} and {N} nats on a random repeat\s+beyond its control\)"
+     rf"[\s\S]*?at the lesson's rate kept copying in {N} of {N} runs\s+\({N}-{N}\): after {N} steps none "
+     rf"saved more than {N}\. With a warm-up of {N} steps instead of {N}, the\s+copiers still saved {N} to {N} nats at "
+     rf"step {N}, then[\s\S]*?at\s+step {N} none saved more than {N}\. One of them learned part of it back, from {N} at "
+     rf"step {N} to {N}\s+at step {N}, just on the line[\s\S]*?kept copying in {N} of {N} runs\s+\({N}-{N}\)\.",
+     [lambda load: load(SURVIVAL)["rows"][0]["copier_seed"], lambda load: load(SURVIVAL)["rows"][4]["copier_seed"],
+      _survival_saved([0], 0), _survival_saved([4], 0),
+      _survival_kept(DRILLS, "successes"), _survival_kept(DRILLS, "n"), _survival_kept(DRILLS, "low"),
+      _survival_kept(DRILLS, "high"), _survival_step(1), _survival_saved([0, 1, 4, 5], 1),
+      lambda load: load(SURVIVAL)["rows"][2]["pretraining"]["pretrain.warmup_steps"],
+      lambda load: get_profile("lesson").pretrain.warmup_steps,
+      _survival_saved([2, 3, 6, 7], 1, min), _survival_saved([2, 3, 6, 7], 1), _survival_step(1),
+      _survival_step(4), _survival_saved([2, 3, 6, 7], 4), _survival_saved([2], 4), _survival_step(4),
+      _survival_saved([2], -1), _survival_step(-1),
+      _survival_kept(WARM, "successes"), _survival_kept(WARM, "n"), _survival_kept(WARM, "low"),
+      _survival_kept(WARM, "high")]),
     (rf"\*\*Finetuning\*\* \(lesson 4\): {N} steps; answer-token validation loss\s+{N} to {N}\.",
      [lambda load: FINE(load)["run"]["step"],
       lambda load: FINE(load)["eval_loss"][0], lambda load: FINE(load)["eval_loss"][-1]]),
@@ -448,9 +486,9 @@ def test_a_readme_number_changed_by_one_unit_is_caught(tmp_path):
         at = re.search(phrase, text).start()
         found = NUMBER.search(text, at)
         spans.append(found.span(1) if not found.group(2) else (found.start(1), found.end(2)))
-    assert len(spans) == 185  # 85 before the copying probe, the two cloze designs and the answers by role; 9 on the study's
+    assert len(spans) == 210  # 85 before the copying probe, the two cloze designs and the answers by role; 9 on the study's
     # roles and what its pretraining reads; 29 on the repeats alone; 33 on the copier pretrained on stories and finetuned;
-    # 13 on the same arms from a copier retrained on another machine
+    # 13 on the same arms from a copier retrained on another machine; 25 on the survival runs
     copy = tmp_path / "README.md"
     missed = []
     for start, end in spans:

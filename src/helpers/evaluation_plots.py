@@ -306,15 +306,15 @@ def survival_figure(table: Mapping[str, Any], *, title: str, path: str | Path | 
             losses = [(p["step"], p["eval_loss"]) for p in row["curve"] if p.get("eval_loss") is not None]
             if losses:
                 bottom.plot(*zip(*losses), color=color, linestyle=style, marker="o", markersize=3)
-        _reference(top, table["kept"], f"kept: {table['kept']:g} nats or more at the end", ":", "black")
-        for name, c in table["lines"].items():
-            _reference(top, saved_beyond_control(c["repeated_random"]), name, "-.")
+        _reference(top, table["kept"], f"kept: {table['kept']:g} or more at the end", ":", "black")
+        for (name, c), style in zip(table["lines"].items(), ("-.", "--", ":")):
+            _reference(top, saved_beyond_control(c["repeated_random"]), name, style)
         kept = table["summary"][recipe]["survived"]
         top.set_title(f"{recipe}: kept copying in {kept['successes']} of {kept['n']} runs", fontsize=11)
-        top.set_ylabel("random repeat: nats saved beyond the control")
-        bottom.set_ylabel("validation loss on stories (nats per token)")
         bottom.set_xlabel("training step on stories (0: the copier)")
         top.legend(fontsize=8, loc="center right")
+    axes[0][0].set_ylabel("random repeat: nats saved\nbeyond the control")
+    axes[1][0].set_ylabel("validation loss on stories\n(nats per token)")
     fig.suptitle(title)
     fig.tight_layout()
     return save(fig, path, dict(table))

@@ -112,7 +112,8 @@ COPIER: dict[str, Any] = {"lengths": (20, 80), "steps": 4500}
 # copying out again unless drills stayed in its data too (the next three arms; the last of them finetunes as long as
 # the study's main finetuning); the last two also make 35% of the finetuning examples answer-dense (a story
 # once, then many of its questions answered). One run per arm: in the committed table drills kept copying alive,
-# from a copier retrained on another machine they did not (figures/copier-replication).
+# from a copier retrained on another machine they did not (figures/copier-replication), nor in any of the four
+# runs from two more copiers that helpers.survival counts (figures/study_copier_survival.md).
 _DRILLS, _QA = {"data.copy_share": 0.25}, {"data.copy_share": 0.25, "data.qa_share": 0.25}
 _KEEP_DRILLS, _DENSE = {"data.finetune_copy_share": 0.25}, {"data.finetune_copy_share": 0.25,
                                                            "data.finetune_dense_share": 0.35}

@@ -22,7 +22,7 @@ from typing import Any, Mapping, Sequence
 from .config import get_profile
 from .copying import CopyingOracle, copying_probe, saved_beyond_control
 from .evaluation_plots import survival_figure
-from .model import load_model
+from .model import build_model, load_model
 from .plots import close
 from .runs import write_bytes, write_json
 from .stats import share
@@ -110,7 +110,8 @@ def run_survival(out_dir: str | Path, figures_dir: str | Path, *, plan: Mapping[
                      "seeds and pretraining seeds; the copying probe (helpers.copying) at every saved model",
              "kept": KEPT, "copiers": copiers, "settings": dict(overrides or {}), "stories": stories,
              "summary": survival_summary(rows), "rows": rows,
-             "lines": {"the copying rule": probe(CopyingOracle(len(tokenizer)))}}
+             "lines": {"the copying rule": probe(CopyingOracle(len(tokenizer))),
+                       "untrained": probe(build_model(profile.model, seed=profile.pretrain.seed))}}
     stem = Path(figures_dir) / "study_copier_survival"
     close(survival_figure(table, title="Does copying survive pretraining on stories? Every run of each recipe",
                           path=stem.with_suffix(".png")))
@@ -130,8 +131,9 @@ def _cached_curve(folder: Path, start: Path, probe, stories: int) -> list[dict[s
 def _survival_markdown(table: Mapping[str, Any]) -> str:
     """Per recipe the survivors with their interval, then every run: copier and seed, what a random repeat saves
     beyond its control at each probed model, and the validation loss at the last."""
-    out = [f"Copying counts as kept when a random repeat saves at least {table['kept']:g} nats beyond its control at "
-           "the last model.", "", "| recipe | runs that kept copying (95% interval) |", "|---|---|"]
+    unit = "nat" if table["kept"] == 1 else "nats"
+    out = [f"Copying counts as kept when a random repeat saves at least {table['kept']:g} {unit} beyond its control "
+           "at the last model.", "", "| recipe | runs that kept copying (95% interval) |", "|---|---|"]
     for recipe, entry in table["summary"].items():
         s = entry["survived"]
         out.append(f"| {recipe} | {s['successes']} of {s['n']} ({s['low']:.0%}-{s['high']:.0%}) |")
@@ -144,7 +146,8 @@ def _survival_markdown(table: Mapping[str, Any]) -> str:
         loss = row["curve"][-1].get("eval_loss")
         out.append(f"| {row['recipe']} | {row['copier_seed']} ({copier:+.2f}) | {row['pretrain_seed']} | "
                    + " | ".join(saved) + f" | {'–' if loss is None else f'{loss:.3f}'} |")
-    rule = saved_beyond_control(table["lines"]["the copying rule"]["repeated_random"])
-    out += ["", f"The copying rule (helpers.copying.CopyingOracle) saves {rule:+.2f} nats on the same repeats; "
-                "an untrained model saves about 0."]
+    rule, untrained = (saved_beyond_control(table["lines"][name]["repeated_random"])
+                       for name in ("the copying rule", "untrained"))
+    out += ["", f"On the same repeats the copying rule (helpers.copying.CopyingOracle) saves {rule:+.2f} nats beyond "
+                f"the control, an untrained model {untrained:+.2f}."]
     return "\n".join(out) + "\n"
