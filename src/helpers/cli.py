@@ -270,7 +270,7 @@ def _survival(args: argparse.Namespace) -> int:
                               f"choose among {list(plan['copier_seeds'])}")
         plan["copier_seeds"] = tuple(dict.fromkeys(args.copier_seeds))
     table = survival.run_survival(args.out, args.figures, plan=plan, overrides=parse_overrides(args.overrides),
-                         progress=not args.quiet)
+                                  progress=not args.quiet)
     print("runs that kept copying: " + ", ".join(
         f"{recipe} {s['survived']['successes']} of {s['survived']['n']}" for recipe, s in table["summary"].items())
         + f"; table {table['path']}")

@@ -35,7 +35,7 @@ import datetime
 import json
 import time
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from tqdm.auto import trange
@@ -428,7 +428,8 @@ def run_copier_then_stories(out_dir: str | Path, figures_dir: str | Path, *, cop
                         _copier_markdown(table))
 
 
-def probed_curve(folder: Path, first, probe) -> list[dict[str, Any]]:
+def probed_curve(folder: Path, first: torch.nn.Module,
+                 probe: Callable[[torch.nn.Module], dict[str, dict]]) -> list[dict[str, Any]]:
     """A pretraining's first model (step 0) and every saved one: tokens seen, validation loss where one was logged,
     and the copying probe."""
     records = read_metrics(folder)
