@@ -20,7 +20,7 @@ import pytest
 # Two torch processes on two cores: with OpenMP's default busy-waiting, two 2-thread processes each ran
 # the lesson model at 0.6 steps/s against 3.0 alone; with passive waiting 2.0 each, and 2.7 alone. So each
 # worker also gets only its share of the cores: on the slower 2-core machine of December 2026, lesson 4's two
-# training cells took 177 s and 166 s with one thread per worker against 259 s and 233 s with two.
+# training cells took 157 s and 146 s with one thread per worker against 259 s and 233 s with two.
 # Set before any test imports torch; notebook kernels and subprocesses inherit both.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
