@@ -286,7 +286,8 @@ def copier_stories_figure(table: Mapping[str, Any], *, title: str, path: str | P
 def survival_figure(table: Mapping[str, Any], *, title: str, path: str | Path | None = None) -> Figure:
     """One column per recipe of :func:`helpers.survival.run_survival`: every run's random-repeat saving beyond the
     control (top) and validation loss (bottom) along pretraining on stories, a color per copier seed and a line style
-    per pretraining seed, with the line a run must stay above to count as copying and the copying rule."""
+    per pretraining seed, with the line a run must reach at its end to count as copying, the copying rule and the
+    untrained model."""
     recipes = list(table["summary"])
     if not recipes:
         raise ValueError("no survival runs to plot")
