@@ -43,13 +43,14 @@ report: install
 # the first of them the one --copier made, and eight pretrainings: 75 minutes on the slower 2-core CPU of
 # December 2026, run as two one-thread processes with --copier-seed 0 and --copier-seed 1, which a call without
 # --copier-seed then assembles)?
-# STUDY_ARGS (e.g. --set finetune.max_steps=2000) changes the first part only.
+# STUDY_ARGS (e.g. --set finetune.max_steps=2000) changes the first part and the 2 x 2 of lengths built on it.
 study: install
 	$(BIN)/python -m helpers study $(STUDY_ARGS)
 	$(BIN)/python -m helpers study --arms
 	$(BIN)/python -m helpers study --repeats
 	$(BIN)/python -m helpers study --copier
 	$(BIN)/python -m helpers study --survival
+	$(BIN)/python -m helpers study --lengths $(STUDY_ARGS)
 
 # Student notebooks (solutions blanked, hidden tests removed) into notebooks/student/, autograders into
 # build/exercises/ (otter-grader; notebooks/EXERCISES.md says how to grade a returned notebook).

@@ -27,7 +27,7 @@ from .report import write_report
 from .runs import RunError, read_run_record, run_profile
 from .sources import DataError, check_hub_sources
 from .study import COPIER_ARMS, run_arms, run_copier_then_stories, run_repeat_arms, run_study
-from . import survival
+from . import lengths, survival
 from .train import TrainingDiverged, train
 
 __all__ = ["main", "build_parser"]
@@ -121,6 +121,15 @@ def _add_study_command(sub) -> None:
     p.add_argument("--copier-seed", dest="copier_seeds", action="append", type=int, default=[], metavar="N",
                    help="with --survival: only the runs from this copier seed (repeatable; default: every seed of "
                         "SURVIVAL), so that processes can share the plan; a last call without it assembles the table")
+    p.add_argument("--lengths", action="store_true",
+                   help="instead: each pretraining length of helpers.lengths.LENGTHS crossed with each finetuning "
+                        "length, on top of the study's settings (and --set), every cell's answers and copying "
+                        "measured; the study's own runs are its long x long cell; writes study_lengths.json, .png "
+                        "and .md to --figures")
+    p.add_argument("--pretrain-steps", dest="pretrain_lengths", action="append", type=int, default=[], metavar="N",
+                   help="with --lengths: only the cells of this pretraining length (repeatable; default: every "
+                        "length of LENGTHS), so that processes can share the cells; a last call without it assembles "
+                        "the table")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -277,6 +286,23 @@ def _survival(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lengths(args: argparse.Namespace) -> int:
+    """`study --lengths`: the cells of the 2 x 2 (of the chosen pretraining lengths), and what each length did."""
+    plan = dict(lengths.LENGTHS)
+    if args.pretrain_lengths:
+        unknown = [n for n in args.pretrain_lengths if n not in plan["pretrain_steps"]]
+        if unknown:
+            raise ConfigError(f"study --pretrain-steps {unknown[0]}: not a pretraining length of "
+                              f"helpers.lengths.LENGTHS; choose among {list(plan['pretrain_steps'])}")
+        plan["pretrain_steps"] = tuple(dict.fromkeys(args.pretrain_lengths))
+    table = lengths.run_lengths(args.out, args.figures, lengths=plan, overrides=parse_overrides(args.overrides),
+                                question_stories=args.stories, progress=not args.quiet)
+    print("exact answers, all kinds: " + ", ".join(
+        f"{c['pretrain_steps']} x {c['finetune_steps']} steps {c['answers']['all']['share']:.0%}"
+        for c in table["cells"]) + f"; table {table['path']}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the process exit status."""
     parser = build_parser()
@@ -292,12 +318,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "grade":
             return _grade(args)
-        if args.command == "study" and sum((args.arms, args.repeats, args.copier, args.survival)) > 1:
-            raise ConfigError("study: choose one of --arms, --repeats, --copier and --survival")
+        if args.command == "study" and sum((args.arms, args.repeats, args.copier, args.survival, args.lengths)) > 1:
+            raise ConfigError("study: choose one of --arms, --repeats, --copier, --survival and --lengths")
         if args.command == "study" and args.copier_seeds and not args.survival:
             raise ConfigError("study: --copier-seed chooses copiers of --survival")
+        if args.command == "study" and args.pretrain_lengths and not args.lengths:
+            raise ConfigError("study: --pretrain-steps chooses cells of --lengths")
         if args.command == "study" and args.survival:
             return _survival(args)
+        if args.command == "study" and args.lengths:
+            return _lengths(args)
         if args.command == "study" and (args.arms or args.repeats) and args.overrides:
             raise ConfigError("study: --set changes the study's settings; --arms and --repeats train the arms of "
                               "helpers.study.PRETRAINING_ARMS and REPEAT_ARMS as they are")

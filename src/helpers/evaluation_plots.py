@@ -19,7 +19,7 @@ from .copying import saved_beyond_control
 from .plots import styled_pyplot, save
 
 __all__ = ["learning_order_figure", "answer_curve_figure", "repetition_figure", "copying_arms_figure",
-           "repeat_arms_figure", "copier_stories_figure"]
+           "repeat_arms_figure", "copier_stories_figure", "survival_figure", "lengths_figure"]
 
 KIND_COLORS = {"who": "tab:blue", "who/hero": "navy", "who/friend": "tab:cyan", "who/parent": "slateblue",
                "where": "tab:orange", "what": "tab:green", "feeling": "tab:red", "yes_no": "tab:purple", "all": "black"}
@@ -317,5 +317,37 @@ def survival_figure(table: Mapping[str, Any], *, title: str, path: str | Path | 
     axes[0][0].set_ylabel("random repeat: nats saved\nbeyond the control")
     axes[1][0].set_ylabel("validation loss on stories\n(nats per token)")
     fig.suptitle(title)
+    fig.tight_layout()
+    return save(fig, path, dict(table))
+
+
+def lengths_figure(table: Mapping[str, Any], *, title: str, path: str | Path | None = None) -> Figure:
+    """Exact answers per kind (who by role), a bar per cell of :func:`helpers.lengths.run_lengths` with its 95%
+    interval, and per kind the most common training answer (a black tick) and a trivial reader (a dashed one)."""
+    cells = table["cells"]
+    if not cells:
+        raise ValueError("no cells to plot")
+    kinds = [*cells[0]["baselines"], "all"]
+    plt = styled_pyplot()
+    fig, ax = plt.subplots(figsize=(12, 5))
+    width = 0.8 / len(cells)
+    for i, cell in enumerate(cells):
+        xs = [k + (i - (len(cells) - 1) / 2) * width for k in range(len(kinds))]
+        got = [cell["answers"][kind] for kind in kinds]
+        ax.bar(xs, [g["share"] for g in got], width * 0.95, color=f"C{i}",
+               yerr=[[max(g["share"] - g["low"], 0) for g in got], [max(g["high"] - g["share"], 0) for g in got]],
+               capsize=2,
+               label=f"pretrained {cell['pretrain_steps']} steps, finetuned {cell['finetune_steps']}")
+    for lines, style, name in ((cells[0]["baselines"], "-", "most common training answer"),
+                               (cells[0]["readers"], "--", "trivial reader")):
+        for k, kind in enumerate(kinds):
+            if kind in lines:
+                ax.hlines(lines[kind]["share"], k - 0.45, k + 0.45, color="black", linestyle=style, linewidth=1.5,
+                          label=name if k == min(i for i, q in enumerate(kinds) if q in lines) else None)
+    ax.set_xticks(range(len(kinds)), [kind.replace("_", "/") for kind in kinds])
+    ax.set_ylabel("exact answers (95% interval)")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     return save(fig, path, dict(table))

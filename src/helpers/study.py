@@ -58,7 +58,7 @@ from .train import ensure_run
 
 __all__ = ["STUDY_SETTINGS", "PRETRAINING_ARMS", "REPEAT_ARMS", "run_study", "run_arms", "write_timing",
            "repeat_batch", "train_on_repeats", "run_repeat_arms", "COPIER", "COPIER_ARMS", "copier_arm_folders",
-           "ensure_copier", "run_copier_then_stories", "probed_curve"]
+           "ensure_copier", "run_copier_then_stories", "probed_curve", "finetune_and_ask"]
 
 # On top of the lesson profile (its tokenizer, 288-token blocks, no dropout): what the study changes.
 # Answering from the story needs a model that copies from its context; the copying probe of the learning
@@ -416,7 +416,7 @@ def run_copier_then_stories(out_dir: str | Path, figures_dir: str | Path, *, cop
         tuned_profile = get_profile("lesson", {**(overrides or {}), **arm["pretrain"], **arm["finetune"]})
         rows.append({"arm": name, "start": arm["start"], "pretraining": dict(arm["pretrain"]),
                      "finetuning": dict(arm["finetune"]), "curve": curves[pretrained],
-                     "finetuned": _finetuned(folder, out / tuned, tuned_profile, probe, question_stories, progress)})
+                     "finetuned": finetune_and_ask(folder, out / tuned, tuned_profile, probe, question_stories, progress)})
     table = {"what": "pretraining on stories from a copier trained on random repeats, and from scratch; the copying "
                      "probe (helpers.copying) at every saved model",
              "copier": {"lengths": list(copier["lengths"]), "steps": copier["steps"], "curve": copier_curve},
@@ -439,10 +439,10 @@ def probed_curve(folder: Path, first: torch.nn.Module,
                      "copying": probe(load_model(saved))} for step, saved in model_stages(folder)]
 
 
-def _finetuned(pretrained: Path, folder: Path, profile, probe, stories: int, progress: bool) -> dict[str, Any]:
-    """The lesson's finetuning from a pretrained arm into ``folder`` (reused when finished): its copying probe, and
-    its exact answers per kind at the end (``before``: of the pretrained model), with the no-reading baselines and
-    the trivial readers."""
+def finetune_and_ask(pretrained: Path, folder: Path, profile, probe: Callable[[torch.nn.Module], dict[str, dict]],
+                     stories: int, progress: bool) -> dict[str, Any]:
+    """Finetune from a pretrained run into ``folder`` (reused when finished): the copying probe, and exact answers
+    per kind (``before``: the pretrained model's) about ``stories`` held-out stories, baselines and readers beside."""
     ensure_run("finetune", profile, folder, init=pretrained, progress=progress)
     # no finetuning saves more checkpoints than steps: thinned by max_steps, only its start and its end are asked
     answers = answer_curve(folder, stories=stories, every=profile.finetune.max_steps, profile=profile,

@@ -1,0 +1,158 @@
+"""Pretraining length x finetuning length: which of the two moves the answers?
+
+The lesson pretrains 1000 steps and finetunes 400; the study
+(:func:`helpers.study.run_study`) 3500 and 1500, and answers far more
+questions right. Both changed at once, so the study alone cannot say which
+length bought what. :func:`run_lengths` trains the four cells of the 2 x 2
+(each pretraining length, each finetuning length from each pretraining), all
+else held at the study's settings, and measures every cell the same way: the
+exact answers per kind (who split by role) with their 95% intervals, the
+no-reading baselines and trivial readers beside them, the copying probe
+(:mod:`helpers.copying`) before and after finetuning, and the validation
+losses. Each length's effect is then read with the course's one rule
+(:func:`helpers.stats.compare_shares`) at each level of the other length.
+The study's own runs are the long x long cell, so ``make study`` trains it once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from .config import get_profile
+from .copying import copying_probe, saved_beyond_control
+from .evaluation_plots import lengths_figure
+from .plots import close
+from .model import load_model
+from .runs import write_bytes
+from .stats import compare_shares
+from .stories import corpus
+from .study import STUDY_SETTINGS, finetune_and_ask
+from .tokenizer import profile_tokenizer
+from .train import ensure_run
+
+__all__ = ["LENGTHS", "cell_folders", "length_effects", "run_lengths"]
+
+# The lesson's lengths and the study's, crossed.
+LENGTHS: dict[str, tuple[int, ...]] = {"pretrain_steps": (1000, 3500), "finetune_steps": (400, 1500)}
+
+
+def cell_folders(pretrain_steps: int, finetune_steps: int, study: Mapping[str, Any]) -> tuple[str, str]:
+    """The cell's pretraining and finetuning folders in the study's out folder: the study's own ("pretrain",
+    "finetune") where its lengths are the study's ``study`` settings, else named by the lengths."""
+    pretrained = "pretrain" if pretrain_steps == study["pretrain.max_steps"] else f"pretrain-{pretrain_steps}"
+    same = pretrained == "pretrain" and finetune_steps == study["finetune.max_steps"]
+    return pretrained, "finetune" if same else f"finetune-{pretrain_steps}-{finetune_steps}"
+
+
+def length_effects(cells: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Each length made longer with the other held: per kind, the change in exact answers and its verdict.
+
+    ``cells`` hold ``pretrain_steps``, ``finetune_steps``, ``answers`` (per
+    kind: successes and n, beside other entries) and ``baselines`` (its keys
+    name the kinds; "all" is added). For every pair of cells that differ in one
+    length only, the longer against the shorter, by :func:`helpers.stats.compare_shares`.
+    """
+    effects = []
+    for longer in cells:
+        for shorter in cells:
+            varied = [key for key in ("pretrain_steps", "finetune_steps") if longer[key] != shorter[key]]
+            if len(varied) != 1 or longer[varied[0]] < shorter[varied[0]]:
+                continue
+            held = "finetune_steps" if varied[0] == "pretrain_steps" else "pretrain_steps"
+            effects.append({"varied": varied[0], "from": shorter[varied[0]], "to": longer[varied[0]],
+                            "held": held, "at": longer[held],
+                            "kinds": {kind: compare_shares(got["successes"], got["n"],
+                                                           shorter["answers"][kind]["successes"],
+                                                           shorter["answers"][kind]["n"])
+                                                      for kind, got in _kinds(longer)}})
+    return effects
+
+
+def run_lengths(out_dir: str | Path, figures_dir: str | Path, *, lengths: Mapping[str, tuple[int, ...]] | None = None,
+                overrides: Mapping[str, Any] | None = None, stories: int = 60, question_stories: int = 64,
+                progress: bool = True) -> dict[str, Any]:
+    """Train every cell of ``lengths`` (:data:`LENGTHS`) on top of the study's settings and ``overrides``, and
+    measure it.
+
+    Folders come from :func:`cell_folders`; finished runs are reused, so the
+    cells can be split across processes by pretraining length and assembled
+    by a last call. Each cell holds its lengths, tokens, validation losses,
+    training minutes, the copying probe on ``stories`` held-out stories after
+    pretraining and after finetuning, and the exact answers before and after
+    finetuning to the questions about ``question_stories`` held-out stories.
+    Written to ``study_lengths.png``, ``.json`` and ``.md`` in ``figures_dir``.
+    """
+    lengths, out = LENGTHS if lengths is None else lengths, Path(out_dir)
+    if not (lengths["pretrain_steps"] and lengths["finetune_steps"]):
+        raise ValueError("run_lengths needs at least one pretraining length and one finetuning length")
+    study = get_profile("lesson", {**STUDY_SETTINGS, **(overrides or {})})
+    tokenizer = profile_tokenizer(study)
+    facts = corpus("validation", stories, seed=study.data.corpus_seed)
+
+    def probe(model) -> dict[str, dict]:
+        return copying_probe(model, tokenizer, facts, study.data.block_size)
+
+    study_lengths = {"pretrain.max_steps": study.pretrain.max_steps, "finetune.max_steps": study.finetune.max_steps}
+    cells = []
+    for pretrain_steps in lengths["pretrain_steps"]:
+        settings = {**STUDY_SETTINGS, **(overrides or {}), "pretrain.max_steps": pretrain_steps}
+        for finetune_steps in lengths["finetune_steps"]:
+            pretrained, tuned = cell_folders(pretrain_steps, finetune_steps, study_lengths)
+            pre = ensure_run("pretrain", get_profile("lesson", settings), out / pretrained, progress=progress)
+            profile = get_profile("lesson", {**settings, "finetune.max_steps": finetune_steps})
+            fin = ensure_run("finetune", profile, out / tuned, init=out / pretrained, progress=progress)
+            cells.append({"pretrain_steps": pretrain_steps, "finetune_steps": finetune_steps,
+                          "folders": [pretrained, tuned],
+                          "tokens": {"pretraining": pre.tokens, "finetuning": fin.tokens},
+                          "eval_loss": {"pretraining": pre.eval_loss, "finetuning": fin.eval_loss},
+                          "pretrained_copying": probe(load_model(out / pretrained)),
+                          **finetune_and_ask(out / pretrained, out / tuned, profile, probe, question_stories,
+                                             progress)})
+    table = {"what": "the study's settings with each pretraining length crossed with each finetuning length; exact "
+                     "answers per kind and the copying probe of every cell",
+             "lengths": {key: list(values) for key, values in lengths.items()},
+             "settings": dict(overrides or {}), "stories": stories, "cells": cells,
+             "effects": length_effects(cells)}
+    stem = Path(figures_dir) / "study_lengths"
+    close(lengths_figure(table, title="Pretraining length x finetuning length: exact answers per kind",
+                         path=stem.with_suffix(".png")))
+    write_bytes(stem.with_suffix(".md"), _lengths_markdown(table).encode())
+    return {**table, "path": str(stem.with_suffix(".json"))}
+
+
+def _kinds(cell: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """The cell's exact answers, kind by kind (who by role), then all kinds together."""
+    return [(kind, cell["answers"][kind]) for kind in [*cell["baselines"], "all"]]
+
+
+def _lengths_markdown(table: Mapping[str, Any]) -> str:
+    """Every cell's exact answers per kind with intervals, the baselines and trivial readers under them, then
+    what making each length longer did, kind by kind, by the one rule; then copying and losses per cell."""
+    cells = table["cells"]
+    kinds = [kind for kind, _ in _kinds(cells[0])]
+    out = ["Exact answers (95% interval) to the questions about held-out stories:", "",
+           "| pretraining steps | finetuning steps | " + " | ".join(kinds) + " |", "|" + "---|" * (len(kinds) + 2)]
+    for cell in cells:
+        out.append(f"| {cell['pretrain_steps']} | {cell['finetune_steps']} | " + " | ".join(
+            f"{got['share']:.0%} ({got['low']:.0%}-{got['high']:.0%})" for _, got in _kinds(cell)) + " |")
+    for name, lines in (("baseline", cells[0]["baselines"]), ("trivial reader", cells[0]["readers"])):
+        out.append(f"| {name} | – | " + " | ".join(
+            f"{lines[k]['share']:.0%}" if k in lines else "–" for k in kinds) + " |")
+    out += ["", "Each length made longer, the other held: the change in exact answers in percentage points, its 95% "
+                "interval and the verdict of the one rule (helpers.stats.compare_shares):", "",
+            "| change | held at | " + " | ".join(kinds) + " |", "|" + "---|" * (len(kinds) + 2)]
+    for effect in table["effects"]:
+        what = "pretraining" if effect["varied"] == "pretrain_steps" else "finetuning"
+        held = "finetuning" if what == "pretraining" else "pretraining"
+        out.append(f"| {what} {effect['from']} → {effect['to']} steps | {held} {effect['at']} steps | " + " | ".join(
+            f"{100 * c['difference']:+.0f} ({100 * c['low']:+.0f} to {100 * c['high']:+.0f}), {c['verdict']}"
+            for c in effect["kinds"].values()) + " |")
+    out += ["", "| pretraining steps | finetuning steps | validation loss after pretraining | after finetuning "
+                "| random repeat saved beyond the control, pretrained | finetuned |", "|" + "---|" * 6]
+    for cell in cells:
+        saved = [saved_beyond_control(c["repeated_random"]) for c in (cell["pretrained_copying"], cell["copying"])]
+        losses = ["–" if loss is None else f"{loss:.3f}" for loss in cell["eval_loss"].values()]
+        out.append(f"| {cell['pretrain_steps']} | {cell['finetune_steps']} | {losses[0]} | {losses[1]} "
+                   f"| {saved[0]:+.2f} | {saved[1]:+.2f} |")
+    return "\n".join(out) + "\n"

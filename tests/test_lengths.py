@@ -1,0 +1,107 @@
+"""Pretraining length x finetuning length: the folders, the effects read by the one rule, the command shrunk."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from helpers import lengths
+from rigged import one_thread  # noqa: F401 - a fixture
+from test_study import SHRUNK
+
+STUDY = {"pretrain.max_steps": 3500, "finetune.max_steps": 1500}
+
+
+def test_the_study_runs_are_the_long_cell_and_the_others_are_named_by_their_lengths():
+    assert lengths.cell_folders(3500, 1500, STUDY) == ("pretrain", "finetune")
+    assert lengths.cell_folders(3500, 400, STUDY) == ("pretrain", "finetune-3500-400")
+    assert lengths.cell_folders(1000, 1500, STUDY) == ("pretrain-1000", "finetune-1000-1500")
+    assert lengths.cell_folders(1000, 400, STUDY) == ("pretrain-1000", "finetune-1000-400")
+
+
+def _cell(pretrain: int, finetune: int, who: int, where: int) -> dict:
+    """A cell of 50 who- and 50 where-questions with these many right."""
+    answers = {"who": {"successes": who, "n": 50}, "where": {"successes": where, "n": 50},
+               "all": {"successes": who + where, "n": 100}, "step": finetune, "tokens": 7}
+    return {"pretrain_steps": pretrain, "finetune_steps": finetune, "answers": answers,
+            "baselines": {"who": {}, "where": {}}}
+
+
+def test_each_length_is_read_longer_against_shorter_with_the_other_held():
+    cells = [_cell(1000, 400, 5, 10), _cell(1000, 1500, 5, 40), _cell(3500, 400, 6, 30), _cell(3500, 1500, 5, 45)]
+    effects = lengths.length_effects(cells)
+    assert [(e["varied"], e["from"], e["to"], e["held"], e["at"]) for e in effects] == [
+        ("finetune_steps", 400, 1500, "pretrain_steps", 1000), ("pretrain_steps", 1000, 3500, "finetune_steps", 400),
+        ("pretrain_steps", 1000, 3500, "finetune_steps", 1500), ("finetune_steps", 400, 1500, "pretrain_steps", 3500)]
+    assert [list(e["kinds"]) for e in effects] == [["who", "where", "all"]] * 4  # the kinds, not step or tokens
+    # longer finetuning from the short pretraining: where 10 -> 40 of 50 is up 60 points, far outside chance
+    where = effects[0]["kinds"]["where"]
+    assert where["difference"] == pytest.approx(0.6) and where["verdict"] == "above" and where["low"] > 0.4
+    assert effects[0]["kinds"]["who"]["difference"] == 0 and effects[0]["kinds"]["who"]["verdict"] == (
+        "not distinguishable")
+    assert effects[0]["kinds"]["all"]["difference"] == pytest.approx(0.3)
+    # one more right of 50 is no effect; the long pretraining's where gains 20 points at 400 finetuning steps
+    assert effects[1]["kinds"]["who"]["difference"] == pytest.approx(0.02)
+    assert effects[1]["kinds"]["who"]["verdict"] == "not distinguishable"
+    assert effects[1]["kinds"]["where"]["difference"] == pytest.approx(0.4) and effects[1]["kinds"]["where"][
+        "verdict"] == "above"
+    assert lengths.length_effects(cells[:1]) == []
+
+
+def test_the_lengths_command_splits_by_pretraining_length_and_reuses_the_study_runs(tmp_path, monkeypatch, capsys,
+                                                                                   one_thread):
+    from helpers.cli import main
+
+    monkeypatch.setattr(lengths, "LENGTHS", {"pretrain_steps": (3, 6), "finetune_steps": (2, 4)})
+    runs, figs = tmp_path / "runs", tmp_path / "figs"
+    command = ["study", "--lengths", "--quiet", "--out", str(runs), "--figures", str(figs), "--stories", "2",
+               *[item for key, value in SHRUNK.items() for item in ("--set", f"{key}={value}")]]
+    # one process takes the short pretraining only: its run and its two finetunings
+    assert main(command + ["--pretrain-steps", "3"]) == 0
+    assert sorted(p.name for p in runs.iterdir()) == ["finetune-3-2", "finetune-3-4", "pretrain-3"]
+    capsys.readouterr()
+    # the last call assembles all four cells, reusing the short pretraining's three runs; the long x long cell
+    # (the study's lengths, 6 and 4 here) is trained in the study's own folders
+    assert main(command) == 0
+    printed = capsys.readouterr().out
+    assert sorted(p.name for p in runs.iterdir()) == [
+        "finetune", "finetune-3-2", "finetune-3-4", "finetune-6-2", "pretrain", "pretrain-3"]
+    assert sum(f"reusing the finished run in {runs / name} " in printed
+               for name in ("pretrain-3", "finetune-3-2", "finetune-3-4")) == 3
+    written = json.loads((figs / "study_lengths.json").read_text())
+    cells = written["cells"]
+    assert [(c["pretrain_steps"], c["finetune_steps"]) for c in cells] == [(3, 2), (3, 4), (6, 2), (6, 4)]
+    for cell in cells:
+        pretrained, tuned = (json.loads((runs / name / "run.json").read_text()) for name in cell["folders"])
+        assert pretrained["profile"]["pretrain"]["max_steps"] == cell["pretrain_steps"]
+        assert tuned["profile"]["finetune"]["max_steps"] == cell["finetune_steps"]
+        assert tuned["init"] == str(runs / cell["folders"][0])
+        assert cell["tokens"]["pretraining"] == cell["pretrain_steps"] * 4 * 128
+        assert cell["answers"]["step"] == cell["finetune_steps"] and cell["before"]["step"] == 0
+        assert cell["answers"]["all"]["n"] == cell["questions"] > 0
+    # the two cells of one pretraining start from the same model, probed the same
+    assert cells[0]["pretrained_copying"] == cells[1]["pretrained_copying"] != cells[2]["pretrained_copying"]
+    assert cells[0]["before"] == cells[1]["before"]
+    assert [(e["varied"], e["from"], e["to"], e["at"]) for e in written["effects"]] == [
+        ("finetune_steps", 2, 4, 3), ("pretrain_steps", 3, 6, 2), ("pretrain_steps", 3, 6, 4),
+        ("finetune_steps", 2, 4, 6)]
+    shares = [f"{c['pretrain_steps']} x {c['finetune_steps']} steps {c['answers']['all']['share']:.0%}"
+              for c in cells]
+    assert printed.splitlines()[-1] == (f"exact answers, all kinds: {', '.join(shares)}; "
+                                        f"table {figs / 'study_lengths.json'}")
+    markdown = (figs / "study_lengths.md").read_text().splitlines()
+    assert [line.split(" | ")[:2] for line in markdown[4:8]] == [["| 3", "2"], ["| 3", "4"], ["| 6", "2"],
+                                                                  ["| 6", "4"]]
+    assert markdown[8].startswith("| baseline | – | ") and markdown[9].startswith("| trivial reader | – | ")
+    assert markdown[15].startswith("| finetuning 2 → 4 steps | pretraining 3 steps | ")
+    assert markdown[16].startswith("| pretraining 3 → 6 steps | finetuning 2 steps | ")
+    assert markdown[-1].startswith("| 6 | 4 | ") and (figs / "study_lengths.png").stat().st_size
+    # wrong flags are refused by name
+    assert main(["study", "--pretrain-steps", "3"]) == 2
+    assert capsys.readouterr().err == "error: study: --pretrain-steps chooses cells of --lengths\n"
+    assert main(["study", "--lengths", "--pretrain-steps", "5"]) == 2
+    assert capsys.readouterr().err == ("error: study --pretrain-steps 5: not a pretraining length of "
+                                       "helpers.lengths.LENGTHS; choose among [3, 6]\n")
+    with pytest.raises(ValueError, match="at least one pretraining length"):
+        lengths.run_lengths(runs, figs, lengths={"pretrain_steps": (), "finetune_steps": (2,)})
