@@ -7,6 +7,7 @@ import json
 import pytest
 
 from helpers import lengths
+from helpers.sources import held_out_questions
 from rigged import one_thread  # noqa: F401 - a fixture
 from test_study import SHRUNK
 
@@ -96,7 +97,19 @@ def test_the_lengths_command_splits_by_pretraining_length_and_reuses_the_study_r
     assert markdown[8].startswith("| baseline | – | ") and markdown[9].startswith("| trivial reader | – | ")
     assert markdown[15].startswith("| finetuning 2 → 4 steps | pretraining 3 steps | ")
     assert markdown[16].startswith("| pretraining 3 → 6 steps | finetuning 2 steps | ")
-    assert markdown[-1].startswith("| 6 | 4 | ") and (figs / "study_lengths.png").stat().st_size
+    losses = markdown.index("| pretraining steps | finetuning steps | validation loss after pretraining "
+                            "| after finetuning | random repeat saved beyond the control, pretrained | finetuned |")
+    assert [line.split(" | ")[:2] for line in markdown[losses + 2:losses + 6]] == [
+        ["| 3", "2"], ["| 3", "4"], ["| 6", "2"], ["| 6", "4"]]
+    # the name probe for every cell and the untrained model, each role with its story-swapped control
+    roles = list(cells[0]["names"])
+    assert roles[-1] == "all" and set(roles) <= {"hero", "friend", "all"}
+    heroes = [q for q in held_out_questions(2) if q.get("role") in ("hero", "friend")]
+    for cell in cells + [written["untrained"]]:
+        assert cell["names"]["all"]["right_first"]["n"] == cell["names_control"]["all"]["right_first"]["n"] == len(
+            heroes)
+    assert markdown[-1].startswith("| untrained | – | all | ") and len(markdown) == losses + 6 + 5 + 5 * len(roles)
+    assert (figs / "study_lengths.png").stat().st_size
     # wrong flags are refused by name
     assert main(["study", "--pretrain-steps", "3"]) == 2
     assert capsys.readouterr().err == "error: study: --pretrain-steps chooses cells of --lengths\n"

@@ -226,7 +226,7 @@ def test_cloze_log_probabilities_equal_plain_forward_passes(pre, one_thread):
     """
     import torch
 
-    from helpers.probes import _last_log_probs, _word_log_probs
+    from helpers.probes import _word_log_probs, last_log_probs
 
     model, tok = pre
     model.eval()
@@ -234,7 +234,7 @@ def test_cloze_log_probabilities_equal_plain_forward_passes(pre, one_thread):
     contexts += [_ids(tok, "Tom had a dog."), _ids(tok, "Once")]  # much shorter: padded far to the right
     assert len({len(c) for c in contexts}) > 2
     with torch.no_grad():
-        batched = _last_log_probs(model, contexts, torch.device("cpu"))
+        batched = last_log_probs(model, contexts, torch.device("cpu"))
         for ids, got in zip(contexts, batched):
             alone = torch.log_softmax(model(torch.tensor([ids])).logits[0, -1].double(), dim=-1)
             assert torch.allclose(got.double(), alone, atol=1e-4)

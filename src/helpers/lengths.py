@@ -7,7 +7,9 @@ length bought what. :func:`run_lengths` trains the four cells of the 2 x 2
 (each pretraining length, each finetuning length from each pretraining), all
 else held at the study's settings, and measures every cell the same way: the
 exact answers per kind (who split by role) with their 95% intervals, the
-no-reading baselines and trivial readers beside them, the copying probe
+no-reading baselines and trivial readers beside them, whether its who-answers
+lean toward the story's names at all (:mod:`helpers.name_lookup`, with its
+story-swapped control and an untrained model), the copying probe
 (:mod:`helpers.copying`) before and after finetuning, and the validation
 losses. Each length's effect is then read with the course's one rule
 (:func:`helpers.stats.compare_shares`) at each level of the other length.
@@ -23,8 +25,10 @@ from .config import get_profile
 from .copying import copying_probe, saved_beyond_control
 from .evaluation_plots import lengths_figure
 from .plots import close
-from .model import load_model
+from .model import build_model, load_model
+from .name_lookup import name_lookup
 from .runs import write_bytes
+from .sources import held_out_questions
 from .stats import compare_shares
 from .stories import corpus
 from .study import STUDY_SETTINGS, finetune_and_ask
@@ -93,6 +97,12 @@ def run_lengths(out_dir: str | Path, figures_dir: str | Path, *, lengths: Mappin
     def probe(model) -> dict[str, dict]:
         return copying_probe(model, tokenizer, facts, study.data.block_size)
 
+    questions = held_out_questions(question_stories, study.data.corpus_seed)
+
+    def names(model) -> dict[str, dict]:
+        return {"names": name_lookup(model, tokenizer, questions),
+                "names_control": name_lookup(model, tokenizer, questions, control=True)}
+
     study_lengths = {"pretrain.max_steps": study.pretrain.max_steps, "finetune.max_steps": study.finetune.max_steps}
     cells = []
     for pretrain_steps in lengths["pretrain_steps"]:
@@ -108,11 +118,13 @@ def run_lengths(out_dir: str | Path, figures_dir: str | Path, *, lengths: Mappin
                           "eval_loss": {"pretraining": pre.eval_loss, "finetuning": fin.eval_loss},
                           "pretrained_copying": probe(load_model(out / pretrained)),
                           **finetune_and_ask(out / pretrained, out / tuned, profile, probe, question_stories,
-                                             progress)})
+                                             progress),
+                          **names(load_model(out / tuned))})
     table = {"what": "the study's settings with each pretraining length crossed with each finetuning length; exact "
                      "answers per kind and the copying probe of every cell",
              "lengths": {key: list(values) for key, values in lengths.items()},
              "settings": dict(overrides or {}), "stories": stories, "cells": cells,
+             "untrained": names(build_model(study.model, seed=study.pretrain.seed)),
              "effects": length_effects(cells)}
     stem = Path(figures_dir) / "study_lengths"
     close(lengths_figure(table, title="Pretraining length x finetuning length: exact answers per kind",
@@ -155,4 +167,17 @@ def _lengths_markdown(table: Mapping[str, Any]) -> str:
         losses = ["–" if loss is None else f"{loss:.3f}" for loss in cell["eval_loss"].values()]
         out.append(f"| {cell['pretrain_steps']} | {cell['finetune_steps']} | {losses[0]} | {losses[1]} "
                    f"| {saved[0]:+.2f} | {saved[1]:+.2f} |")
+    out += ["", "Who-answers that are names, read at the answer's first token (helpers.name_lookup): the right name "
+                "ranked first among all 200 names, and a name the story mentions (and the question does not) ranked "
+                "first; then the same with each question asked about another story, a control that must fall to "
+                "chance.", "", "| pretraining steps | finetuning steps | role | right name first | story name first "
+                "| right name first, story swapped | story name first, story swapped | chance |", "|" + "---|" * 8]
+    rows = [(str(c["pretrain_steps"]), str(c["finetune_steps"]), c) for c in cells]
+    for first, second, cell in rows + [("untrained", "–", table["untrained"])]:
+        for role, got in cell["names"].items():
+            control = cell["names_control"][role]
+            out.append(f"| {first} | {second} | {role} | " + " | ".join(
+                f"{m['share']:.0%} ({m['low']:.0%}-{m['high']:.0%})" for m in (
+                    got["right_first"], got["story_first"], control["right_first"], control["story_first"]))
+                + f" | {got['right_chance']:.1%}, {got['story_chance']:.1%} |")
     return "\n".join(out) + "\n"

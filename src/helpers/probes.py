@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 import torch
+from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .data import pad_batch
@@ -21,7 +22,7 @@ from .prompts import model_prompt
 from .stories import story_prompts
 from .text_metrics import STORY_SENTENCES, consistency_share, grammar_share, score_answers
 
-__all__ = ["qa_accuracy", "story_generations", "cloze_accuracy", "cloze_accuracies"]
+__all__ = ["qa_accuracy", "story_generations", "cloze_accuracy", "cloze_accuracies", "last_log_probs"]
 
 
 def qa_accuracy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, records: Sequence[dict], *,
@@ -103,7 +104,7 @@ def cloze_accuracies(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     with torch.no_grad():
         for start in range(0, len(distinct), batch_size):
             batch = distinct[start:start + batch_size]
-            after.update(zip(batch, _last_log_probs(model, [list(ids) for ids in batch], device)))
+            after.update(zip(batch, last_log_probs(model, [list(ids) for ids in batch], device)))
         for item, context, spelling in zip(items, contexts, spellings):
             scores = [float(after[context][ids[0]]) for ids in spelling]
             if len({ids[0] for ids in spelling}) < len(spelling):
@@ -117,10 +118,14 @@ def cloze_accuracies(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     return results
 
 
-def _last_log_probs(model, contexts: list[list[int]], device) -> torch.Tensor:
-    """Next-token log-probabilities after each context (right-padded into one batch)."""
-    batch = pad_batch([{"input_ids": ids, "labels": ids} for ids in contexts], pad_id=0)
-    logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits
+def last_log_probs(model: nn.Module, contexts: Sequence[Sequence[int]], device: str | torch.device,
+                   position_offset: int = 0) -> torch.Tensor:
+    """Next-token log-probabilities after each context (right-padded into one batch), one row per context."""
+    batch = pad_batch([{"input_ids": list(ids), "labels": list(ids)} for ids in contexts], pad_id=0,
+                      position_offset=position_offset)
+    positions = {"position_ids": batch["position_ids"].to(device)} if position_offset else {}
+    logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
+                   **positions).logits
     ends = torch.tensor([len(ids) - 1 for ids in contexts], device=logits.device)
     return torch.log_softmax(logits[torch.arange(len(contexts), device=logits.device), ends].float(), dim=-1)
 
