@@ -60,14 +60,17 @@ def test_the_lengths_command_splits_by_pretraining_length_and_reuses_the_study_r
                *[item for key, value in SHRUNK.items() for item in ("--set", f"{key}={value}")]]
     # one process takes the short pretraining only: its run and its two finetunings
     assert main(command + ["--pretrain-steps", "3"]) == 0
-    assert sorted(p.name for p in runs.iterdir()) == ["finetune-3-2", "finetune-3-4", "pretrain-3"]
+    assert sorted(p.name for p in runs.iterdir()) == ["finetune-3-2", "finetune-3-2_measured.json", "finetune-3-4",
+                                                      "finetune-3-4_measured.json", "pretrain-3"]
     capsys.readouterr()
+    kept = (runs / "finetune-3-2_measured.json").stat().st_mtime_ns
     # the last call assembles all four cells, reusing the short pretraining's three runs; the long x long cell
     # (the study's lengths, 6 and 4 here) is trained in the study's own folders
     assert main(command) == 0
     printed = capsys.readouterr().out
-    assert sorted(p.name for p in runs.iterdir()) == [
+    assert sorted(p.name for p in runs.iterdir() if p.is_dir()) == [
         "finetune", "finetune-3-2", "finetune-3-4", "finetune-6-2", "pretrain", "pretrain-3"]
+    assert (runs / "finetune-3-2_measured.json").stat().st_mtime_ns == kept  # measured once, by the first call
     assert sum(f"reusing the finished run in {runs / name} " in printed
                for name in ("pretrain-3", "finetune-3-2", "finetune-3-4")) == 3
     written = json.loads((figs / "study_lengths.json").read_text())

@@ -18,8 +18,9 @@ The study's own runs are the long x long cell, so ``make study`` trains it once.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from .config import get_profile
 from .copying import copying_probe, saved_beyond_control
@@ -27,7 +28,7 @@ from .evaluation_plots import lengths_figure
 from .plots import close
 from .model import build_model, load_model
 from .name_lookup import name_lookup
-from .runs import write_bytes
+from .runs import write_bytes, write_text
 from .sources import held_out_questions
 from .stats import compare_shares
 from .stories import corpus
@@ -79,9 +80,9 @@ def run_lengths(out_dir: str | Path, figures_dir: str | Path, *, lengths: Mappin
     """Train every cell of ``lengths`` (:data:`LENGTHS`) on top of the study's settings and ``overrides``, and
     measure it.
 
-    Folders come from :func:`cell_folders`; finished runs are reused, so the
-    cells can be split across processes by pretraining length and assembled
-    by a last call. Each cell holds its lengths, tokens, validation losses,
+    Folders come from :func:`cell_folders`; finished runs are reused and
+    their measurements kept beside them, so the cells can be split across
+    processes by pretraining length and assembled by a last call. Each cell holds its lengths, tokens, validation losses,
     training minutes, the copying probe on ``stories`` held-out stories after
     pretraining and after finetuning, and the exact answers before and after
     finetuning to the questions about ``question_stories`` held-out stories.
@@ -112,14 +113,14 @@ def run_lengths(out_dir: str | Path, figures_dir: str | Path, *, lengths: Mappin
             pre = ensure_run("pretrain", get_profile("lesson", settings), out / pretrained, progress=progress)
             profile = get_profile("lesson", {**settings, "finetune.max_steps": finetune_steps})
             fin = ensure_run("finetune", profile, out / tuned, init=out / pretrained, progress=progress)
+            measured = _cached(out / tuned, {"stories": stories, "question_stories": question_stories}, lambda: {
+                "pretrained_copying": probe(load_model(out / pretrained)),
+                **finetune_and_ask(out / pretrained, out / tuned, profile, probe, question_stories, progress),
+                **names(load_model(out / tuned))})
             cells.append({"pretrain_steps": pretrain_steps, "finetune_steps": finetune_steps,
                           "folders": [pretrained, tuned],
                           "tokens": {"pretraining": pre.tokens, "finetuning": fin.tokens},
-                          "eval_loss": {"pretraining": pre.eval_loss, "finetuning": fin.eval_loss},
-                          "pretrained_copying": probe(load_model(out / pretrained)),
-                          **finetune_and_ask(out / pretrained, out / tuned, profile, probe, question_stories,
-                                             progress),
-                          **names(load_model(out / tuned))})
+                          "eval_loss": {"pretraining": pre.eval_loss, "finetuning": fin.eval_loss}, **measured})
     table = {"what": "the study's settings with each pretraining length crossed with each finetuning length; exact "
                      "answers per kind and the copying probe of every cell",
              "lengths": {key: list(values) for key, values in lengths.items()},
@@ -131,6 +132,15 @@ def run_lengths(out_dir: str | Path, figures_dir: str | Path, *, lengths: Mappin
                          path=stem.with_suffix(".png")))
     write_bytes(stem.with_suffix(".md"), _lengths_markdown(table).encode())
     return {**table, "path": str(stem.with_suffix(".json"))}
+
+
+def _cached(folder: Path, asked: Mapping[str, Any], measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """A finished cell's measurements, kept beside its finetuning folder and measured again only when ``asked``
+    (the numbers of stories) changes, so that the call assembling the cells does not measure them twice."""
+    cached = folder.with_name(folder.name + "_measured.json")
+    if not cached.exists() or json.loads(cached.read_text())["asked"] != dict(asked):
+        write_text(cached, json.dumps({"asked": dict(asked), "measured": measure()}, indent=1))  # in its order
+    return json.loads(cached.read_text())["measured"]
 
 
 def _kinds(cell: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
