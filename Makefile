@@ -39,10 +39,11 @@ report: install
 # CPU cores), and which pretraining recipes make it copy from its context (the arms: about an hour more; the
 # repeats alone: about 40 minutes more; a copier, then ten arms of stories and finetuning from it or from
 # scratch, five pretrainings among them: about an hour more on 2 idle cores in a fast hour, added up from its
-# parts, and up to three times that in a slow one), and does copying survive stories run after run (two copiers,
-# the first of them the one --copier made, and eight pretrainings: 75 minutes on the slower 2-core CPU of
-# December 2026, run as two one-thread processes with --copier-seed 0 and --copier-seed 1, which a call without
-# --copier-seed then assembles)?
+# parts, and up to three times that in a slow one), does copying survive stories run after run (two copiers,
+# the first of them the one --copier made, and sixteen pretrainings: 75 minutes for the copiers and the first
+# eight, 42 for the other eight, on the slower 2-core CPU of December 2026, run as two one-thread processes with
+# --copier-seed 0 and --copier-seed 1, which a call without --copier-seed then assembles), and which of the two
+# lengths, pretraining or finetuning, moves the answers (the 2 x 2 of --lengths; likewise split by --pretrain-steps)?
 # STUDY_ARGS (e.g. --set finetune.max_steps=2000) changes the first part and the 2 x 2 of lengths built on it.
 study: install
 	$(BIN)/python -m helpers study $(STUDY_ARGS)

@@ -292,7 +292,8 @@ def survival_figure(table: Mapping[str, Any], *, title: str, path: str | Path | 
     if not recipes:
         raise ValueError("no survival runs to plot")
     plt = styled_pyplot()
-    fig, axes = plt.subplots(2, len(recipes), figsize=(7 * len(recipes), 8), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(2, len(recipes), figsize=(5.5 * len(recipes), 8), sharex=True, sharey="row",
+                             squeeze=False)
     copiers = sorted({r["copier_seed"] for r in table["rows"]})
     seeds = sorted({r["pretrain_seed"] for r in table["rows"]})
     for column, recipe in enumerate(recipes):
@@ -313,7 +314,7 @@ def survival_figure(table: Mapping[str, Any], *, title: str, path: str | Path | 
         kept = table["summary"][recipe]["survived"]
         top.set_title(f"{recipe}: kept copying in {kept['successes']} of {kept['n']} runs", fontsize=11)
         bottom.set_xlabel("training step on stories (0: the copier)")
-        top.legend(fontsize=8, loc="center right")
+    axes[0][0].legend(fontsize=8, loc="center right")  # the same lines in every column
     axes[0][0].set_ylabel("random repeat: nats saved\nbeyond the control")
     axes[1][0].set_ylabel("validation loss on stories\n(nats per token)")
     fig.suptitle(title)

@@ -70,7 +70,7 @@ def length_effects(cells: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
                             "kinds": {kind: compare_shares(got["successes"], got["n"],
                                                            shorter["answers"][kind]["successes"],
                                                            shorter["answers"][kind]["n"])
-                                                      for kind, got in _kinds(longer)}})
+                                      for kind, got in _kinds(longer)}})
     return effects
 
 

@@ -35,7 +35,8 @@ __all__ = ["SURVIVAL", "KEPT", "survived", "survival_summary", "run_survival"]
 
 # Each recipe on top of the lesson profile, from each copier seed and with each pretraining seed. The lesson's
 # peak rate with drills (the arm that kept copying once and lost it once), and the same with a warm-up six times
-# longer: the collapse came in the first 100-200 steps, while the rate was at its peak.
+# longer: the collapse came in the first 100-200 steps, while the rate was at its peak. Then the two ways out
+# that reading suggests: a third of the peak rate with the same drills, and twice the drills at the lesson's rate.
 SURVIVAL: dict[str, Any] = {
     "copier_seeds": (0, 1),
     "pretrain_seeds": (42, 43),
@@ -43,6 +44,9 @@ SURVIVAL: dict[str, Any] = {
         "copy drills 25%": {"folder": "drills", "pretrain": {"data.copy_share": 0.25}},
         "copy drills 25%, warm-up 300 steps": {"folder": "drills-warm300",
                                                "pretrain": {"data.copy_share": 0.25, "pretrain.warmup_steps": 300}},
+        "copy drills 25%, peak rate 1e-3": {"folder": "drills-lr1e-3",
+                                            "pretrain": {"data.copy_share": 0.25, "pretrain.learning_rate": 1e-3}},
+        "copy drills 50%": {"folder": "drills50", "pretrain": {"data.copy_share": 0.5}},
     },
 }
 
