@@ -82,11 +82,15 @@ def run_lengths(out_dir: str | Path, figures_dir: str | Path, *, lengths: Mappin
 
     Folders come from :func:`cell_folders`; finished runs are reused and
     their measurements kept beside them, so the cells can be split across
-    processes by pretraining length and assembled by a last call. Each cell holds its lengths, tokens, validation losses,
-    training minutes, the copying probe on ``stories`` held-out stories after
-    pretraining and after finetuning, and the exact answers before and after
-    finetuning to the questions about ``question_stories`` held-out stories.
-    Written to ``study_lengths.png``, ``.json`` and ``.md`` in ``figures_dir``.
+    processes by pretraining length and assembled by a last call. Each cell
+    holds its lengths, folders, tokens and validation losses, the copying
+    probe on ``stories`` held-out stories after pretraining and after
+    finetuning, the exact answers before and after finetuning to the
+    questions about ``question_stories`` held-out stories, and the name probe
+    (:func:`helpers.name_lookup.name_lookup`) of the finetuned model with its
+    control. Training minutes are a measurement of the machine and stay in
+    the runs' records. Written to ``study_lengths.png``, ``.json`` and ``.md``
+    in ``figures_dir``.
     """
     lengths, out = LENGTHS if lengths is None else lengths, Path(out_dir)
     if not (lengths["pretrain_steps"] and lengths["finetune_steps"]):
