@@ -182,16 +182,21 @@ def _lengths_markdown(table: Mapping[str, Any]) -> str:
         out.append(f"| {cell['pretrain_steps']} | {cell['finetune_steps']} | {losses[0]} | {losses[1]} "
                    f"| {saved[0]:+.2f} | {saved[1]:+.2f} |")
     out += ["", "Who-answers that are names, read at the answer's first token (helpers.name_lookup): the right name "
-                "ranked first among all 200 names, and a name the story mentions (and the question does not) ranked "
-                "first; then the same with each question asked about another story, a control that must fall to "
-                "chance.", "", "| pretraining steps | finetuning steps | role | right name first | story name first "
-                "| right name first, story swapped | story name first, story swapped | chance |", "|" + "---|" * 8]
+                "ranked first among all 200 names, a name the story mentions (and the question does not) ranked "
+                "first, and the right name's mean rank (1 is first; 100.5 is chance); then the same with each "
+                "question asked about another story, a control that must fall to chance. Chance: the right name "
+                "first, then a story name first.", "",
+            "| pretraining steps | finetuning steps | role | right name first | story name first | mean rank "
+            "| story swapped: right name first | story name first | mean rank | chance |", "|" + "---|" * 10]
     rows = [(str(c["pretrain_steps"]), str(c["finetune_steps"]), c) for c in cells]
     for first, second, cell in rows + [("untrained", "–", table["untrained"])]:
         for role, got in cell["names"].items():
-            control = cell["names_control"][role]
-            out.append(f"| {first} | {second} | {role} | " + " | ".join(
-                f"{m['share']:.0%} ({m['low']:.0%}-{m['high']:.0%})" for m in (
-                    got["right_first"], got["story_first"], control["right_first"], control["story_first"]))
-                + f" | {got['right_chance']:.1%}, {got['story_chance']:.1%} |")
+            cells_of = [f"{m['share']:.0%} ({m['low']:.0%}-{m['high']:.0%})" for m in (got["right_first"],
+                                                                                     got["story_first"])]
+            swapped = cell["names_control"][role]
+            control = [f"{m['share']:.0%} ({m['low']:.0%}-{m['high']:.0%})" for m in (swapped["right_first"],
+                                                                                    swapped["story_first"])]
+            out.append(f"| {first} | {second} | {role} | {' | '.join(cells_of)} | {got['mean_rank']:.1f} | "
+                       f"{' | '.join(control)} | {swapped['mean_rank']:.1f} | "
+                       f"{got['right_chance']:.1%}, {got['story_chance']:.1%} |")
     return "\n".join(out) + "\n"
