@@ -345,7 +345,7 @@ def lengths_figure(table: Mapping[str, Any], *, title: str, path: str | Path | N
             if kind in lines:
                 ax.hlines(lines[kind]["share"], k - 0.45, k + 0.45, color="black", linestyle=style, linewidth=1.5,
                           label=name if k == min(i for i, q in enumerate(kinds) if q in lines) else None)
-    ax.set_xticks(range(len(kinds)), [kind.replace("_", "/") for kind in kinds])
+    ax.set_xticks(range(len(kinds)), [kind.replace("_", "/") for kind in kinds], fontsize=10, rotation=15)
     ax.set_ylabel("exact answers (95% interval)")
     ax.set_ylim(0, 1.02)
     ax.set_title(title)
