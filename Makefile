@@ -43,7 +43,8 @@ report: install
 # the first of them the one --copier made, and sixteen pretrainings: 75 minutes for the copiers and the first
 # eight, 42 for the other eight, on the slower 2-core CPU of December 2026, run as two one-thread processes with
 # --copier-seed 0 and --copier-seed 1, which a call without --copier-seed then assembles), and which of the two
-# lengths, pretraining or finetuning, moves the answers (the 2 x 2 of --lengths; likewise split by --pretrain-steps)?
+# lengths, pretraining or finetuning, moves the answers (the 2 x 2 of --lengths, its long x long cell the first
+# part's runs: 47 minutes from nothing on that CPU as two one-thread processes split by --pretrain-steps)?
 # STUDY_ARGS (e.g. --set finetune.max_steps=2000) changes the first part and the 2 x 2 of lengths built on it.
 study: install
 	$(BIN)/python -m helpers study $(STUDY_ARGS)

@@ -169,6 +169,23 @@ def _survival_loss(rows: list[int], pick=max):
     return lambda load: pick(load(SURVIVAL)["rows"][r]["curve"][-1]["eval_loss"] for r in rows)
 
 
+LENGTHS = "study_lengths.json"  # python -m helpers study --lengths: cells 1000x400, 1000x1500, 3500x400, 3500x1500
+
+
+def _lengths(cell: int, kind: str, key: str = "share"):
+    """The 2 x 2 of lengths: one cell's exact answers of a kind (the share or an end of its interval)."""
+    return lambda load: load(LENGTHS)["cells"][cell]["answers"][kind][key]
+
+
+def _lengths_rank(cell: int, control: bool = False):
+    """The 2 x 2 of lengths: the right name's mean rank for main-character questions, with the story or swapped."""
+    return lambda load: load(LENGTHS)["cells"][cell]["names_control" if control else "names"]["hero"]["mean_rank"]
+
+
+def _lengths_steps(stage: str, k: int):
+    return lambda load: load(LENGTHS)["lengths"][stage][k]
+
+
 def _survival_step(point: int):
     return lambda load: load(SURVIVAL)["rows"][0]["curve"][point]["step"]
 
@@ -329,6 +346,24 @@ CLAIMS = [
       _survival_loss(RUNS[SLOW], min), _survival_loss(RUNS[SLOW]), _survival_loss(RUNS[HALF], min),
       _survival_loss(RUNS[HALF]), _survival_loss(RUNS[DRILLS], min), _survival_loss(RUNS[DRILLS]),
       _copier_point(1, -1, "eval_loss")]),
+    (rf"study's settings with {N} or {N} pretraining steps, each pretraining finetuned for {N} or {N}\s+steps\. "
+     rf"All kinds together: {N} and {N} after the short pretraining, {N} and {N} \({N}-{N}\) after\s+the long one\."
+     rf"[\s\S]*?lifts \*where\* from {N} to {N} at {N} finetuning steps,[\s\S]*?\(\*where\* {N}, \*what\* {N}\)\."
+     rf"[\s\S]*?on this machine: {N} where the committed study got {N}, and it names the main\s+character {N} "
+     rf"\({N}-{N}\) of the time, where that run named it {N}\.[\s\S]*?mean rank among the {N} names is {N} in "
+     rf"that cell \(chance {N}; the same question\s+asked about another story: {N}\), {N} after {N} finetuning steps "
+     rf"\({N}\), and {N} and {N}\s+after the short pretraining",
+     [_lengths_steps("pretrain_steps", 0), _lengths_steps("pretrain_steps", 1), _lengths_steps("finetune_steps", 0),
+      _lengths_steps("finetune_steps", 1), _lengths(0, "all"), _lengths(1, "all"), _lengths(2, "all"),
+      _lengths(3, "all"), _lengths(3, "all", "low"), _lengths(3, "all", "high"), _lengths(0, "where"),
+      _lengths(2, "where"), _lengths_steps("finetune_steps", 0), _lengths(3, "where"), _lengths(3, "what"),
+      _lengths(3, "all"), lambda load: load("study_answers.json")["rows"][-1]["all"]["share"],
+      _lengths(3, "who/hero"), _lengths(3, "who/hero", "low"), _lengths(3, "who/hero", "high"),
+      lambda load: load("study_answers.json")["rows"][-1]["who/hero"]["share"],
+      lambda load: 1 / load(LENGTHS)["cells"][0]["names"]["hero"]["right_chance"], _lengths_rank(3),
+      lambda load: (1 / load(LENGTHS)["cells"][0]["names"]["hero"]["right_chance"] + 1) / 2,
+      _lengths_rank(3, control=True), _lengths_rank(2), _lengths_steps("finetune_steps", 0),
+      _lengths_rank(2, control=True), _lengths_rank(0), _lengths_rank(1)]),
     (rf"\*\*Finetuning\*\* \(lesson 4\): {N} steps; answer-token validation loss\s+{N} to {N}\.",
      [lambda load: FINE(load)["run"]["step"],
       lambda load: FINE(load)["eval_loss"][0], lambda load: FINE(load)["eval_loss"][-1]]),
@@ -507,9 +542,10 @@ def test_a_readme_number_changed_by_one_unit_is_caught(tmp_path):
         at = re.search(phrase, text).start()
         found = NUMBER.search(text, at)
         spans.append(found.span(1) if not found.group(2) else (found.start(1), found.end(2)))
-    assert len(spans) == 231  # 85 before the copying probe, the two cloze designs and the answers by role; 9 on the study's
-    # roles and what its pretraining reads; 29 on the repeats alone; 33 on the copier pretrained on stories and finetuned;
-    # 13 on the same arms from a copier retrained on another machine; 46 on the survival runs
+    # 85 before the copying probe, the two cloze designs and the answers by role; 9 on the study's roles and what
+    # its pretraining reads; 29 on the repeats alone; 33 on the copier pretrained on stories and finetuned; 13 on the
+    # same arms from a copier retrained on another machine; 46 on the survival runs; 30 on the 2 x 2 of lengths
+    assert len(spans) == 261
     copy = tmp_path / "README.md"
     missed = []
     for start, end in spans:
