@@ -27,18 +27,20 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from .config import Profile
 from .inference import place
-from .stories import Story
+from .stories import Story, corpus
 from .story_grammar import GENDERS, NAMES
+from .tokenizer import profile_tokenizer
 
 __all__ = ["SHIFT_GAP", "CopyingOracle", "repeated_random", "saved_beyond_control", "name_mentions", "far_context",
-           "copying_probe"]
+           "copying_probe", "held_out_probe"]
 
 SHIFT_GAP = 17  # fresh random tokens between the two writings of the shifted repeat
 
@@ -220,3 +222,11 @@ def copying_probe(model: nn.Module, tokenizer: PreTrainedTokenizerBase, stories:
                                                device=device),
             "name_mentions": name_mentions(model, tokenizer, stories, device=device),
             "far_context": far_context(model, blocks, device=device)}
+
+
+def held_out_probe(profile: Profile, stories: int) -> Callable[[nn.Module], dict[str, dict]]:
+    """:func:`copying_probe` as the studies ask it of every model: with ``profile``'s tokenizer and block size, on
+    the first ``stories`` held-out stories of its corpus."""
+    tokenizer = profile_tokenizer(profile)
+    facts = corpus("validation", stories, seed=profile.data.corpus_seed)
+    return lambda model: copying_probe(model, tokenizer, facts, profile.data.block_size)

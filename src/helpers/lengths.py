@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .config import get_profile
-from .copying import copying_probe, saved_beyond_control
+from .copying import held_out_probe, saved_beyond_control
 from .evaluation_plots import lengths_figure
 from .plots import close
 from .model import build_model, load_model
@@ -31,7 +31,6 @@ from .name_lookup import name_lookup
 from .runs import write_bytes, write_text
 from .sources import held_out_questions
 from .stats import compare_shares
-from .stories import corpus
 from .study import STUDY_SETTINGS, finetune_and_ask
 from .tokenizer import profile_tokenizer
 from .train import ensure_run
@@ -96,12 +95,7 @@ def run_lengths(out_dir: str | Path, figures_dir: str | Path, *, lengths: Mappin
     if not (lengths["pretrain_steps"] and lengths["finetune_steps"]):
         raise ValueError("run_lengths needs at least one pretraining length and one finetuning length")
     study = get_profile("lesson", {**STUDY_SETTINGS, **(overrides or {})})
-    tokenizer = profile_tokenizer(study)
-    facts = corpus("validation", stories, seed=study.data.corpus_seed)
-
-    def probe(model) -> dict[str, dict]:
-        return copying_probe(model, tokenizer, facts, study.data.block_size)
-
+    tokenizer, probe = profile_tokenizer(study), held_out_probe(study, stories)
     questions = held_out_questions(question_stories, study.data.corpus_seed)
 
     def names(model) -> dict[str, dict]:

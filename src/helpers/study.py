@@ -42,7 +42,7 @@ from tqdm.auto import trange
 from transformers import AutoTokenizer
 
 from .config import get_profile
-from .copying import SHIFT_GAP, CopyingOracle, copying_probe, repeated_random, saved_beyond_control
+from .copying import SHIFT_GAP, CopyingOracle, copying_probe, held_out_probe, repeated_random, saved_beyond_control
 from .evaluation_plots import (
     answer_curve_figure, copier_stories_figure, copying_arms_figure, learning_order_figure, repeat_arms_figure,
 )
@@ -398,12 +398,7 @@ def run_copier_then_stories(out_dir: str | Path, figures_dir: str | Path, *, cop
         raise ValueError("run_copier_then_stories needs at least one arm")
     out, profile = Path(out_dir), get_profile("lesson", overrides)
     start, copier_curve = ensure_copier(out, copier, progress=progress)
-    tokenizer = profile_tokenizer(profile)
-    facts = corpus("validation", stories, seed=profile.data.corpus_seed)
-
-    def probe(model) -> dict[str, dict]:
-        return copying_probe(model, tokenizer, facts, profile.data.block_size)
-
+    tokenizer, probe = profile_tokenizer(profile), held_out_probe(profile, stories)
     rows, curves = [], {}  # curves: each pretraining folder's probed curve, measured once for the arms sharing it
     for name, (pretrained, tuned) in copier_arm_folders(arms).items():
         arm = arms[name]
@@ -416,7 +411,8 @@ def run_copier_then_stories(out_dir: str | Path, figures_dir: str | Path, *, cop
         tuned_profile = get_profile("lesson", {**(overrides or {}), **arm["pretrain"], **arm["finetune"]})
         rows.append({"arm": name, "start": arm["start"], "pretraining": dict(arm["pretrain"]),
                      "finetuning": dict(arm["finetune"]), "curve": curves[pretrained],
-                     "finetuned": finetune_and_ask(folder, out / tuned, tuned_profile, probe, question_stories, progress)})
+                     "finetuned": finetune_and_ask(folder, out / tuned, tuned_profile, probe, question_stories,
+                                                   progress)})
     table = {"what": "pretraining on stories from a copier trained on random repeats, and from scratch; the copying "
                      "probe (helpers.copying) at every saved model",
              "copier": {"lengths": list(copier["lengths"]), "steps": copier["steps"], "curve": copier_curve},

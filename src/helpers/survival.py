@@ -20,13 +20,12 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .config import get_profile
-from .copying import CopyingOracle, copying_probe, saved_beyond_control
+from .copying import CopyingOracle, held_out_probe, saved_beyond_control
 from .evaluation_plots import survival_figure
 from .model import build_model, load_model
 from .plots import close
 from .runs import write_bytes, write_json
 from .stats import share
-from .stories import corpus
 from .study import ensure_copier, probed_curve
 from .tokenizer import profile_tokenizer
 from .train import ensure_run
@@ -91,12 +90,7 @@ def run_survival(out_dir: str | Path, figures_dir: str | Path, *, plan: Mapping[
     if not (plan["copier_seeds"] and plan["pretrain_seeds"] and plan["recipes"]):
         raise ValueError("run_survival needs at least one copier seed, one pretraining seed and one recipe")
     profile = get_profile("lesson", overrides)
-    tokenizer = profile_tokenizer(profile)
-    facts = corpus("validation", stories, seed=profile.data.corpus_seed)
-
-    def probe(model) -> dict[str, dict]:
-        return copying_probe(model, tokenizer, facts, profile.data.block_size)
-
+    tokenizer, probe = profile_tokenizer(profile), held_out_probe(profile, stories)
     rows, copiers = [], {}
     for copier_seed in plan["copier_seeds"]:
         start, trained = ensure_copier(out, copier, seed=copier_seed, progress=progress)
