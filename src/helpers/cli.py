@@ -13,7 +13,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 
@@ -269,15 +269,20 @@ def _parameter(item: str) -> tuple[str, object]:
         return name.strip(), value
 
 
+def _share_of(plan: Mapping[str, Any], key: str, chosen: Sequence[Any], flag: str, what: str,
+              source: str) -> dict[str, Any]:
+    """``plan`` with ``plan[key]`` cut to the values a repeatable flag chose (all of them when none was), so that
+    processes can share a study's runs; a value the plan does not hold is refused by name."""
+    unknown = [value for value in chosen if value not in plan[key]]
+    if unknown:
+        raise ConfigError(f"study {flag} {unknown[0]}: not a {what} of {source}; choose among {list(plan[key])}")
+    return {**plan, key: tuple(dict.fromkeys(chosen))} if chosen else dict(plan)
+
+
 def _survival(args: argparse.Namespace) -> int:
     """`study --survival`: the survival runs (of the chosen copier seeds), their table, and the survivors counted."""
-    plan = dict(survival.SURVIVAL)
-    if args.copier_seeds:
-        unknown = [seed for seed in args.copier_seeds if seed not in plan["copier_seeds"]]
-        if unknown:
-            raise ConfigError(f"study --copier-seed {unknown[0]}: not a copier seed of helpers.survival.SURVIVAL; "
-                              f"choose among {list(plan['copier_seeds'])}")
-        plan["copier_seeds"] = tuple(dict.fromkeys(args.copier_seeds))
+    plan = _share_of(survival.SURVIVAL, "copier_seeds", args.copier_seeds, "--copier-seed", "copier seed",
+                     "helpers.survival.SURVIVAL")
     table = survival.run_survival(args.out, args.figures, plan=plan, overrides=parse_overrides(args.overrides),
                                   progress=not args.quiet)
     print("runs that kept copying: " + ", ".join(
@@ -288,13 +293,8 @@ def _survival(args: argparse.Namespace) -> int:
 
 def _lengths(args: argparse.Namespace) -> int:
     """`study --lengths`: the cells of the 2 x 2 (of the chosen pretraining lengths), and what each length did."""
-    plan = dict(lengths.LENGTHS)
-    if args.pretrain_lengths:
-        unknown = [n for n in args.pretrain_lengths if n not in plan["pretrain_steps"]]
-        if unknown:
-            raise ConfigError(f"study --pretrain-steps {unknown[0]}: not a pretraining length of "
-                              f"helpers.lengths.LENGTHS; choose among {list(plan['pretrain_steps'])}")
-        plan["pretrain_steps"] = tuple(dict.fromkeys(args.pretrain_lengths))
+    plan = _share_of(lengths.LENGTHS, "pretrain_steps", args.pretrain_lengths, "--pretrain-steps",
+                     "pretraining length", "helpers.lengths.LENGTHS")
     table = lengths.run_lengths(args.out, args.figures, lengths=plan, overrides=parse_overrides(args.overrides),
                                 question_stories=args.stories, progress=not args.quiet)
     print("exact answers, all kinds: " + ", ".join(
