@@ -64,10 +64,11 @@ def test_frequency_baseline_picks_the_most_common_candidate():
              item("where", "park", "beach", "park"),      # beach 2 > park 1 ("parking" is another word): wrong
              item("where", "beach", "farm", "beach"),     # beach 2 > farm 0: right
              item("what", "kite", "ball", "kite"),        # kite 2 (KITE counts, case is ignored) > ball 1: right
-             item("feeling", "happy", "happy", "sad", "proud")]  # all 0: the first candidate, happy: right
+             item("feeling", "happy", "happy", "sad", "proud"),  # all 0: the first candidate, happy: right
+             item("toy", "teddy bear", "ball", "teddy bear")]  # two words: teddy bear 2 > ball 1: right
     texts = ["Tom met Tom and Pete at the beach with a KITE and a ball.",
-             "The beach, the Park and two parking lots: parking! A kite."]
-    assert frequency_baseline(items, texts) == {"who": 0.0, "where": 0.5, "what": 1.0, "feeling": 1.0}
+             "The beach, the Park and two parking lots: parking! A kite, a teddy bear and a Teddy Bear."]
+    assert frequency_baseline(items, texts) == {"who": 0.0, "where": 0.5, "what": 1.0, "feeling": 1.0, "toy": 1.0}
 
 
 @pytest.mark.parametrize("successes, n, low, high", [

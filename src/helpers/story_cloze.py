@@ -155,12 +155,11 @@ def frequency_baseline(items: Sequence[ClozeItem], training_texts: Iterable[str]
     A guess that needs no model and no reading of the story: what a model
     gets from knowing only which words are common.
     """
-    counts: Counter[str] = Counter()
-    words = {w.lower() for item in items for w in item.candidates}
-    for text in training_texts:
-        lowered = text.lower()
-        for word in words:
-            counts[word] += len(re.findall(rf"\b{re.escape(word)}\b", lowered))
+    lowered = "\n".join(text.lower() for text in training_texts)  # no candidate spans a line break
+    counts = Counter(re.findall(r"\w+", lowered))  # a one-word candidate's whole-word count, for all at once
+    for word in {w.lower() for item in items for w in item.candidates}:
+        if not re.fullmatch(r"\w+", word):  # "teddy bear": searched for as it is written
+            counts[word] = len(re.findall(rf"\b{re.escape(word)}\b", lowered))
     right: Counter[str] = Counter()
     total: Counter[str] = Counter()
     for item in items:
