@@ -55,6 +55,14 @@ def test_the_lengths_command_splits_by_pretraining_length_and_reuses_the_study_r
     from helpers.cli import main
 
     monkeypatch.setattr(lengths, "LENGTHS", {"pretrain_steps": (3, 6), "finetune_steps": (2, 4)})
+    asked_swapped = []  # the questions of each cell's control, as the model got them
+
+    def recording(model, tokenizer, records, **options):
+        asked_swapped.append([dict(r) for r in records])
+        return real_qa_accuracy(model, tokenizer, records, **options)
+
+    real_qa_accuracy = lengths.qa_accuracy
+    monkeypatch.setattr(lengths, "qa_accuracy", recording)
     runs, figs = tmp_path / "runs", tmp_path / "figs"
     command = ["study", "--lengths", "--quiet", "--out", str(runs), "--figures", str(figs), "--stories", "2",
                *[item for key, value in SHRUNK.items() for item in ("--set", f"{key}={value}")]]
@@ -98,8 +106,22 @@ def test_the_lengths_command_splits_by_pretraining_length_and_reuses_the_study_r
     assert [line.split(" | ")[:2] for line in markdown[4:8]] == [["| 3", "2"], ["| 3", "4"], ["| 6", "2"],
                                                                   ["| 6", "4"]]
     assert markdown[8].startswith("| baseline | – | ") and markdown[9].startswith("| trivial reader | – | ")
-    assert markdown[15].startswith("| finetuning 2 → 4 steps | pretraining 3 steps | ")
-    assert markdown[16].startswith("| pretraining 3 → 6 steps | finetuning 2 steps | ")
+    # the control: every cell's questions asked again, each about the next story, scored like the answers
+    questions = held_out_questions(2)
+    assert len(asked_swapped) == 4 and all(asked == asked_swapped[0] for asked in asked_swapped)
+    stories = list(dict.fromkeys(q["input"] for q in questions))
+    assert len(stories) == 2 and [q["input"] for q in asked_swapped[0]] == [
+        stories[1 - stories.index(q["input"])] for q in questions]
+    assert [{k: v for k, v in q.items() if k != "input"} for q in asked_swapped[0]] == [
+        {k: v for k, v in q.items() if k != "input"} for q in questions]
+    for cell in cells:
+        assert cell["answers_swapped"]["all"]["n"] == cell["questions"] and set(cell["answers_swapped"]) == set(
+            cell["answers"]) - {"step", "tokens"}
+    assert markdown[13].startswith("| pretraining steps | finetuning steps | ")
+    assert [line.split(" | ")[:2] for line in markdown[15:19]] == [["| 3", "2"], ["| 3", "4"], ["| 6", "2"],
+                                                                    ["| 6", "4"]]
+    assert markdown[24].startswith("| finetuning 2 → 4 steps | pretraining 3 steps | ")
+    assert markdown[25].startswith("| pretraining 3 → 6 steps | finetuning 2 steps | ")
     losses = markdown.index("| pretraining steps | finetuning steps | validation loss after pretraining "
                             "| after finetuning | random repeat saved beyond the control, pretrained | finetuned |")
     assert [line.split(" | ")[:2] for line in markdown[losses + 2:losses + 6]] == [
@@ -107,7 +129,7 @@ def test_the_lengths_command_splits_by_pretraining_length_and_reuses_the_study_r
     # the name probe for every cell and the untrained model, each role with its story-swapped control
     roles = list(cells[0]["names"])
     assert roles[-1] == "all" and set(roles) <= {"hero", "friend", "all"}
-    heroes = [q for q in held_out_questions(2) if q.get("role") in ("hero", "friend")]
+    heroes = [q for q in questions if q.get("role") in ("hero", "friend")]
     for cell in cells + [written["untrained"]]:
         assert cell["names"]["all"]["right_first"]["n"] == cell["names_control"]["all"]["right_first"]["n"] == len(
             heroes)

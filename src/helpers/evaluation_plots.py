@@ -324,7 +324,8 @@ def survival_figure(table: Mapping[str, Any], *, title: str, path: str | Path | 
 
 def lengths_figure(table: Mapping[str, Any], *, title: str, path: str | Path | None = None) -> Figure:
     """Exact answers per kind (who by role), a bar per cell of :func:`helpers.lengths.run_lengths` with its 95%
-    interval, and per kind the most common training answer (a black tick) and a trivial reader (a dashed one)."""
+    interval and a cross where the same questions about the next story land (the control), and per kind the most
+    common training answer (a black tick) and a trivial reader (a dashed one)."""
     cells = table["cells"]
     if not cells:
         raise ValueError("no cells to plot")
@@ -339,6 +340,8 @@ def lengths_figure(table: Mapping[str, Any], *, title: str, path: str | Path | N
                yerr=[[max(g["share"] - g["low"], 0) for g in got], [max(g["high"] - g["share"], 0) for g in got]],
                capsize=2,
                label=f"pretrained {cell['pretrain_steps']} steps, finetuned {cell['finetune_steps']}")
+        ax.scatter(xs, [cell["answers_swapped"][kind]["share"] for kind in kinds], marker="x", color="black", s=14,
+                   zorder=3, label="the same, each question about the next story" if i == 0 else None)
     for lines, style, name in ((cells[0]["baselines"], "-", "most common training answer"),
                                (cells[0]["readers"], "--", "trivial reader")):
         for k, kind in enumerate(kinds):

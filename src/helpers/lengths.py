@@ -3,17 +3,19 @@
 The lesson pretrains 1000 steps and finetunes 400; the study
 (:func:`helpers.study.run_study`) 3500 and 1500, and answers far more
 questions right. Both changed at once, so the study alone cannot say which
-length bought what. :func:`run_lengths` trains the four cells of the 2 x 2
-(each pretraining length, each finetuning length from each pretraining), all
-else held at the study's settings, and measures every cell the same way: the
-exact answers per kind (who split by role) with their 95% intervals, the
-no-reading baselines and trivial readers beside them, whether its who-answers
-lean toward the story's names at all (:mod:`helpers.name_lookup`, with its
-story-swapped control and an untrained model), the copying probe
-(:mod:`helpers.copying`) before and after finetuning, and the validation
-losses. Each length's effect is then read with the course's one rule
-(:func:`helpers.stats.compare_shares`) at each level of the other length.
-The study's own runs are the long x long cell, so ``make study`` trains it once.
+length bought what. :func:`run_lengths` trains every cell of the table
+(each pretraining length, each finetuning length from each pretraining; the
+longest finetuning is twice the study's, to see whether the answers keep
+climbing), all else held at the study's settings, and measures every cell the
+same way: the exact answers per kind (who split by role) with their 95%
+intervals, the no-reading baselines and trivial readers beside them, whether
+its who-answers lean toward the story's names at all
+(:mod:`helpers.name_lookup`, with its story-swapped control and an untrained
+model), the copying probe (:mod:`helpers.copying`) before and after
+finetuning, and the validation losses. Each length's effect is then read with
+the course's one rule (:func:`helpers.stats.compare_shares`) at each level of
+the other length. The study's own runs are its 3500 x 1500 cell, so
+``make study`` trains them once.
 """
 
 from __future__ import annotations
@@ -27,18 +29,21 @@ from .copying import held_out_probe, saved_beyond_control
 from .evaluation_plots import lengths_figure
 from .plots import close
 from .model import build_model, load_model
-from .name_lookup import name_lookup
+from .name_lookup import name_lookup, swapped_stories
+from .probes import qa_accuracy
 from .runs import write_bytes, write_text
 from .sources import held_out_questions
 from .stats import compare_shares
 from .study import STUDY_SETTINGS, finetune_and_ask
+from .text_metrics import answer_tallies
 from .tokenizer import profile_tokenizer
 from .train import ensure_run
 
 __all__ = ["LENGTHS", "cell_folders", "length_effects", "run_lengths"]
 
-# The lesson's lengths and the study's, crossed.
-LENGTHS: dict[str, tuple[int, ...]] = {"pretrain_steps": (1000, 3500), "finetune_steps": (400, 1500)}
+# The lesson's lengths and the study's, crossed; and finetuning twice the study's: do the answers (and the name
+# lookup, which begins only at the study's lengths) keep climbing?
+LENGTHS: dict[str, tuple[int, ...]] = {"pretrain_steps": (1000, 3500), "finetune_steps": (400, 1500, 3000)}
 
 
 def cell_folders(pretrain_steps: int, finetune_steps: int, study: Mapping[str, Any]) -> tuple[str, str]:
@@ -102,6 +107,12 @@ def run_lengths(out_dir: str | Path, figures_dir: str | Path, *, lengths: Mappin
         return {"names": name_lookup(model, tokenizer, questions),
                 "names_control": name_lookup(model, tokenizer, questions, control=True)}
 
+    def swapped(model) -> dict[str, dict]:
+        """Exact answers per kind with each question asked about the next story: what the story itself decides."""
+        asked = qa_accuracy(model, tokenizer, swapped_stories(questions), max_new_tokens=12, examples=len(questions),
+                            position_offset=study.data.position_offset, progress=False)
+        return answer_tallies(asked["examples"])
+
     study_lengths = {"pretrain.max_steps": study.pretrain.max_steps, "finetune.max_steps": study.finetune.max_steps}
     cells = []
     for pretrain_steps in lengths["pretrain_steps"]:
@@ -111,10 +122,11 @@ def run_lengths(out_dir: str | Path, figures_dir: str | Path, *, lengths: Mappin
             pre = ensure_run("pretrain", get_profile("lesson", settings), out / pretrained, progress=progress)
             profile = get_profile("lesson", {**settings, "finetune.max_steps": finetune_steps})
             fin = ensure_run("finetune", profile, out / tuned, init=out / pretrained, progress=progress)
-            measured = _cached(out / tuned, {"stories": stories, "question_stories": question_stories}, lambda: {
+            asked = {"stories": stories, "question_stories": question_stories, "story swapped": True}
+            measured = _cached(out / tuned, asked, lambda: {
                 "pretrained_copying": probe(load_model(out / pretrained)),
                 **finetune_and_ask(out / pretrained, out / tuned, profile, probe, question_stories, progress),
-                **names(load_model(out / tuned))})
+                **names(load_model(out / tuned)), "answers_swapped": swapped(load_model(out / tuned))})
             cells.append({"pretrain_steps": pretrain_steps, "finetune_steps": finetune_steps,
                           "folders": [pretrained, tuned],
                           "tokens": {"pretraining": pre.tokens, "finetuning": fin.tokens},
@@ -159,6 +171,13 @@ def _lengths_markdown(table: Mapping[str, Any]) -> str:
     for name, lines in (("baseline", cells[0]["baselines"]), ("trivial reader", cells[0]["readers"])):
         out.append(f"| {name} | – | " + " | ".join(
             f"{lines[k]['share']:.0%}" if k in lines else "–" for k in kinds) + " |")
+    out += ["", "The same questions, each asked about the next story (the control: an answer the story decides must "
+                "fall to what the question alone gives away):", "",
+            "| pretraining steps | finetuning steps | " + " | ".join(kinds) + " |", "|" + "---|" * (len(kinds) + 2)]
+    for cell in cells:
+        out.append(f"| {cell['pretrain_steps']} | {cell['finetune_steps']} | " + " | ".join(
+            f"{got['share']:.0%} ({got['low']:.0%}-{got['high']:.0%})"
+            for got in (cell["answers_swapped"][kind] for kind in kinds)) + " |")
     out += ["", "Each length made longer, the other held: the change in exact answers in percentage points, its 95% "
                 "interval and the verdict of the one rule (helpers.stats.compare_shares):", "",
             "| change | held at | " + " | ".join(kinds) + " |", "|" + "---|" * (len(kinds) + 2)]
