@@ -43,9 +43,10 @@ report: install
 # the first of them the one --copier made, and sixteen pretrainings: 75 minutes for the copiers and the first
 # eight, 42 for the other eight, on the slower 2-core CPU of December 2026, run as two one-thread processes with
 # --copier-seed 0 and --copier-seed 1, which a call without --copier-seed then assembles), and which of the two
-# lengths, pretraining or finetuning, moves the answers (the 2 x 2 of --lengths, its long x long cell the first
-# part's runs: 47 minutes from nothing on that CPU as two one-thread processes split by --pretrain-steps)?
-# STUDY_ARGS (e.g. --set finetune.max_steps=2000) changes the first part and the 2 x 2 of lengths built on it.
+# lengths, pretraining or finetuning, moves the answers (the table of --lengths, its 3500 x 1500 cell the first
+# part's runs: 78 minutes from nothing on that CPU as two one-thread processes split by --pretrain-steps, 31 of them
+# for the two 3000-step finetunings)?
+# STUDY_ARGS (e.g. --set finetune.max_steps=2000) changes the first part and the table of lengths built on it.
 study: install
 	$(BIN)/python -m helpers study $(STUDY_ARGS)
 	$(BIN)/python -m helpers study --arms

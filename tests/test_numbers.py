@@ -169,17 +169,27 @@ def _survival_loss(rows: list[int], pick=max):
     return lambda load: pick(load(SURVIVAL)["rows"][r]["curve"][-1]["eval_loss"] for r in rows)
 
 
-LENGTHS = "study_lengths.json"  # python -m helpers study --lengths: cells 1000x400, 1000x1500, 3500x400, 3500x1500
+LENGTHS = "study_lengths.json"  # python -m helpers study --lengths: each pretraining length x each finetuning length
 
 
-def _lengths(cell: int, kind: str, key: str = "share"):
-    """The 2 x 2 of lengths: one cell's exact answers of a kind (the share or an end of its interval)."""
-    return lambda load: load(LENGTHS)["cells"][cell]["answers"][kind][key]
+def _cell(load, steps: tuple[int, int]):
+    """The cell of the lengths table pretrained and finetuned for ``steps``."""
+    return next(c for c in load(LENGTHS)["cells"] if (c["pretrain_steps"], c["finetune_steps"]) == steps)
 
 
-def _lengths_rank(cell: int, control: bool = False):
-    """The 2 x 2 of lengths: the right name's mean rank for main-character questions, with the story or swapped."""
-    return lambda load: load(LENGTHS)["cells"][cell]["names_control" if control else "names"]["hero"]["mean_rank"]
+def _lengths(steps: tuple[int, int], kind: str, key: str = "share"):
+    """The table of lengths: one cell's exact answers of a kind (the share or an end of its interval)."""
+    return lambda load: _cell(load, steps)["answers"][kind][key]
+
+
+def _swapped(steps: tuple[int, int], kind: str):
+    """The table of lengths: one cell's exact answers of a kind with each question asked about the next story."""
+    return lambda load: _cell(load, steps)["answers_swapped"][kind]["share"]
+
+
+def _lengths_rank(steps: tuple[int, int], control: bool = False):
+    """The table of lengths: the right name's mean rank for main-character questions, with the story or swapped."""
+    return lambda load: _cell(load, steps)["names_control" if control else "names"]["hero"]["mean_rank"]
 
 
 def _lengths_steps(stage: str, k: int):
@@ -346,24 +356,37 @@ CLAIMS = [
       _survival_loss(RUNS[SLOW], min), _survival_loss(RUNS[SLOW]), _survival_loss(RUNS[HALF], min),
       _survival_loss(RUNS[HALF]), _survival_loss(RUNS[DRILLS], min), _survival_loss(RUNS[DRILLS]),
       _copier_point(1, -1, "eval_loss")]),
-    (rf"study's settings with {N} or {N} pretraining steps, each pretraining finetuned for {N} or {N}\s+steps\. "
-     rf"All kinds together: {N} and {N} after the short pretraining, {N} and {N} \({N}-{N}\) after\s+the long one\."
-     rf"[\s\S]*?lifts \*where\* from {N} to {N} at {N} finetuning steps,[\s\S]*?\(\*where\* {N}, \*what\* {N}\)\."
-     rf"[\s\S]*?on this machine: {N} where the committed study got {N}, and it names the main\s+character {N} "
-     rf"\({N}-{N}\) of the time, where that run named it {N}\.[\s\S]*?mean rank among the {N} names is {N} in "
-     rf"that cell \(chance {N}; the same question\s+asked about another story: {N}\), {N} after {N} finetuning steps "
-     rf"\({N}\), and {N} and {N}\s+after the short pretraining",
+    (rf"study's settings with {N} or {N} pretraining steps, each pretraining finetuned for {N}, {N} or\s+{N} steps\. "
+     rf"All kinds together: {N}, {N} and {N} after the short pretraining, {N}, {N} and {N}\s+\({N}-{N}\) after the "
+     rf"long one\. After the short pretraining only \*feeling\* moves, at {N} finetuning\s+steps \({N}\)\. The "
+     rf"longer pretraining lifts \*where\* from {N} to {N} at {N} finetuning steps; at {N}\s+\*where\* reaches {N} "
+     rf"and \*what\* {N}; at {N} the who-questions[\s\S]*?Grandpa\) {N} of {N}, the main character {N} and the "
+     rf"friend {N},\s+against {N}, {N} and {N} at {N} steps\.[\s\S]*?answers the parent {N} \(always \"Mom\" gets as "
+     rf"much\), the main character {N},\s+\*where\* {N} and all kinds {N}\. \*Yes/no\* stays where always \"no\" is "
+     rf"\({N} against {N} there,[\s\S]*?mean rank among the {N}\s+names is {N} in the longest cell, {N} after {N} "
+     rf"finetuning steps and {N} after {N} \(chance\s+{N}; the same questions about another story: {N}, {N} and "
+     rf"{N}\), and {N}, {N} and {N}\s+after the short pretraining\.[\s\S]*?The {N} x {N} cell is the study's run\.",
      [_lengths_steps("pretrain_steps", 0), _lengths_steps("pretrain_steps", 1), _lengths_steps("finetune_steps", 0),
-      _lengths_steps("finetune_steps", 1), _lengths(0, "all"), _lengths(1, "all"), _lengths(2, "all"),
-      _lengths(3, "all"), _lengths(3, "all", "low"), _lengths(3, "all", "high"), _lengths(0, "where"),
-      _lengths(2, "where"), _lengths_steps("finetune_steps", 0), _lengths(3, "where"), _lengths(3, "what"),
-      _lengths(3, "all"), lambda load: load("study_answers.json")["rows"][-1]["all"]["share"],
-      _lengths(3, "who/hero"), _lengths(3, "who/hero", "low"), _lengths(3, "who/hero", "high"),
-      lambda load: load("study_answers.json")["rows"][-1]["who/hero"]["share"],
-      lambda load: 1 / load(LENGTHS)["cells"][0]["names"]["hero"]["right_chance"], _lengths_rank(3),
-      lambda load: (1 / load(LENGTHS)["cells"][0]["names"]["hero"]["right_chance"] + 1) / 2,
-      _lengths_rank(3, control=True), _lengths_rank(2), _lengths_steps("finetune_steps", 0),
-      _lengths_rank(2, control=True), _lengths_rank(0), _lengths_rank(1)]),
+      _lengths_steps("finetune_steps", 1), _lengths_steps("finetune_steps", 2),
+      *(_lengths((1000, steps), "all") for steps in (400, 1500, 3000)),
+      *(_lengths((3500, steps), "all") for steps in (400, 1500, 3000)),
+      _lengths((3500, 3000), "all", "low"), _lengths((3500, 3000), "all", "high"),
+      _lengths_steps("finetune_steps", 2), _lengths((1000, 3000), "feeling"),
+      _lengths((1000, 400), "where"), _lengths((3500, 400), "where"), _lengths_steps("finetune_steps", 0),
+      _lengths_steps("finetune_steps", 1), _lengths((3500, 1500), "where"), _lengths((3500, 1500), "what"),
+      _lengths_steps("finetune_steps", 2), _lengths((3500, 3000), "who/parent"),
+      _lengths((3500, 3000), "who/parent", "n"), _lengths((3500, 3000), "who/hero"),
+      _lengths((3500, 3000), "who/friend"), _lengths((3500, 1500), "who/parent"), _lengths((3500, 1500), "who/hero"),
+      _lengths((3500, 1500), "who/friend"), _lengths_steps("finetune_steps", 1),
+      *(_swapped((3500, 3000), kind) for kind in ("who/parent", "who/hero", "where", "all")),
+      _lengths((3500, 3000), "yes_no"), lambda load: _cell(load, (3500, 3000))["baselines"]["yes_no"]["share"],
+      lambda load: 1 / _cell(load, (1000, 400))["names"]["hero"]["right_chance"], _lengths_rank((3500, 3000)),
+      _lengths_rank((3500, 1500)), _lengths_steps("finetune_steps", 1), _lengths_rank((3500, 400)),
+      _lengths_steps("finetune_steps", 0),
+      lambda load: (1 / _cell(load, (1000, 400))["names"]["hero"]["right_chance"] + 1) / 2,
+      *(_lengths_rank((3500, steps), control=True) for steps in (3000, 1500, 400)),
+      *(_lengths_rank((1000, steps)) for steps in (400, 1500, 3000)),
+      _lengths_steps("pretrain_steps", 1), _lengths_steps("finetune_steps", 1)]),
     (rf"\*\*Finetuning\*\* \(lesson 4\): {N} steps; answer-token validation loss\s+{N} to {N}\.",
      [lambda load: FINE(load)["run"]["step"],
       lambda load: FINE(load)["eval_loss"][0], lambda load: FINE(load)["eval_loss"][-1]]),
@@ -544,8 +567,8 @@ def test_a_readme_number_changed_by_one_unit_is_caught(tmp_path):
         spans.append(found.span(1) if not found.group(2) else (found.start(1), found.end(2)))
     # 85 before the copying probe, the two cloze designs and the answers by role; 9 on the study's roles and what
     # its pretraining reads; 29 on the repeats alone; 33 on the copier pretrained on stories and finetuned; 13 on the
-    # same arms from a copier retrained on another machine; 46 on the survival runs; 30 on the 2 x 2 of lengths
-    assert len(spans) == 261
+    # same arms from a copier retrained on another machine; 46 on the survival runs; 51 on the table of lengths
+    assert len(spans) == 282
     copy = tmp_path / "README.md"
     missed = []
     for start, end in spans:
@@ -567,7 +590,7 @@ def test_the_readme_calls_above_baseline_exactly_the_kinds_the_course_rule_does(
     study = json.loads((ROOT / "figures" / "study_answers.json").read_text())
     verdicts = versus_baselines(study["rows"][-1], study["baselines"])
     text = " ".join((ROOT / "README.md").read_text().split())
-    said = re.search(r"is not reached: (?P<above>.+?) climb far above their baselines, (?P<level>.+?) cannot be told "
+    said = re.search(r"is not reached: (?P<above>.+?) climb above their baselines, (?P<level>.+?) cannot be told "
                      r"from theirs\.", text)
     assert said, "the README no longer says which kinds of the study beat their baseline"
     kinds = {group: {k.replace("/", "_") for k in re.findall(r"\*([a-z/]+)\*", said[group])} for group in ("above", "level")}
