@@ -292,7 +292,7 @@ def _survival(args: argparse.Namespace) -> int:
 
 
 def _lengths(args: argparse.Namespace) -> int:
-    """`study --lengths`: the cells of the table of lengths (of the chosen pretraining lengths), and what each length did."""
+    """`study --lengths`: the cells of the chosen pretraining lengths, and what each length did."""
     plan = _share_of(lengths.LENGTHS, "pretrain_steps", args.pretrain_lengths, "--pretrain-steps",
                      "pretraining length", "helpers.lengths.LENGTHS")
     table = lengths.run_lengths(args.out, args.figures, lengths=plan, overrides=parse_overrides(args.overrides),

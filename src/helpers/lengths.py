@@ -107,11 +107,12 @@ def run_lengths(out_dir: str | Path, figures_dir: str | Path, *, lengths: Mappin
         return {"names": name_lookup(model, tokenizer, questions),
                 "names_control": name_lookup(model, tokenizer, questions, control=True)}
 
-    def swapped(model) -> dict[str, dict]:
-        """Exact answers per kind with each question asked about the next story: what the story itself decides."""
+    def controls(model) -> dict[str, dict]:
+        """The name probe with its control, and the exact answers per kind with each question asked about the next
+        story: what the story itself decides."""
         asked = qa_accuracy(model, tokenizer, swapped_stories(questions), max_new_tokens=12, examples=len(questions),
                             position_offset=study.data.position_offset, progress=False)
-        return answer_tallies(asked["examples"])
+        return {**names(model), "answers_swapped": answer_tallies(asked["examples"])}
 
     study_lengths = {"pretrain.max_steps": study.pretrain.max_steps, "finetune.max_steps": study.finetune.max_steps}
     cells = []
@@ -126,7 +127,7 @@ def run_lengths(out_dir: str | Path, figures_dir: str | Path, *, lengths: Mappin
             measured = _cached(out / tuned, asked, lambda: {
                 "pretrained_copying": probe(load_model(out / pretrained)),
                 **finetune_and_ask(out / pretrained, out / tuned, profile, probe, question_stories, progress),
-                **names(load_model(out / tuned)), "answers_swapped": swapped(load_model(out / tuned))})
+                **controls(load_model(out / tuned))})
             cells.append({"pretrain_steps": pretrain_steps, "finetune_steps": finetune_steps,
                           "folders": [pretrained, tuned],
                           "tokens": {"pretraining": pre.tokens, "finetuning": fin.tokens},
