@@ -52,6 +52,7 @@ def _static_text() -> str:
     return _plain(PAPER.read_text() + " " + " ".join(facts))
 
 
+@cache  # the one-unit test asks the same numbers of the same texts hundreds of times
 def _found(number: str, *texts: str) -> bool:
     value = number.rstrip("%")
     if "." not in value and "%" not in number and int(value) <= SMALL:
@@ -457,6 +458,12 @@ def _named_sources(block: str, figures: Path, results: Path) -> list[Path]:
 
 def _file_numbers(paths: list[Path]) -> str:
     """Every value in the files, written the ways prose rounds it (and seconds also as minutes)."""
+    return _numbers_of_files(tuple((path, path.stat().st_mtime_ns) for path in paths))
+
+
+@cache
+def _numbers_of_files(stamped: tuple[tuple[Path, int], ...]) -> str:
+    """:func:`_file_numbers` of files as they were when last changed (each modification time is part of the key)."""
     forms: set[str] = set()
 
     def walk(value, key=""):
@@ -470,7 +477,7 @@ def _file_numbers(paths: list[Path]) -> str:
             for v in ([value, value / 60] if key.endswith("_s") else [value]):
                 forms.update({f"{v:.0f}", f"{v:.1f}", f"{v:.2f}", f"{v:.3f}", f"{v * 100:.0f}%", f"{v:g}"})
 
-    for path in paths:
+    for path, _ in stamped:
         walk(json.loads(path.read_text()))
     return " ".join(sorted(forms))
 
