@@ -35,8 +35,8 @@ $(STAMP): pyproject.toml | $(BIN)/python
 report: install
 	$(BIN)/python -m helpers report --profile $(PROFILE) $(if $(filter lesson,$(PROFILE)),--store) $(REPORT_ARGS)
 
-# A longer study (not part of the report): can this model learn story QA (about a quarter of an hour on 2 idle
-# CPU cores), and which pretraining recipes make it copy from its context (the arms: about an hour more; the
+# A longer study (not part of the report): can this model learn story QA (48 minutes as one
+# one-thread process on the slower 2-core CPU of December 2026), and which pretraining recipes make it copy from its context (the arms: about an hour more; the
 # repeats alone: about 40 minutes more; a copier, then ten arms of stories and finetuning from it or from
 # scratch, five pretrainings among them: about an hour more on 2 idle cores in a fast hour, added up from its
 # parts, and up to three times that in a slow one), does copying survive stories run after run (two copiers,

@@ -187,7 +187,7 @@ def test_the_paper_profile_rehearsed_offline_through_the_report_job(tmp_path):
                     "n_train_stories": 300, "n_val_stories": 40, "n_question_stories": 2, "demo_steps": 3,
                     "loop_steps": 2, "loop_batch": 2, "sample_checkpoints": [], "packing_stories": 200,
                     "decoding_stories": 2, "question_stories": 2, "n_shown": 2, "samples": 2, "order_prompts": 4,
-                    "order_stories": 2, "copy_sequences": 4}
+                    "order_stories": 2, "copy_sequences": 4, "pieces_steps": 10, "max_new_tokens": 8}
     args = [sys.executable, "-m", "helpers", "report", "--profile", "paper", "--out", str(tmp_path / "build"),
             "--runs", str(tmp_path / "runs"), "--figures", str(tmp_path / "figs")]
     args += [item for key, value in lesson_knobs.items() for item in ("--param", f"{key}={json.dumps(value)}"

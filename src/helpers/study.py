@@ -2,7 +2,7 @@
 
 The lesson's finetuning is a few hundred steps, enough to learn the form of
 an answer. The study trains the same shape (width 64, 6 layers, 8 heads)
-for about a quarter of an hour on two idle CPU cores: a longer pretraining, then a long
+much longer (under an hour on a 2-core CPU): a longer pretraining, then a long
 finetuning on many more story questions, with a checkpoint every few hundred
 steps. It then measures exact answers per kind of question at every
 checkpoint, on the questions about held-out stories, against baselines taken
