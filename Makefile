@@ -45,7 +45,8 @@ report: install
 # processes with --copier-seed 0 and --copier-seed 1, which a call without --copier-seed then assembles), and
 # which of the two lengths, pretraining or finetuning, moves the answers (the table of --lengths, its 3500 x
 # 1500 cell the first part's runs: 78 minutes from nothing on that CPU as two one-thread processes split by
-# --pretrain-steps, 31 of them for the two 3000-step finetunings)?
+# --pretrain-steps, 31 of them for the two 3000-step finetunings), and do yes/no answers written with the fact
+# that decides them, or twice the finetuning, do better than the plain 3000-step cell (--finetunings)?
 # STUDY_ARGS (e.g. --set finetune.max_steps=2000) changes the first part and the table of lengths built on it.
 study: install
 	$(BIN)/python -m helpers study $(STUDY_ARGS)
@@ -54,6 +55,7 @@ study: install
 	$(BIN)/python -m helpers study --copier
 	$(BIN)/python -m helpers study --survival
 	$(BIN)/python -m helpers study --lengths $(STUDY_ARGS)
+	$(BIN)/python -m helpers study --finetunings $(STUDY_ARGS)
 
 # Student notebooks (solutions blanked, hidden tests removed) into notebooks/student/, autograders into
 # build/exercises/ (otter-grader; notebooks/EXERCISES.md says how to grade a returned notebook).

@@ -249,6 +249,20 @@ def test_embedded_questions_come_from_disjoint_stories():
     assert not {r["input"] for r in train} & {r["input"] for r in val}
 
 
+def test_data_yes_no_fact_writes_both_splits_yes_no_answers_with_their_fact():
+    plain = load_instructions(get_profile("lesson", {"data.instruction_limit": 300}).data)
+    before = load_instructions(get_profile("lesson", {"data.instruction_limit": 300, "data.yes_no_fact": "before"}).data)
+    for bare, told in zip(plain, before):
+        assert [r["instruction"] for r in told] == [r["instruction"] for r in bare]
+        for b, t in zip(bare, told):
+            if b["kind"] == "yes_no":
+                assert t["output"].endswith(f", so {b['output']}.") and t["verdict"] == b["output"], t
+            else:
+                assert t == b
+    with pytest.raises(ConfigError, match="'data.yes_no_fact' must be one of \\['none', 'before', 'after'\\], got 'x'"):
+        get_profile("lesson", {"data.yes_no_fact": "x"})
+
+
 def test_local_story_file_holds_out_the_last_share():
     require_shared()
     cfg = get_profile("paper", {"data.stories": str(TINYSTORIES_TRAIN)}).data

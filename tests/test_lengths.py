@@ -50,6 +50,17 @@ def test_each_length_is_read_longer_against_shorter_with_the_other_held():
     assert lengths.length_effects(cells[:1]) == []
 
 
+def test_each_finetuning_is_read_against_the_plain_one():
+    cells = [{**_cell(3500, 3000, 10, 40), "finetuning": name} for name in ("fact_first", "plain")]
+    cells[0]["answers"]["who"]["successes"] = 30  # 30 of 50 against the plain finetuning's 10
+    effects = lengths.finetuning_effects(cells)
+    assert [e["finetuning"] for e in effects] == ["fact_first"]
+    who = effects[0]["kinds"]["who"]
+    assert who["difference"] == pytest.approx(0.4) and who["verdict"] == "above" and who["low"] > 0.2
+    assert effects[0]["kinds"]["where"]["difference"] == 0
+    assert lengths.finetuning_effects(cells[:1]) == []  # nothing to read against without the plain one
+
+
 def test_the_lengths_command_splits_by_pretraining_length_and_reuses_the_study_runs(tmp_path, monkeypatch, capsys,
                                                                                    one_thread):
     from helpers.cli import main
@@ -143,3 +154,55 @@ def test_the_lengths_command_splits_by_pretraining_length_and_reuses_the_study_r
                                        "helpers.lengths.LENGTHS; choose among [3, 6]\n")
     with pytest.raises(ValueError, match="at least one pretraining length"):
         lengths.run_lengths(runs, figs, lengths={"pretrain_steps": (), "finetune_steps": (2,)})
+
+
+def test_the_finetunings_start_from_the_study_pretraining_and_are_read_against_the_plain_one(tmp_path, monkeypatch,
+                                                                                         capsys, one_thread):
+    from helpers.cli import main
+
+    # the plain finetuning is the longest of LENGTHS (5 steps), not the study's own (4 in SHRUNK)
+    monkeypatch.setattr(lengths, "LENGTHS", {"pretrain_steps": (3, 6), "finetune_steps": (2, 5)})
+    monkeypatch.setattr(lengths, "FINETUNINGS", {"plain": {}, "fact_first": {"data.yes_no_fact": "before"},
+                                                 "longer": {"finetune.max_steps": 6}})
+    runs, figs = tmp_path / "runs", tmp_path / "figs"
+    command = ["study", "--finetunings", "--quiet", "--out", str(runs), "--figures", str(figs), "--stories", "2",
+               *[item for key, value in SHRUNK.items() for item in ("--set", f"{key}={value}")]]
+    assert main(command + ["--finetuning", "fact_first"]) == 0  # one process: the study's pretraining, one finetuning
+    assert sorted(p.name for p in runs.iterdir()) == ["finetune-fact_first", "finetune-fact_first_measured.json",
+                                                      "pretrain"]
+    capsys.readouterr()
+    assert main(command) == 0
+    printed = capsys.readouterr().out
+    # the pretraining three times, the first finetuning once, and the two new ones once more as they are measured
+    assert printed.count("reusing the finished run") == 6
+    assert f"finetune: reusing the finished run in {runs / 'finetune-fact_first'} " in printed
+    written = json.loads((figs / "study_finetunings.json").read_text())
+    cells = written["cells"]
+    assert [(c["finetuning"], c["folders"], c["finetune_steps"]) for c in cells] == [
+        ("plain", ["pretrain", "finetune-6-5"], 5), ("fact_first", ["pretrain", "finetune-fact_first"], 5),
+        ("longer", ["pretrain", "finetune-longer"], 6)]
+    for cell in cells:
+        tuned = json.loads((runs / cell["folders"][1] / "run.json").read_text())
+        assert tuned["profile"]["finetune"]["max_steps"] == cell["finetune_steps"] == cell["answers"]["step"]
+        assert tuned["profile"]["data"]["yes_no_fact"] == ("before" if cell["finetuning"] == "fact_first" else "none")
+        assert tuned["init"] == str(runs / "pretrain")
+    # the same pretrained model under every finetuning; the yes/no answers of fact_first are scored by their verdict
+    assert cells[0]["before"]["all"] == cells[2]["before"]["all"] and cells[0]["pretrained_copying"] == cells[1][
+        "pretrained_copying"]
+    assert "fact_right" in cells[1]["answers"]["yes_no"] and "fact_right" not in cells[0]["answers"]["yes_no"]
+    assert cells[1]["answers"]["yes_no"]["n"] == cells[0]["answers"]["yes_no"]["n"] > 0
+    assert [e["finetuning"] for e in written["effects"]] == ["fact_first", "longer"]
+    for effect, cell in zip(written["effects"], cells[1:]):
+        got, plain = cell["answers"]["all"], cells[0]["answers"]["all"]
+        assert effect["kinds"]["all"]["difference"] == pytest.approx(got["share"] - plain["share"])
+    markdown = (figs / "study_finetunings.md").read_text().splitlines()
+    assert [line.split(" | ")[:2] for line in markdown[4:7]] == [
+        ["| plain", "finetune.max_steps=5"], ["| fact_first", "finetune.max_steps=5, data.yes_no_fact=before"],
+        ["| longer", "finetune.max_steps=6"]]
+    assert markdown[7].startswith("| baseline | – | ")
+    assert markdown.index("| finetuning | against | " + " | ".join(list(cells[0]["baselines"]) + ["all"]) + " |") > 7
+    fact = markdown.index("| finetuning | whole answer right |")
+    assert markdown[fact + 2].startswith("| fact_first | ") and len(markdown) == fact + 3
+    assert printed.splitlines()[-1].startswith("exact answers, all kinds: plain ")
+    with pytest.raises(ValueError, match="no finetuning named 'sideways'; choose among"):
+        lengths.run_finetunings(runs, figs, names=["sideways"])

@@ -363,3 +363,29 @@ def test_names_are_not_also_ordinary_words():
     for text in list(stories.TEMPLATES) + [w for ws in stories.SLOT_VALUES.values() for w in ws]:
         ordinary |= {w.lower() for w in re.findall(r"[A-Za-z]+", re.sub(r"\{\w+\}", " ", text))}
     assert not names & ordinary
+
+
+def test_yes_no_answers_can_give_the_fact_that_decides_them():
+    story = generate_story(3)  # Daphne at the pool with a diving board; asked about the pool, a big wave, Daphne
+    plain = [r for r in qa_records(story) if r["kind"] == "yes_no"]
+    assert [r["output"] for r in plain] == ["yes", "no", "yes"]
+    written = {fact: [r["output"] for r in qa_records(story, fact) if r["kind"] == "yes_no"]
+               for fact in ("before", "after")}
+    assert written == {
+        "before": ["It happened at the pool, so yes.", "There is a diving board, so no.", "Daphne is in the story, so yes."],
+        "after": ["Yes, it happened at the pool.", "No, there is a diving board.", "Yes, Daphne is in the story."]}
+    for fact in ("before", "after"):  # the same questions, the verdict kept; every other record unchanged
+        records = qa_records(story, fact)
+        assert [r["instruction"] for r in records] == [r["instruction"] for r in qa_records(story)]
+        assert [r["verdict"] for r in records if r["kind"] == "yes_no"] == ["yes", "no", "yes"]
+        assert [r for r in records if r["kind"] != "yes_no"] == [r for r in qa_records(story) if r["kind"] != "yes_no"]
+    with pytest.raises(ValueError, match="yes_no_fact must be one of none, before, after, not 'first'"):
+        qa_records(story, "first")
+
+
+def test_a_no_about_a_name_gives_the_main_character(some):
+    asked = [(s, r) for s in some[:300] for r in qa_records(s, "after")
+             if r["instruction"].startswith("Is there someone named") and r["verdict"] == "no"]
+    assert len(asked) > 50
+    for story, record in asked:
+        assert record["output"] == f"No, {story.hero} is in the story."

@@ -299,8 +299,8 @@ def test_the_study_command_trains_a_copier_then_stories_in_each_arm(tmp_path, mo
     assert json.loads((figs / "study_copier_stories.json").read_text()) == written
     # one choice at a time, and no settings for the arms that take none
     assert main(["study", "--arms", "--repeats"]) == 2
-    assert capsys.readouterr().err == ("error: study: choose one of --arms, --repeats, --copier, --survival "
-                                       "and --lengths\n")
+    assert capsys.readouterr().err == ("error: study: choose one of --arms, --repeats, --copier, --survival, "
+                                       "--lengths and --finetunings\n")
     assert main(["study", "--repeats", "--set", "pretrain.max_steps=5"]) == 2
     assert "--set changes the study's settings" in capsys.readouterr().err
     assert main(["study", "--arm", "from scratch"]) == 2

@@ -101,8 +101,8 @@ def test_the_survival_command_runs_every_seed_reuses_runs_and_splits_by_copier(t
     assert capsys.readouterr().err == ("error: study --copier-seed 7: not a copier seed of helpers.survival.SURVIVAL; "
                                        "choose among [0, 1]\n")
     assert main(["study", "--survival", "--copier"]) == 2
-    assert capsys.readouterr().err == ("error: study: choose one of --arms, --repeats, --copier, --survival "
-                                       "and --lengths\n")
+    assert capsys.readouterr().err == ("error: study: choose one of --arms, --repeats, --copier, --survival, "
+                                       "--lengths and --finetunings\n")
 
 
 def test_a_probed_curve_is_kept_beside_its_run_and_probed_again_for_another_number_of_stories(pretrained_run,

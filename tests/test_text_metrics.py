@@ -12,7 +12,7 @@ from helpers.stories import corpus, entities
 from helpers.story_grammar import GIRL_NAMES
 from helpers.text_metrics import (
     answer_fits_kind, consistency_share, grammar_share, repetition, repetition_table, score_answers,
-    versus_baselines,
+    versus_baselines, yes_no_verdict,
 )
 
 
@@ -271,3 +271,33 @@ def test_the_first_name_is_found_as_a_whole_word():
     story = next(s for s in corpus("validation", 50) if s.hero_gender == "male" and "Tim" not in s.text)
     hero = dataclasses.replace(story, hero="Timmy")
     assert consistency_variants([(hero, " " + text)])["first_name_is_hero"] == 1
+
+
+@pytest.mark.parametrize("answer, verdict", [
+    ("yes", "yes"), ("No.", "no"), ("No, there is a kite.", "no"), ("It happened at the park, so yes.", "yes"),
+    ("Yes it is, so no", "yes"), ("nothing", None), ("It happened at the park", None), ("", None),
+    ("Nobody is there", None), ("yesterday", None)])
+def test_yes_no_verdict_reads_the_first_word_then_the_last(answer, verdict):
+    assert yes_no_verdict(answer) == verdict
+
+
+def test_a_yes_no_with_its_fact_is_right_by_its_verdict_and_counts_the_fact_apart():
+    from helpers.text_metrics import majority_baselines, reader_baselines
+
+    story = "Sam went to the park with a kite."
+    records = [{"instruction": "Did the story happen at the beach?", "input": story, "kind": "yes_no",
+                "output": "It happened at the park, so no.", "verdict": "no"},
+               {"instruction": "Is there a kite in the story?", "input": story, "kind": "yes_no",
+                "output": "There is a kite, so yes.", "verdict": "yes"},
+               {"instruction": "Who?", "input": story, "output": "Sam", "kind": "who"}]
+    answers = ["It happened at the pool, so no.", "there is a kite, so yes", "Sam"]  # a wrong fact, a right verdict
+    scored = score_answers(records, answers)
+    assert [(r["correct"], r["right_form"], r.get("fact_right")) for r in scored["examples"]] == [
+        (True, True, False), (True, True, True), (True, True, None)]
+    assert scored["by_kind"]["yes_no"]["fact_right"]["successes"] == 1 and "fact_right" not in scored["by_kind"]["who"]
+    wrong = score_answers(records[:2], ["It happened at the park, so yes.", "There is a kite."])
+    assert [(r["correct"], r["right_form"], r["fact_right"]) for r in wrong["examples"]] == [
+        (False, True, False), (False, False, False)]
+    # the baselines judge the verdict, as they do a bare "yes" or "no"
+    assert majority_baselines([], records[:2])["yes_no"] == {"answer": "no", "share": 0.5, "n": 2}
+    assert reader_baselines(records[:2])["yes_no"]["share"] == 1.0

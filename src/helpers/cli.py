@@ -130,6 +130,14 @@ def _add_study_command(sub) -> None:
                    help="with --lengths: only the cells of this pretraining length (repeatable; default: every "
                         "length of LENGTHS), so that processes can share the cells; a last call without it assembles "
                         "the table")
+    p.add_argument("--finetunings", action="store_true",
+                   help="instead: the study's pretrained model finetuned each way of helpers.lengths.FINETUNINGS "
+                        "(yes/no answered with its deciding fact, finetuning twice as long), each measured like a "
+                        "cell of --lengths and compared with the plain finetuning; writes study_finetunings.json, "
+                        ".png and .md to --figures")
+    p.add_argument("--finetuning", dest="finetuning_names", action="append", default=[], metavar="NAME",
+                   help="with --finetunings: only this finetuning (repeatable; default: all), so that processes can "
+                        "share them; a last call without it assembles the table")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -303,6 +311,69 @@ def _lengths(args: argparse.Namespace) -> int:
     return 0
 
 
+def _finetunings(args: argparse.Namespace) -> int:
+    """`study --finetunings`: the chosen ways of finetuning the study's model, each against the plain one."""
+    table = lengths.run_finetunings(args.out, args.figures, names=args.finetuning_names or None,
+                                    overrides=parse_overrides(args.overrides), question_stories=args.stories,
+                                    progress=not args.quiet)
+    print("exact answers, all kinds: " + ", ".join(
+        f"{c['finetuning']} {c['answers']['all']['share']:.0%}" for c in table["cells"]) + f"; table {table['path']}")
+    return 0
+
+
+def _study(args: argparse.Namespace) -> int:
+    """`study` and its one chosen part (--arms, --repeats, --copier, --survival, --lengths or --finetunings)."""
+    if sum((args.arms, args.repeats, args.copier, args.survival, args.lengths, args.finetunings)) > 1:
+        raise ConfigError("study: choose one of --arms, --repeats, --copier, --survival, --lengths and "
+                          "--finetunings")
+    if args.finetuning_names and not args.finetunings:
+        raise ConfigError("study: --finetuning chooses finetunings of --finetunings")
+    if args.finetunings:
+        unknown = [name for name in args.finetuning_names if name not in lengths.FINETUNINGS]
+        if unknown:
+            raise ConfigError(f"study --finetuning {unknown[0]!r}: no such finetuning; choose among "
+                              f"{list(lengths.FINETUNINGS)}")
+        return _finetunings(args)
+    if args.copier_seeds and not args.survival:
+        raise ConfigError("study: --copier-seed chooses copiers of --survival")
+    if args.pretrain_lengths and not args.lengths:
+        raise ConfigError("study: --pretrain-steps chooses cells of --lengths")
+    if args.survival:
+        return _survival(args)
+    if args.lengths:
+        return _lengths(args)
+    if (args.arms or args.repeats) and args.overrides:
+        raise ConfigError("study: --set changes the study's settings; --arms and --repeats train the arms of "
+                          "helpers.study.PRETRAINING_ARMS and REPEAT_ARMS as they are")
+    if args.copier_arms and not args.copier:
+        raise ConfigError("study: --arm chooses arms of --copier")
+    if args.copier:
+        unknown = [name for name in args.copier_arms if name not in COPIER_ARMS]
+        if unknown:
+            raise ConfigError(f"study --arm {unknown[0]!r}: no such copier arm; choose among {list(COPIER_ARMS)}")
+        arms = {name: COPIER_ARMS[name] for name in args.copier_arms} or None
+        table = run_copier_then_stories(args.out, args.figures, arms=arms, overrides=parse_overrides(args.overrides),
+                                        question_stories=args.stories, progress=not args.quiet)
+        last = {row["arm"]: row["curve"][-1]["copying"]["repeated_random"] for row in table["rows"]}
+        print("saved on a random repeat beyond its control at the last model: " + ", ".join(
+            f"{arm} {saved_beyond_control(r):+.2f}" for arm, r in last.items()) + f"; table {table['path']}")
+        return 0
+    if args.repeats:
+        table = run_repeat_arms(args.figures, progress=not args.quiet)
+        print(f"{len(table['rows'])} repeat arms measured; table {table['path']}")
+        return 0
+    if args.arms:
+        table = run_arms(args.out, args.figures, progress=not args.quiet)
+        print(f"{len(table['rows'])} pretraining arms measured; table {table['path']}")
+        return 0
+    result = run_study(args.out, args.figures, overrides=parse_overrides(args.overrides), stories=args.stories,
+                       prompts=args.prompts, progress=not args.quiet)
+    final = result["rows"][-1]
+    print(f"study done: exact answers {final['all']['share']:.3f} (95% {final['all']['low']:.3f}-"
+          f"{final['all']['high']:.3f}) on {result['questions']} questions; figure {result['figure']}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the process exit status."""
     parser = build_parser()
@@ -318,47 +389,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "grade":
             return _grade(args)
-        if args.command == "study" and sum((args.arms, args.repeats, args.copier, args.survival, args.lengths)) > 1:
-            raise ConfigError("study: choose one of --arms, --repeats, --copier, --survival and --lengths")
-        if args.command == "study" and args.copier_seeds and not args.survival:
-            raise ConfigError("study: --copier-seed chooses copiers of --survival")
-        if args.command == "study" and args.pretrain_lengths and not args.lengths:
-            raise ConfigError("study: --pretrain-steps chooses cells of --lengths")
-        if args.command == "study" and args.survival:
-            return _survival(args)
-        if args.command == "study" and args.lengths:
-            return _lengths(args)
-        if args.command == "study" and (args.arms or args.repeats) and args.overrides:
-            raise ConfigError("study: --set changes the study's settings; --arms and --repeats train the arms of "
-                              "helpers.study.PRETRAINING_ARMS and REPEAT_ARMS as they are")
-        if args.command == "study" and args.copier_arms and not args.copier:
-            raise ConfigError("study: --arm chooses arms of --copier")
-        if args.command == "study" and args.copier:
-            unknown = [name for name in args.copier_arms if name not in COPIER_ARMS]
-            if unknown:
-                raise ConfigError(f"study --arm {unknown[0]!r}: no such copier arm; choose among {list(COPIER_ARMS)}")
-            arms = {name: COPIER_ARMS[name] for name in args.copier_arms} or None
-            table = run_copier_then_stories(args.out, args.figures, arms=arms, overrides=parse_overrides(args.overrides),
-                                            question_stories=args.stories, progress=not args.quiet)
-            last = {row["arm"]: row["curve"][-1]["copying"]["repeated_random"] for row in table["rows"]}
-            print("saved on a random repeat beyond its control at the last model: " + ", ".join(
-                f"{arm} {saved_beyond_control(r):+.2f}" for arm, r in last.items()) + f"; table {table['path']}")
-            return 0
-        if args.command == "study" and args.repeats:
-            table = run_repeat_arms(args.figures, progress=not args.quiet)
-            print(f"{len(table['rows'])} repeat arms measured; table {table['path']}")
-            return 0
-        if args.command == "study" and args.arms:
-            table = run_arms(args.out, args.figures, progress=not args.quiet)
-            print(f"{len(table['rows'])} pretraining arms measured; table {table['path']}")
-            return 0
         if args.command == "study":
-            result = run_study(args.out, args.figures, overrides=parse_overrides(args.overrides), stories=args.stories,
-                               prompts=args.prompts, progress=not args.quiet)
-            final = result["rows"][-1]
-            print(f"study done: exact answers {final['all']['share']:.3f} (95% {final['all']['low']:.3f}-"
-                  f"{final['all']['high']:.3f}) on {result['questions']} questions; figure {result['figure']}")
-            return 0
+            return _study(args)
         if args.command in {"pretrain", "finetune"}:
             profile = _profile(args, "data.stories" if args.command == "pretrain" else "data.instructions")
             _check_device(profile)

@@ -140,6 +140,9 @@ class DataConfig:
     # Share of them that are answer-dense: a training story once, then as many of its questions and answers as fit
     # in instruction_max_length tokens, answers scored (helpers.data.dense_examples). With the drills' share, < 1.
     finetune_dense_share: float = allowed(0.0, "[0, 1)")
+    # Story questions only: how a yes/no answer is written. "none": the bare "yes" or "no"; "before": the fact
+    # that decides it, then the verdict ("It happened at the park, so no."); "after": the verdict, then the fact.
+    yes_no_fact: Literal["none", "before", "after"] = "none"
     instruction_max_length: int = allowed(512, ">= 2")  # + position_offset <= model.n_positions
     instruction_limit: int | None = allowed(None, ">= 1")
     instruction_val_fraction: float = allowed(0.1, "(0, 1)")

@@ -191,6 +191,8 @@ def _instructions_fingerprint(cfg: DataConfig) -> dict:
         info.update(size=stat.st_size, mtime_ns=stat.st_mtime_ns)
     if cfg.instructions == "embedded":
         info["corpus"] = corpus_version()
+        if cfg.yes_no_fact != "none":
+            info["yes_no_fact"] = cfg.yes_no_fact
     return info
 
 

@@ -339,7 +339,8 @@ def lengths_figure(table: Mapping[str, Any], *, title: str, path: str | Path | N
         ax.bar(xs, [g["share"] for g in got], width * 0.95, color=f"C{i}",
                yerr=[[max(g["share"] - g["low"], 0) for g in got], [max(g["high"] - g["share"], 0) for g in got]],
                capsize=2,
-               label=f"pretrained {cell['pretrain_steps']} steps, finetuned {cell['finetune_steps']}")
+               label=f"pretrained {cell['pretrain_steps']} steps, finetuned {cell['finetune_steps']}"
+               + (f" ({cell['finetuning']})" if "finetuning" in cell else ""))
         ax.scatter(xs, [cell["answers_swapped"][kind]["share"] for kind in kinds], marker="x", color="black", s=14,
                    zorder=3, label="the same, each question about the next story" if i == 0 else None)
     for lines, style, name in ((cells[0]["baselines"], "-", "most common training answer"),

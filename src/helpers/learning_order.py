@@ -41,7 +41,7 @@ from .text_metrics import (
     STORY_SENTENCES, answer_tallies, consistency_variants, grammar_measures, majority_baselines, reader_baselines,
 )
 
-__all__ = ["learning_order", "answer_curve", "learning_order_report", "thinned"]
+__all__ = ["learning_order", "answer_tokens", "answer_curve", "learning_order_report", "thinned"]
 
 
 def _cloze_sets(stories) -> dict[str, list]:
@@ -140,7 +140,13 @@ def learning_order(pretrain_run: str | Path, *, prompts: int = 200, cloze_storie
             "cloze_items": {name: len(items) for name, items in cloze.items()}, "cloze_stories": cloze_stories}
 
 
-def answer_curve(finetune_run: str | Path, *, stories: int = 64, max_new_tokens: int = 12, every: int = 1,
+def answer_tokens(yes_no_fact: str) -> int:
+    """How many tokens a greedy answer may take: of 3,000 training questions the longest bare answer takes 9 tokens
+    of the lesson's tokenizer, a yes/no written with its deciding fact (``data.yes_no_fact``) 13."""
+    return 12 if yes_no_fact == "none" else 20
+
+
+def answer_curve(finetune_run: str | Path, *, stories: int = 64, max_new_tokens: int | None = None, every: int = 1,
                  profile: Profile | None = None, device: str | None = None, progress: bool = True) -> dict[str, Any]:
     """Exact answers to held-out story questions, kind by kind, from the model finetuning started at to its end.
 
@@ -159,7 +165,7 @@ def answer_curve(finetune_run: str | Path, *, stories: int = 64, max_new_tokens:
     cfg = profile or run_profile(run)
     if cfg.data.instructions != "embedded":
         return {"skipped": "answers are scored on the embedded story questions only"}
-    questions = held_out_questions(stories, cfg.data.corpus_seed)
+    questions = held_out_questions(stories, cfg.data.corpus_seed, cfg.data.yes_no_fact)
     baselines = majority_baselines(load_instructions(cfg.data)[0], questions)
     readers = reader_baselines(questions)
     tokenizer, records = AutoTokenizer.from_pretrained(str(run)), read_metrics(run)
@@ -169,7 +175,8 @@ def answer_curve(finetune_run: str | Path, *, stories: int = 64, max_new_tokens:
     dev = resolve_device(device or cfg.device)
     rows = []
     for step, folder in progress_bar(stages, desc="answers", unit="checkpoint", disable=not progress):
-        scored = qa_accuracy(load_model(folder).to(dev), tokenizer, questions, max_new_tokens=max_new_tokens,
+        scored = qa_accuracy(load_model(folder).to(dev), tokenizer, questions,
+                             max_new_tokens=max_new_tokens or answer_tokens(cfg.data.yes_no_fact),
                              examples=len(questions), position_offset=cfg.data.position_offset, device=dev,
                              progress=False)
         rows.append({"step": step, "tokens": 0 if step == 0 else tokens_at(records, step),

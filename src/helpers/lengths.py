@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from .config import get_profile
 from .copying import held_out_probe, saved_beyond_control
 from .evaluation_plots import lengths_figure
+from .learning_order import answer_tokens
 from .plots import close
 from .model import build_model, load_model
 from .name_lookup import name_lookup, swapped_stories
@@ -39,11 +40,22 @@ from .text_metrics import answer_tallies
 from .tokenizer import profile_tokenizer
 from .train import ensure_run
 
-__all__ = ["LENGTHS", "cell_folders", "length_effects", "run_lengths"]
+__all__ = ["LENGTHS", "FINETUNINGS", "cell_folders", "length_effects", "finetuning_effects", "run_lengths",
+           "run_finetunings"]
 
 # The lesson's lengths and the study's, crossed; and finetuning twice the study's: do the answers (and the name
 # lookup, which begins only at the study's lengths) keep climbing?
 LENGTHS: dict[str, tuple[int, ...]] = {"pretrain_steps": (1000, 3500), "finetune_steps": (400, 1500, 3000)}
+
+# Ways of finetuning the study's pretrained model, each at the longest finetuning of LENGTHS unless it says otherwise,
+# each against the plain one: yes/no answered with the fact that decides it, that fact written before the verdict
+# (a step the verdict can lean on) or after it; and finetuning twice as long (who-answers still climbed at 3000).
+FINETUNINGS: dict[str, dict[str, Any]] = {
+    "plain": {},
+    "fact_first": {"data.yes_no_fact": "before"},
+    "fact_after": {"data.yes_no_fact": "after"},
+    "longer": {"finetune.max_steps": 6000},
+}
 
 
 def cell_folders(pretrain_steps: int, finetune_steps: int, study: Mapping[str, Any]) -> tuple[str, str]:
@@ -78,6 +90,18 @@ def length_effects(cells: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return effects
 
 
+def finetuning_effects(cells: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Each finetuning against the plain one (the cell whose ``finetuning`` is "plain"; none without it): per kind,
+    the change in exact answers and its verdict by :func:`helpers.stats.compare_shares`."""
+    plain = next((cell for cell in cells if cell["finetuning"] == "plain"), None)
+    if plain is None:
+        return []
+    return [{"finetuning": cell["finetuning"],
+             "kinds": {kind: compare_shares(got["successes"], got["n"], plain["answers"][kind]["successes"],
+                                            plain["answers"][kind]["n"]) for kind, got in _kinds(cell)}}
+            for cell in cells if cell is not plain]
+
+
 def run_lengths(out_dir: str | Path, figures_dir: str | Path, *, lengths: Mapping[str, tuple[int, ...]] | None = None,
                 overrides: Mapping[str, Any] | None = None, stories: int = 60, question_stories: int = 64,
                 progress: bool = True) -> dict[str, Any]:
@@ -100,49 +124,99 @@ def run_lengths(out_dir: str | Path, figures_dir: str | Path, *, lengths: Mappin
     if not (lengths["pretrain_steps"] and lengths["finetune_steps"]):
         raise ValueError("run_lengths needs at least one pretraining length and one finetuning length")
     study = get_profile("lesson", {**STUDY_SETTINGS, **(overrides or {})})
-    tokenizer, probe = profile_tokenizer(study), held_out_probe(study, stories)
-    questions = held_out_questions(question_stories, study.data.corpus_seed)
-
-    def names(model) -> dict[str, dict]:
-        return {"names": name_lookup(model, tokenizer, questions),
-                "names_control": name_lookup(model, tokenizer, questions, control=True)}
-
-    def controls(model) -> dict[str, dict]:
-        """The name probe with its control, and the exact answers per kind with each question asked about the next
-        story: what the story itself decides."""
-        asked = qa_accuracy(model, tokenizer, swapped_stories(questions), max_new_tokens=12, examples=len(questions),
-                            position_offset=study.data.position_offset, progress=False)
-        return {**names(model), "answers_swapped": answer_tallies(asked["examples"])}
-
     study_lengths = {"pretrain.max_steps": study.pretrain.max_steps, "finetune.max_steps": study.finetune.max_steps}
     cells = []
     for pretrain_steps in lengths["pretrain_steps"]:
         settings = {**STUDY_SETTINGS, **(overrides or {}), "pretrain.max_steps": pretrain_steps}
         for finetune_steps in lengths["finetune_steps"]:
-            pretrained, tuned = cell_folders(pretrain_steps, finetune_steps, study_lengths)
-            pre = ensure_run("pretrain", get_profile("lesson", settings), out / pretrained, progress=progress)
-            profile = get_profile("lesson", {**settings, "finetune.max_steps": finetune_steps})
-            fin = ensure_run("finetune", profile, out / tuned, init=out / pretrained, progress=progress)
-            asked = {"stories": stories, "question_stories": question_stories, "story swapped": True}
-            measured = _cached(out / tuned, asked, lambda: {
-                "pretrained_copying": probe(load_model(out / pretrained)),
-                **finetune_and_ask(out / pretrained, out / tuned, profile, probe, question_stories, progress),
-                **controls(load_model(out / tuned))})
+            folders = cell_folders(pretrain_steps, finetune_steps, study_lengths)
             cells.append({"pretrain_steps": pretrain_steps, "finetune_steps": finetune_steps,
-                          "folders": [pretrained, tuned],
-                          "tokens": {"pretraining": pre.tokens, "finetuning": fin.tokens},
-                          "eval_loss": {"pretraining": pre.eval_loss, "finetuning": fin.eval_loss}, **measured})
+                          **_measured_cell(out, folders, settings, {"finetune.max_steps": finetune_steps},
+                                           stories, question_stories, progress)})
     table = {"what": "the study's settings with each pretraining length crossed with each finetuning length; exact "
                      "answers per kind and the copying probe of every cell",
              "lengths": {key: list(values) for key, values in lengths.items()},
              "settings": dict(overrides or {}), "stories": stories, "cells": cells,
-             "untrained": names(build_model(study.model, seed=study.pretrain.seed)),
+             "untrained": _names(build_model(study.model, seed=study.pretrain.seed), study, question_stories),
              "effects": length_effects(cells)}
     stem = Path(figures_dir) / "study_lengths"
     close(lengths_figure(table, title="Pretraining length x finetuning length: exact answers per kind",
                          path=stem.with_suffix(".png")))
     write_bytes(stem.with_suffix(".md"), _lengths_markdown(table).encode())
     return {**table, "path": str(stem.with_suffix(".json"))}
+
+
+def run_finetunings(out_dir: str | Path, figures_dir: str | Path, *, names: Sequence[str] | None = None,
+                    overrides: Mapping[str, Any] | None = None, stories: int = 60, question_stories: int = 64,
+                    progress: bool = True) -> dict[str, Any]:
+    """Finetune the study's pretrained model each way of :data:`FINETUNINGS` (``names``: only these), measure each
+    as a cell of :func:`run_lengths` is measured, and compare each with the plain finetuning by the one rule.
+
+    The plain finetuning is the cell of :data:`LENGTHS` at the study's
+    pretraining and the longest finetuning, so ``make study`` trains it once.
+    As with the lengths, processes can share the finetunings by name and a
+    last call with every name assembles the table: ``study_finetunings.png``,
+    ``.json`` and ``.md`` in ``figures_dir``.
+    """
+    unknown = [name for name in names or () if name not in FINETUNINGS]
+    if unknown:
+        raise ValueError(f"no finetuning named {unknown[0]!r}; choose among {list(FINETUNINGS)}")
+    out, settings = Path(out_dir), {**STUDY_SETTINGS, **(overrides or {})}
+    study = get_profile("lesson", settings)
+    steps = {"pretrain.max_steps": study.pretrain.max_steps, "finetune.max_steps": study.finetune.max_steps}
+    plain_steps = max(LENGTHS["finetune_steps"])
+    cells = []
+    for name in names or FINETUNINGS:
+        changes = {"finetune.max_steps": plain_steps, **FINETUNINGS[name]}
+        pretrained, plain = cell_folders(study.pretrain.max_steps, plain_steps, steps)
+        folders = (pretrained, plain if name == "plain" else f"finetune-{name}")
+        cells.append({"finetuning": name, "changes": changes, "pretrain_steps": study.pretrain.max_steps,
+                      "finetune_steps": changes["finetune.max_steps"],
+                      **_measured_cell(out, folders, settings, changes, stories, question_stories, progress)})
+    table = {"what": "the study's pretrained model finetuned each way of helpers.lengths.FINETUNINGS; exact answers "
+                     "per kind and the copying probe of each, and each against the plain finetuning",
+             "settings": dict(overrides or {}), "stories": stories, "cells": cells,
+             "effects": finetuning_effects(cells)}
+    stem = Path(figures_dir) / "study_finetunings"
+    close(lengths_figure(table, title="Ways of finetuning the study's model: exact answers per kind",
+                         path=stem.with_suffix(".png")))
+    write_bytes(stem.with_suffix(".md"), _finetunings_markdown(table).encode())
+    return {**table, "path": str(stem.with_suffix(".json"))}
+
+
+def _measured_cell(out: Path, folders: tuple[str, str], settings: Mapping[str, Any], changes: Mapping[str, Any],
+                   stories: int, question_stories: int, progress: bool) -> dict[str, Any]:
+    """Pretrain with ``settings`` and finetune with ``changes`` on top (each reused when finished), then measure:
+    the copying probe before and after finetuning, the exact answers and their controls (cached beside the
+    finetuning folder), the tokens and the validation losses."""
+    pretrained, tuned = folders
+    profile = get_profile("lesson", {**settings, **changes})
+    pre = ensure_run("pretrain", get_profile("lesson", settings), out / pretrained, progress=progress)
+    fin = ensure_run("finetune", profile, out / tuned, init=out / pretrained, progress=progress)
+
+    def measure() -> dict[str, Any]:
+        probe, model = held_out_probe(profile, stories), load_model(out / tuned)
+        questions = held_out_questions(question_stories, profile.data.corpus_seed, profile.data.yes_no_fact)
+        asked = qa_accuracy(model, profile_tokenizer(profile), swapped_stories(questions), examples=len(questions),
+                            max_new_tokens=answer_tokens(profile.data.yes_no_fact),
+                            position_offset=profile.data.position_offset, progress=False)
+        return {"pretrained_copying": probe(load_model(out / pretrained)),
+                **finetune_and_ask(out / pretrained, out / tuned, profile, probe, question_stories, progress),
+                **_names(model, profile, question_stories), "answers_swapped": answer_tallies(asked["examples"])}
+
+    asked = {"stories": stories, "question_stories": question_stories, "story swapped": True}
+    return {"folders": list(folders), "tokens": {"pretraining": pre.tokens, "finetuning": fin.tokens},
+            "eval_loss": {"pretraining": pre.eval_loss, "finetuning": fin.eval_loss},
+            **_cached(out / tuned, asked, measure)}
+
+
+def _names(model, profile, question_stories: int) -> dict[str, dict]:
+    """The name probe of a model's who-answers (:func:`helpers.name_lookup.name_lookup`) and its story-swapped
+    control."""
+    tokenizer = profile_tokenizer(profile)
+    questions = held_out_questions(question_stories, profile.data.corpus_seed)
+    return {"names": name_lookup(model, tokenizer, questions),
+            "names_control": name_lookup(model, tokenizer, questions, control=True)}
 
 
 def _cached(folder: Path, asked: Mapping[str, Any], measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -162,55 +236,99 @@ def _kinds(cell: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
 def _lengths_markdown(table: Mapping[str, Any]) -> str:
     """Every cell's exact answers per kind with intervals, the baselines and trivial readers under them, then
     what making each length longer did, kind by kind, by the one rule; then copying and losses per cell."""
-    cells = table["cells"]
-    kinds = [kind for kind, _ in _kinds(cells[0])]
-    out = ["Exact answers (95% interval) to the questions about held-out stories:", "",
-           "| pretraining steps | finetuning steps | " + " | ".join(kinds) + " |", "|" + "---|" * (len(kinds) + 2)]
-    for cell in cells:
-        out.append(f"| {cell['pretrain_steps']} | {cell['finetune_steps']} | " + " | ".join(
-            f"{got['share']:.0%} ({got['low']:.0%}-{got['high']:.0%})" for _, got in _kinds(cell)) + " |")
-    for name, lines in (("baseline", cells[0]["baselines"]), ("trivial reader", cells[0]["readers"])):
-        out.append(f"| {name} | – | " + " | ".join(
-            f"{lines[k]['share']:.0%}" if k in lines else "–" for k in kinds) + " |")
-    out += ["", "The same questions, each asked about the next story (the control: an answer the story decides must "
-                "fall to what the question alone gives away):", "",
-            "| pretraining steps | finetuning steps | " + " | ".join(kinds) + " |", "|" + "---|" * (len(kinds) + 2)]
-    for cell in cells:
-        out.append(f"| {cell['pretrain_steps']} | {cell['finetune_steps']} | " + " | ".join(
-            f"{got['share']:.0%} ({got['low']:.0%}-{got['high']:.0%})"
-            for got in (cell["answers_swapped"][kind] for kind in kinds)) + " |")
-    out += ["", "Each length made longer, the other held: the change in exact answers in percentage points, its 95% "
-                "interval and the verdict of the one rule (helpers.stats.compare_shares):", "",
-            "| change | held at | " + " | ".join(kinds) + " |", "|" + "---|" * (len(kinds) + 2)]
+    heads = ["pretraining steps", "finetuning steps"]
+
+    def label(cell: Mapping[str, Any]) -> list[str]:
+        return [str(cell["pretrain_steps"]), str(cell["finetune_steps"])]
+
+    rows = []
     for effect in table["effects"]:
         what = "pretraining" if effect["varied"] == "pretrain_steps" else "finetuning"
         held = "finetuning" if what == "pretraining" else "pretraining"
-        out.append(f"| {what} {effect['from']} → {effect['to']} steps | {held} {effect['at']} steps | " + " | ".join(
-            f"{100 * c['difference']:+.0f} ({100 * c['low']:+.0f} to {100 * c['high']:+.0f}), {c['verdict']}"
-            for c in effect["kinds"].values()) + " |")
-    out += ["", "| pretraining steps | finetuning steps | validation loss after pretraining | after finetuning "
-                "| random repeat saved beyond the control, pretrained | finetuned |", "|" + "---|" * 6]
+        rows.append(([f"{what} {effect['from']} → {effect['to']} steps", f"{held} {effect['at']} steps"],
+                     effect["kinds"]))
+    return _cells_markdown(table, heads, label, "Each length made longer, the other held: the change in exact answers "
+                           "in percentage points, its 95% interval and the verdict of the one rule "
+                           "(helpers.stats.compare_shares):", ["change", "held at"], rows,
+                           [("untrained", "–")] if "untrained" in table else [])
+
+
+def _finetunings_markdown(table: Mapping[str, Any]) -> str:
+    """As :func:`_lengths_markdown`, a row per finetuning, each compared with the plain one; and for yes/no answers
+    written with their fact, how often the whole answer (fact and verdict) was right."""
+    heads = ["finetuning", "settings"]
+
+    def label(cell: Mapping[str, Any]) -> list[str]:
+        return [cell["finetuning"], ", ".join(f"{key}={value}" for key, value in cell["changes"].items())]
+
+    rows = [([effect["finetuning"], "plain"], effect["kinds"]) for effect in table["effects"]]
+    out = _cells_markdown(table, heads, label, "Each finetuning against the plain one: the change in exact answers "
+                          "in percentage points, its 95% interval and the verdict of the one rule "
+                          "(helpers.stats.compare_shares):", ["finetuning", "against"], rows, [])
+    facts = [(cell["finetuning"], cell["answers"]["yes_no"]["fact_right"]) for cell in table["cells"]
+             if "fact_right" in cell["answers"]["yes_no"]]
+    if facts:
+        out += "\nYes/no answers written with their deciding fact, right as a whole (fact and verdict):\n\n"
+        out += "| finetuning | whole answer right |\n|---|---|\n" + "".join(
+            f"| {name} | {got['share']:.0%} ({got['low']:.0%}-{got['high']:.0%}) |\n" for name, got in facts)
+    return out
+
+
+def _cells_markdown(table: Mapping[str, Any], heads: list[str], label: Callable[[Mapping[str, Any]], list[str]],
+                    effects_intro: str, effect_heads: list[str], effects: list[tuple[list[str], Mapping[str, Any]]],
+                    extra_names: list[tuple[str, str]]) -> str:
+    """The tables of a set of measured cells, each cell named by ``label`` under ``heads``: exact answers per kind
+    (baselines and trivial readers under them), the story-swapped control, ``effects`` by the one rule (under
+    ``effects_intro``, each row named under ``effect_heads``), copying
+    and losses, and the name probe (``extra_names``: the untrained model's row, when the table has one)."""
+    cells = table["cells"]
+    kinds = [kind for kind, _ in _kinds(cells[0])]
+    lead, rule = "| " + " | ".join(heads) + " | ", "|" + "---|" * (len(kinds) + len(heads))
+    blank = " | ".join("–" for _ in heads[1:])
+    out = ["Exact answers (95% interval) to the questions about held-out stories:", "",
+           lead + " | ".join(kinds) + " |", rule]
+    for cell in cells:
+        out.append("| " + " | ".join(label(cell)) + " | " + " | ".join(
+            f"{got['share']:.0%} ({got['low']:.0%}-{got['high']:.0%})" for _, got in _kinds(cell)) + " |")
+    for name, lines in (("baseline", cells[0]["baselines"]), ("trivial reader", cells[0]["readers"])):
+        out.append(f"| {name} | {blank} | " + " | ".join(
+            f"{lines[k]['share']:.0%}" if k in lines else "–" for k in kinds) + " |")
+    out += ["", "The same questions, each asked about the next story (the control: an answer the story decides must "
+                "fall to what the question alone gives away):", "", lead + " | ".join(kinds) + " |", rule]
+    for cell in cells:
+        out.append("| " + " | ".join(label(cell)) + " | " + " | ".join(
+            f"{got['share']:.0%} ({got['low']:.0%}-{got['high']:.0%})"
+            for got in (cell["answers_swapped"][kind] for kind in kinds)) + " |")
+    if effects:
+        out += ["", effects_intro, "",
+                "| " + " | ".join(effect_heads) + " | " + " | ".join(kinds) + " |",
+                "|" + "---|" * (len(kinds) + len(effect_heads))]
+        for names, compared in effects:
+            out.append("| " + " | ".join(names) + " | " + " | ".join(
+                f"{100 * c['difference']:+.0f} ({100 * c['low']:+.0f} to {100 * c['high']:+.0f}), {c['verdict']}"
+                for c in compared.values()) + " |")
+    out += ["", lead + "validation loss after pretraining | after finetuning "
+                "| random repeat saved beyond the control, pretrained | finetuned |", "|" + "---|" * (len(heads) + 4)]
     for cell in cells:
         saved = [saved_beyond_control(c["repeated_random"]) for c in (cell["pretrained_copying"], cell["copying"])]
         losses = ["–" if loss is None else f"{loss:.3f}" for loss in cell["eval_loss"].values()]
-        out.append(f"| {cell['pretrain_steps']} | {cell['finetune_steps']} | {losses[0]} | {losses[1]} "
-                   f"| {saved[0]:+.2f} | {saved[1]:+.2f} |")
+        out.append("| " + " | ".join(label(cell)) + f" | {losses[0]} | {losses[1]} | {saved[0]:+.2f} | {saved[1]:+.2f} |")
     out += ["", "Who-answers that are names, read at the answer's first token (helpers.name_lookup): the right name "
                 "ranked first among all 200 names, a name the story mentions (and the question does not) ranked "
                 "first, and the right name's mean rank (1 is first; 100.5 is chance); then the same with each "
                 "question asked about another story, a control that must fall to chance. Chance: the right name "
                 "first, then a story name first.", "",
-            "| pretraining steps | finetuning steps | role | right name first | story name first | mean rank "
-            "| story swapped: right name first | story name first | mean rank | chance |", "|" + "---|" * 10]
-    rows = [(str(c["pretrain_steps"]), str(c["finetune_steps"]), c) for c in cells]
-    for first, second, cell in rows + [("untrained", "–", table["untrained"])]:
+            lead + "role | right name first | story name first | mean rank "
+            "| story swapped: right name first | story name first | mean rank | chance |", "|" + "---|" * (len(heads) + 8)]
+    rows = [(label(c), c) for c in cells] + [(list(names), table["untrained"]) for names in extra_names]
+    for names, cell in rows:
         for role, got in cell["names"].items():
             cells_of = [f"{m['share']:.0%} ({m['low']:.0%}-{m['high']:.0%})" for m in (got["right_first"],
                                                                                      got["story_first"])]
             swapped = cell["names_control"][role]
             control = [f"{m['share']:.0%} ({m['low']:.0%}-{m['high']:.0%})" for m in (swapped["right_first"],
                                                                                     swapped["story_first"])]
-            out.append(f"| {first} | {second} | {role} | {' | '.join(cells_of)} | {got['mean_rank']:.1f} | "
+            out.append("| " + " | ".join(names) + f" | {role} | {' | '.join(cells_of)} | {got['mean_rank']:.1f} | "
                        f"{' | '.join(control)} | {swapped['mean_rank']:.1f} | "
                        f"{got['right_chance']:.1%}, {got['story_chance']:.1%} |")
     return "\n".join(out) + "\n"

@@ -250,7 +250,8 @@ def load_instructions(cfg: DataConfig) -> tuple[list[dict], list[dict]]:
     if cfg.instructions == "embedded":
         n_train = cfg.instruction_limit or 20_000
         n_val = max(1, round(n_train * cfg.instruction_val_fraction))
-        return story_questions("train", n_train, cfg.corpus_seed), story_questions("validation", n_val, cfg.corpus_seed)
+        return (story_questions("train", n_train, cfg.corpus_seed, cfg.yes_no_fact),
+                story_questions("validation", n_val, cfg.corpus_seed, cfg.yes_no_fact))
     if cfg.instructions == "hub":
         from datasets import load_dataset  # optional: only hub data needs it
 
@@ -298,18 +299,20 @@ def paper_data_source(cfg: DataConfig, which: str) -> tuple[DataConfig, str]:
     return cfg, f"the local file {source}"
 
 
-def held_out_questions(stories: int, seed: int = 0) -> list[dict]:
-    """Every question about the first ``stories`` validation stories (none of them is trained on)."""
-    return [record for story in corpus("validation", stories, seed=seed) for record in qa_records(story)]
+def held_out_questions(stories: int, seed: int = 0, yes_no_fact: str = "none") -> list[dict]:
+    """Every question about the first ``stories`` validation stories (none of them is trained on); ``yes_no_fact``
+    as :func:`helpers.stories.qa_records` takes it."""
+    return [record for story in corpus("validation", stories, seed=seed) for record in qa_records(story, yes_no_fact)]
 
 
-def story_questions(split: str, n: int, seed: int) -> list[dict]:
-    """The first ``n`` question records about stories of ``split``, story by story."""
+def story_questions(split: str, n: int, seed: int, yes_no_fact: str = "none") -> list[dict]:
+    """The first ``n`` question records about stories of ``split``, story by story (``yes_no_fact``: how yes/no
+    answers are written, :func:`helpers.stories.qa_records`)."""
     if n <= 0:
         return []
     out: list[dict] = []
     for story in iter_corpus(split, seed=seed):
-        out.extend(qa_records(story))
+        out.extend(qa_records(story, yes_no_fact))
         if len(out) >= n:
             break
     return out[:n]

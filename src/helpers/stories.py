@@ -57,7 +57,7 @@ from .story_grammar import (
 __all__ = [
     "Story", "Shape", "SHAPES", "TEMPLATES", "QA_KINDS", "SPLITS", "GENERATOR_VERSION",
     "generate_story", "corpus", "iter_corpus", "split_of", "story_prompts", "corpus_version",
-    "is_grammatical", "split_sentences", "qa_records", "answer_vocabulary", "entities", "vocabulary",
+    "is_grammatical", "split_sentences", "qa_records", "YES_NO_FACTS", "answer_vocabulary", "entities", "vocabulary",
 ]
 
 # Raise when the generator's code changes what it writes for the same data
@@ -369,39 +369,49 @@ _QA_SALT = 0x5EED_0A  # keeps the question dice apart from the story dice
 _FIELD = re.compile(r"\{(\w+)\}")
 
 
-def _yes_no(story: Story, rng: random.Random) -> list[tuple[str, str]]:
-    """Three yes/no questions (place, thing, person); each is "yes" with chance 1/2.
+# How a yes/no answer is written: the bare verdict, the deciding fact then the verdict, the verdict then the fact.
+_YES_NO_ANSWERS = {"none": "{verdict}", "before": "{Fact}, so {verdict}.", "after": "{Verdict}, {fact}."}
+YES_NO_FACTS = tuple(_YES_NO_ANSWERS)
+
+
+def _yes_no(story: Story, rng: random.Random) -> list[tuple[str, str, str]]:
+    """Three yes/no questions (place, thing, person), each "yes" with chance 1/2, with the fact that decides it.
 
     A "no" question only names a word that occurs nowhere in the text, not even
-    inside a longer word, so the answer "no" is always true.
+    inside a longer word, so the answer "no" is always true. The fact is what
+    the story has where the question asks: its place, its animal or object,
+    the name asked about when it is there and the hero's name when it is not.
     """
     lower = story.text.lower()
     thing = story.animal or story.object
     pool = next(p for p in (ANIMALS, TOYS, tuple(MADE), tuple(FEARS)) if thing in p)
+    named = rng.choice([story.hero, story.friend or story.hero])
     asks = (
         ("Did the story happen {}?", story.at_place,
-         [f"{prep} the {p}" for p, prep in ALL_PLACES.items() if p not in lower]),
+         [f"{prep} the {p}" for p, prep in ALL_PLACES.items() if p not in lower], "it happened {}", story.at_place),
         ("Is there {} in the story?", _with_article(thing),
-         [_with_article(t) for t in pool if t not in lower]),
-        ("Is there someone named {} in the story?", rng.choice([story.hero, story.friend or story.hero]),
-         [n for n in GIRL_NAMES + BOY_NAMES if n not in story.text]),
+         [_with_article(t) for t in pool if t not in lower], "there is {}", _with_article(thing)),
+        ("Is there someone named {} in the story?", named,
+         [n for n in GIRL_NAMES + BOY_NAMES if n not in story.text], "{} is in the story", story.hero),
     )
     questions = []
-    for question, true_value, false_values in asks:
+    for question, true_value, false_values, fact, known in asks:  # known: the story's own value, said on a "no"
         if rng.random() < 0.5:
-            questions.append((question.format(true_value), "yes"))
+            questions.append((question.format(true_value), "yes", fact.format(true_value)))
         else:
-            questions.append((question.format(rng.choice(false_values)), "no"))
+            questions.append((question.format(rng.choice(false_values)), "no", fact.format(known)))
     return questions
 
 
-def qa_records(story: Story) -> list[dict[str, str]]:
+def qa_records(story: Story, yes_no_fact: str = "none") -> list[dict[str, str]]:
     """Questions about one story, with short answers that the story text states.
 
     Rule: a who/what/where/feeling answer, minus a leading "a", "an" or "the",
     appears in the story text (ignoring case).  Yes/no answers are true of the text.
     A who-question also says whose name it asks for: ``role`` is "hero",
-    "friend" or "parent".
+    "friend" or "parent". ``yes_no_fact`` other than "none" writes each yes/no
+    answer with the fact that decides it (:data:`YES_NO_FACTS`), the record's
+    ``verdict`` keeping the bare "yes" or "no".
     """
     fields = {
         "hero": story.hero, "friend": story.friend, "parent": story.parent,
@@ -417,10 +427,14 @@ def qa_records(story: Story) -> list[dict[str, str]]:
             records.append({"instruction": question.format(**fields), "input": story.text,
                             "output": fields[answer], "kind": kind,
                             **({"role": answer} if kind == "who" else {})})  # hero, friend or parent
+    if yes_no_fact not in _YES_NO_ANSWERS:
+        raise ValueError(f"yes_no_fact must be one of {', '.join(YES_NO_FACTS)}, not {yes_no_fact!r}")
     rng = random.Random(_mix(story.seed, story.index) ^ _QA_SALT)
-    for question, answer in _yes_no(story, rng):
-        records.append({"instruction": question, "input": story.text, "output": answer,
-                        "kind": "yes_no"})
+    for question, verdict, fact in _yes_no(story, rng):
+        answer = _YES_NO_ANSWERS[yes_no_fact].format(verdict=verdict, Verdict=verdict.capitalize(), fact=fact,
+                                                     Fact=fact[0].upper() + fact[1:])
+        records.append({"instruction": question, "input": story.text, "output": answer, "kind": "yes_no",
+                        **({"verdict": verdict} if yes_no_fact != "none" else {})})
     return records
 
 

@@ -26,6 +26,8 @@ __all__ = [
     "grammar_share",
     "grammatical_sentences",
     "consistency_share",
+    "yes_no_verdict",
+    "expected_verdict",
     "consistent_continuations",
     "consistency_variants",
     "grammar_measures",
@@ -260,6 +262,20 @@ def answer_fits_kind(kind: str, answer: str) -> bool | None:
 
 
 
+def yes_no_verdict(answer: str) -> str | None:
+    """The "yes" or "no" of an answer, written alone, first ("No, it happened at the park.") or last ("It happened
+    at the park, so no."); ``None`` if it says neither."""
+    text = normalise_answer(answer)
+    found = re.match(r"(yes|no)\b", text) or re.search(r"\b(yes|no)$", text)
+    return found.group(1) if found else None
+
+
+def expected_verdict(record: Mapping[str, Any]) -> str:
+    """What a question is scored against: a yes/no record's bare ``verdict`` when its answer gives the deciding
+    fact too (:func:`helpers.stories.qa_records`), else its ``output``."""
+    return record.get("verdict") or record["output"]
+
+
 def first_line(text: str) -> str:
     """A generated answer: the text up to the first line break, without surrounding spaces."""
     return text.split("\n", 1)[0].strip()
@@ -272,7 +288,9 @@ def score_answers(records: Sequence[Mapping[str, Any]], answers: Sequence[str], 
     An answer is its first line (:func:`first_line`), compared with the
     record's ``output`` after :func:`normalise_answer`, so "The red ball."
     matches "a red ball", while a wrong, empty or partial answer ("red")
-    scores 0. Records without a ``kind`` count under "other". The tallies are
+    scores 0. A yes/no answer written with its deciding fact is right when its
+    verdict is (:func:`yes_no_verdict`), has the right form when it has one,
+    and counts under ``fact_right`` when the whole answer, fact included, is right. Records without a ``kind`` count under "other". The tallies are
     :func:`answer_tallies`' (all kinds at the top level, each kind under
     ``by_kind``). ``examples`` rows of (question, kind, expected, got,
     correct, right_form) are kept to read.
@@ -284,11 +302,13 @@ def score_answers(records: Sequence[Mapping[str, Any]], answers: Sequence[str], 
     rows = []
     for record, answer in zip(records, answers):
         got = first_line(answer)
-        kind = record.get("kind", "other")
+        kind, whole = record.get("kind", "other"), normalise_answer(got) == normalise_answer(record["output"])
+        verdict = record.get("verdict")
         rows.append({"question": record["instruction"], "kind": kind, "role": record.get("role"),
                      "expected": record["output"], "got": got,
-                     "correct": normalise_answer(got) == normalise_answer(record["output"]),
-                     "right_form": answer_fits_kind(kind, got)})
+                     "correct": yes_no_verdict(got) == verdict if verdict else whole,
+                     "right_form": yes_no_verdict(got) is not None if verdict else answer_fits_kind(kind, got),
+                     **({"fact_right": whole} if verdict else {})})
     tallies = answer_tallies(rows)
     return {**tallies.pop("all"), "by_kind": tallies, "examples": rows[:examples]}
 
@@ -305,14 +325,17 @@ def answer_tallies(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any
     Each holds the exact answers with their 95% interval and ``right_form``:
     the share of answers that have the form their kind asks for
     (:func:`answer_fits_kind`), right or wrong, over the answers whose kind
-    is a story-question kind; ``None`` if there are none.
+    is a story-question kind; ``None`` if there are none. Where some answers
+    give a yes/no's deciding fact, ``fact_right`` is the share of those right as a whole.
     """
     out = {}
     for group in [*sorted({g for r in rows for g in answer_groups(r)}), "all"]:
         chosen = [r for r in rows if group == "all" or group in answer_groups(r)]
         judged = [r["right_form"] for r in chosen if r["right_form"] is not None]
+        facts = [r["fact_right"] for r in chosen if "fact_right" in r]
         out[group] = {**share(sum(r["correct"] for r in chosen), len(chosen)),
-                      "right_form": sum(judged) / len(judged) if judged else None}
+                      "right_form": sum(judged) / len(judged) if judged else None,
+                      **({"fact_right": share(sum(facts), len(facts))} if facts else {})}
     return out
 
 
@@ -332,7 +355,7 @@ def majority_baselines(train_records: Sequence[Mapping[str, Any]],
     for group in sorted({g for r in eval_records for g in answer_groups(r)}):
         chosen = [r for r in eval_records if group in answer_groups(r)]
         answer = "no" if group == "yes_no" else counts[group].most_common(1)[0][0] if counts.get(group) else ""
-        right = sum(normalise_answer(r["output"]) == answer for r in chosen)
+        right = sum(normalise_answer(expected_verdict(r)) == answer for r in chosen)
         out[group] = {"answer": answer, "share": right / len(chosen), "n": len(chosen)}
     return out
 
@@ -372,7 +395,7 @@ def reader_baselines(eval_records: Sequence[Mapping[str, Any]]) -> dict[str, dic
             continue
         name, answer = readers[kind]
         chosen = [r for r in eval_records if group in answer_groups(r)]
-        right = sum(normalise_answer(answer(r)) == normalise_answer(r["output"]) for r in chosen)
+        right = sum(normalise_answer(answer(r)) == normalise_answer(expected_verdict(r)) for r in chosen)
         out[group] = {"reader": name, "share": right / len(chosen), "n": len(chosen)}
     return out
 
