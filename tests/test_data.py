@@ -251,7 +251,8 @@ def test_embedded_questions_come_from_disjoint_stories():
 
 def test_data_yes_no_fact_writes_both_splits_yes_no_answers_with_their_fact():
     plain = load_instructions(get_profile("lesson", {"data.instruction_limit": 300}).data)
-    before = load_instructions(get_profile("lesson", {"data.instruction_limit": 300, "data.yes_no_fact": "before"}).data)
+    told_settings = {"data.instruction_limit": 300, "data.yes_no_fact": "before"}
+    before = load_instructions(get_profile("lesson", told_settings).data)
     for bare, told in zip(plain, before):
         assert [r["instruction"] for r in told] == [r["instruction"] for r in bare]
         for b, t in zip(bare, told):

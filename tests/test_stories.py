@@ -372,7 +372,8 @@ def test_yes_no_answers_can_give_the_fact_that_decides_them():
     written = {fact: [r["output"] for r in qa_records(story, fact) if r["kind"] == "yes_no"]
                for fact in ("before", "after")}
     assert written == {
-        "before": ["It happened at the pool, so yes.", "There is a diving board, so no.", "Daphne is in the story, so yes."],
+        "before": ["It happened at the pool, so yes.", "There is a diving board, so no.",
+                   "Daphne is in the story, so yes."],
         "after": ["Yes, it happened at the pool.", "No, there is a diving board.", "Yes, Daphne is in the story."]}
     for fact in ("before", "after"):  # the same questions, the verdict kept; every other record unchanged
         records = qa_records(story, fact)

@@ -312,14 +312,16 @@ def _cells_markdown(table: Mapping[str, Any], heads: list[str], label: Callable[
     for cell in cells:
         saved = [saved_beyond_control(c["repeated_random"]) for c in (cell["pretrained_copying"], cell["copying"])]
         losses = ["–" if loss is None else f"{loss:.3f}" for loss in cell["eval_loss"].values()]
-        out.append("| " + " | ".join(label(cell)) + f" | {losses[0]} | {losses[1]} | {saved[0]:+.2f} | {saved[1]:+.2f} |")
+        out.append("| " + " | ".join(label(cell))
+                   + f" | {losses[0]} | {losses[1]} | {saved[0]:+.2f} | {saved[1]:+.2f} |")
     out += ["", "Who-answers that are names, read at the answer's first token (helpers.name_lookup): the right name "
                 "ranked first among all 200 names, a name the story mentions (and the question does not) ranked "
                 "first, and the right name's mean rank (1 is first; 100.5 is chance); then the same with each "
                 "question asked about another story, a control that must fall to chance. Chance: the right name "
                 "first, then a story name first.", "",
             lead + "role | right name first | story name first | mean rank "
-            "| story swapped: right name first | story name first | mean rank | chance |", "|" + "---|" * (len(heads) + 8)]
+            "| story swapped: right name first | story name first | mean rank | chance |",
+            "|" + "---|" * (len(heads) + 8)]
     rows = [(label(c), c) for c in cells] + [(list(names), table["untrained"]) for names in extra_names]
     for names, cell in rows:
         for role, got in cell["names"].items():

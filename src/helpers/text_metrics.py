@@ -290,7 +290,8 @@ def score_answers(records: Sequence[Mapping[str, Any]], answers: Sequence[str], 
     matches "a red ball", while a wrong, empty or partial answer ("red")
     scores 0. A yes/no answer written with its deciding fact is right when its
     verdict is (:func:`yes_no_verdict`), has the right form when it has one,
-    and counts under ``fact_right`` when the whole answer, fact included, is right. Records without a ``kind`` count under "other". The tallies are
+    and counts under ``fact_right`` when the whole answer, fact included, is
+    right. Records without a ``kind`` count under "other". The tallies are
     :func:`answer_tallies`' (all kinds at the top level, each kind under
     ``by_kind``). ``examples`` rows of (question, kind, expected, got,
     correct, right_form) are kept to read.
