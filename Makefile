@@ -46,7 +46,7 @@ report: install
 # which of the two lengths, pretraining or finetuning, moves the answers (the table of --lengths, its 3500 x
 # 1500 cell the first part's runs: 78 minutes from nothing on that CPU as two one-thread processes split by
 # --pretrain-steps, 31 of them for the two 3000-step finetunings), and do yes/no answers written with the fact
-# that decides them, or twice the finetuning, do better than the plain 3000-step cell (--finetunings)?
+# that decides them do better than the plain 3000-step cell (--finetunings)?
 # STUDY_ARGS (e.g. --set finetune.max_steps=2000) changes the first part and the table of lengths built on it.
 study: install
 	$(BIN)/python -m helpers study $(STUDY_ARGS)

@@ -201,7 +201,7 @@ def test_the_finetunings_start_from_the_study_pretraining_and_are_read_against_t
         ["| longer", "finetune.max_steps=6"]]
     assert markdown[7].startswith("| baseline | – | ")
     assert markdown.index("| finetuning | against | " + " | ".join(list(cells[0]["baselines"]) + ["all"]) + " |") > 7
-    fact = markdown.index("| finetuning | whole answer right |")
+    fact = markdown.index("| finetuning | fact right | verdict right when the fact is |")
     assert markdown[fact + 2].startswith("| fact_first | ") and len(markdown) == fact + 3
     assert printed.splitlines()[-1].startswith("exact answers, all kinds: plain ")
     with pytest.raises(ValueError, match="no finetuning named 'sideways'; choose among"):

@@ -294,10 +294,18 @@ def test_a_yes_no_with_its_fact_is_right_by_its_verdict_and_counts_the_fact_apar
     scored = score_answers(records, answers)
     assert [(r["correct"], r["right_form"], r.get("fact_right")) for r in scored["examples"]] == [
         (True, True, False), (True, True, True), (True, True, None)]
-    assert scored["by_kind"]["yes_no"]["fact_right"]["successes"] == 1 and "fact_right" not in scored["by_kind"]["who"]
+    yes_no = scored["by_kind"]["yes_no"]
+    assert (yes_no["fact_right"]["successes"], yes_no["verdict_when_fact_right"]["successes"],
+            yes_no["verdict_when_fact_right"]["n"]) == (1, 1, 1)
+    assert "fact_right" not in scored["by_kind"]["who"]
+    # the right fact with the wrong verdict, then the right fact with none: neither answer is right
     wrong = score_answers(records[:2], ["It happened at the park, so yes.", "There is a kite."])
     assert [(r["correct"], r["right_form"], r["fact_right"]) for r in wrong["examples"]] == [
-        (False, True, False), (False, False, False)]
+        (False, True, True), (False, False, True)]
+    assert wrong["by_kind"]["yes_no"]["verdict_when_fact_right"]["share"] == 0.0
+    after = score_answers([{**records[0], "output": "No, it happened at the park."}], ["no, it happened at the park"])
+    assert after["by_kind"]["yes_no"]["fact_right"]["share"] == 1.0
+    assert score_answers(records[:1], ["maybe"])["by_kind"]["yes_no"]["verdict_when_fact_right"] is None
     # the baselines judge the verdict, as they do a bare "yes" or "no"
     assert majority_baselines([], records[:2])["yes_no"] == {"answer": "no", "share": 0.5, "n": 2}
     assert reader_baselines(records[:2])["yes_no"]["share"] == 1.0

@@ -132,7 +132,7 @@ def _add_study_command(sub) -> None:
                         "the table")
     p.add_argument("--finetunings", action="store_true",
                    help="instead: the study's pretrained model finetuned each way of helpers.lengths.FINETUNINGS "
-                        "(yes/no answered with its deciding fact, finetuning twice as long), each measured like a "
+                        "(yes/no answered with its deciding fact, before or after the verdict), each measured like a "
                         "cell of --lengths and compared with the plain finetuning; writes study_finetunings.json, "
                         ".png and .md to --figures")
     p.add_argument("--finetuning", dest="finetuning_names", action="append", default=[], metavar="NAME",

@@ -47,14 +47,13 @@ __all__ = ["LENGTHS", "FINETUNINGS", "cell_folders", "length_effects", "finetuni
 # lookup, which begins only at the study's lengths) keep climbing?
 LENGTHS: dict[str, tuple[int, ...]] = {"pretrain_steps": (1000, 3500), "finetune_steps": (400, 1500, 3000)}
 
-# Ways of finetuning the study's pretrained model, each at the longest finetuning of LENGTHS unless it says otherwise,
-# each against the plain one: yes/no answered with the fact that decides it, that fact written before the verdict
-# (a step the verdict can lean on) or after it; and finetuning twice as long (who-answers still climbed at 3000).
+# Ways of finetuning the study's pretrained model, each at the longest finetuning of LENGTHS unless its settings
+# say otherwise (finetune.max_steps), each against the plain one: yes/no answered with the fact that decides it,
+# that fact written before the verdict (a step the verdict can lean on) or after it.
 FINETUNINGS: dict[str, dict[str, Any]] = {
     "plain": {},
     "fact_first": {"data.yes_no_fact": "before"},
     "fact_after": {"data.yes_no_fact": "after"},
-    "longer": {"finetune.max_steps": 6000},
 }
 
 
@@ -255,7 +254,7 @@ def _lengths_markdown(table: Mapping[str, Any]) -> str:
 
 def _finetunings_markdown(table: Mapping[str, Any]) -> str:
     """As :func:`_lengths_markdown`, a row per finetuning, each compared with the plain one; and for yes/no answers
-    written with their fact, how often the whole answer (fact and verdict) was right."""
+    written with their fact, how often the fact was right and, when it was, the verdict."""
     heads = ["finetuning", "settings"]
 
     def label(cell: Mapping[str, Any]) -> list[str]:
@@ -265,12 +264,16 @@ def _finetunings_markdown(table: Mapping[str, Any]) -> str:
     out = _cells_markdown(table, heads, label, "Each finetuning against the plain one: the change in exact answers "
                           "in percentage points, its 95% interval and the verdict of the one rule "
                           "(helpers.stats.compare_shares):", ["finetuning", "against"], rows, [])
-    facts = [(cell["finetuning"], cell["answers"]["yes_no"]["fact_right"]) for cell in table["cells"]
-             if "fact_right" in cell["answers"]["yes_no"]]
-    if facts:
-        out += "\nYes/no answers written with their deciding fact, right as a whole (fact and verdict):\n\n"
-        out += "| finetuning | whole answer right |\n|---|---|\n" + "".join(
-            f"| {name} | {got['share']:.0%} ({got['low']:.0%}-{got['high']:.0%}) |\n" for name, got in facts)
+    told = [cell for cell in table["cells"] if "fact_right" in cell["answers"]["yes_no"]]
+    if told:
+        out += ("\nYes/no answers written with their deciding fact: the fact right, and the verdict right among the "
+                "answers whose fact is (all of them if the verdict followed from its fact; chance about half):\n\n"
+                "| finetuning | fact right | verdict right when the fact is |\n|---|---|---|\n")
+        for cell in told:
+            got = [cell["answers"]["yes_no"][key] for key in ("fact_right", "verdict_when_fact_right")]
+            out += f"| {cell['finetuning']} | " + " | ".join(
+                "–" if g is None else f"{g['share']:.0%} ({g['low']:.0%}-{g['high']:.0%}) of {g['n']}"
+                for g in got) + " |\n"
     return out
 
 

@@ -270,6 +270,12 @@ def yes_no_verdict(answer: str) -> str | None:
     return found.group(1) if found else None
 
 
+def _fact_of(answer: str) -> str:
+    """An answer without its verdict: "It happened at the park, so no." and "No, it happened at the park." give
+    "it happened at the park"."""
+    return re.sub(r"^(yes|no)\b[,\s]*|[,\s]*(so\s+)?\b(yes|no)$", "", normalise_answer(answer))
+
+
 def expected_verdict(record: Mapping[str, Any]) -> str:
     """What a question is scored against: a yes/no record's bare ``verdict`` when its answer gives the deciding
     fact too (:func:`helpers.stories.qa_records`), else its ``output``."""
@@ -290,8 +296,8 @@ def score_answers(records: Sequence[Mapping[str, Any]], answers: Sequence[str], 
     matches "a red ball", while a wrong, empty or partial answer ("red")
     scores 0. A yes/no answer written with its deciding fact is right when its
     verdict is (:func:`yes_no_verdict`), has the right form when it has one,
-    and counts under ``fact_right`` when the whole answer, fact included, is
-    right. Records without a ``kind`` count under "other". The tallies are
+    and counts under ``fact_right`` when its fact, the answer without the
+    verdict, is the record's. Records without a ``kind`` count under "other". The tallies are
     :func:`answer_tallies`' (all kinds at the top level, each kind under
     ``by_kind``). ``examples`` rows of (question, kind, expected, got,
     correct, right_form) are kept to read.
@@ -303,13 +309,13 @@ def score_answers(records: Sequence[Mapping[str, Any]], answers: Sequence[str], 
     rows = []
     for record, answer in zip(records, answers):
         got = first_line(answer)
-        kind, whole = record.get("kind", "other"), normalise_answer(got) == normalise_answer(record["output"])
-        verdict = record.get("verdict")
+        kind, verdict = record.get("kind", "other"), record.get("verdict")
         rows.append({"question": record["instruction"], "kind": kind, "role": record.get("role"),
                      "expected": record["output"], "got": got,
-                     "correct": yes_no_verdict(got) == verdict if verdict else whole,
+                     "correct": (yes_no_verdict(got) == verdict if verdict
+                                 else normalise_answer(got) == normalise_answer(record["output"])),
                      "right_form": yes_no_verdict(got) is not None if verdict else answer_fits_kind(kind, got),
-                     **({"fact_right": whole} if verdict else {})})
+                     **({"fact_right": _fact_of(got) == _fact_of(record["output"])} if verdict else {})})
     tallies = answer_tallies(rows)
     return {**tallies.pop("all"), "by_kind": tallies, "examples": rows[:examples]}
 
@@ -326,17 +332,22 @@ def answer_tallies(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any
     Each holds the exact answers with their 95% interval and ``right_form``:
     the share of answers that have the form their kind asks for
     (:func:`answer_fits_kind`), right or wrong, over the answers whose kind
-    is a story-question kind; ``None`` if there are none. Where some answers
-    give a yes/no's deciding fact, ``fact_right`` is the share of those right as a whole.
+    is a story-question kind; ``None`` if there are none. Where answers give
+    a yes/no's deciding fact: ``fact_right``, the share whose fact is right,
+    and ``verdict_when_fact_right``, the share of those whose verdict is right
+    too (all of them if the verdict followed from the fact; ``None`` when no fact is right).
     """
     out = {}
     for group in [*sorted({g for r in rows for g in answer_groups(r)}), "all"]:
         chosen = [r for r in rows if group == "all" or group in answer_groups(r)]
         judged = [r["right_form"] for r in chosen if r["right_form"] is not None]
-        facts = [r["fact_right"] for r in chosen if "fact_right" in r]
+        facts = [r for r in chosen if "fact_right" in r]
+        known = [r["correct"] for r in facts if r["fact_right"]]
         out[group] = {**share(sum(r["correct"] for r in chosen), len(chosen)),
                       "right_form": sum(judged) / len(judged) if judged else None,
-                      **({"fact_right": share(sum(facts), len(facts))} if facts else {})}
+                      **({"fact_right": share(sum(r["fact_right"] for r in facts), len(facts)),
+                          "verdict_when_fact_right": share(sum(known), len(known)) if known else None}
+                         if facts else {})}
     return out
 
 
