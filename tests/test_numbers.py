@@ -197,6 +197,37 @@ def _lengths_steps(stage: str, k: int):
     return lambda load: load(LENGTHS)["lengths"][stage][k]
 
 
+FINETUNINGS = "study_finetunings.json"  # python -m helpers study --finetunings: ways of finetuning the study's model
+
+
+def _tuned_cell(load, name: str) -> dict:
+    """The row of the finetunings table finetuned the ``name`` way."""
+    return next(c for c in load(FINETUNINGS)["cells"] if c["finetuning"] == name)
+
+
+def _tuned(name: str, kind: str, key: str = "share"):
+    """The table of finetunings: one finetuning's exact answers of a kind (the share or an end of its interval)."""
+    return lambda load: _tuned_cell(load, name)["answers"][kind][key]
+
+
+def _told(name: str, measure: str):
+    """The table of finetunings: the share of yes/no facts right, or of verdicts right among them."""
+    return lambda load: _tuned_cell(load, name)["answers"]["yes_no"][measure]["share"]
+
+
+def _tuned_rank(name: str, control: bool = False):
+    """The table of finetunings: the main character's mean rank, with the story or another story."""
+    return lambda load: _tuned_cell(load, name)["names_control" if control else "names"]["hero"]["mean_rank"]
+
+
+def _tuned_saved(name: str, sign: int = 1):
+    """The table of finetunings: nats a random repeat saves beyond its control after finetuning (times ``sign``)."""
+    def get(load):
+        scores = _tuned_cell(load, name)["copying"]["repeated_random"]
+        return sign * (scores["gain"] - scores["control_gain"])
+    return get
+
+
 def _survival_step(point: int):
     return lambda load: load(SURVIVAL)["rows"][0]["curve"][point]["step"]
 
@@ -388,6 +419,27 @@ CLAIMS = [
       *(_lengths_rank((3500, steps), control=True) for steps in (3000, 1500, 400)),
       *(_lengths_rank((1000, steps)) for steps in (400, 1500, 3000)),
       _lengths_steps("pretrain_steps", 1), _lengths_steps("finetune_steps", 1)]),
+    (rf"the study's {N}-step model finetuned {N} steps, as in the longest cell[\s\S]*?With the fact after the\s+"
+     rf"verdict all kinds reach {N} \({N}-{N}\) against {N}: the main character {N}, the friend {N}, the\s+parent {N}, "
+     rf"\*feeling\* {N} and \*where\* {N}, but \*what\* {N} and \*yes/no\* {N}, which cannot be told\s+from the "
+     rf"plain {N}\. With the fact first the main character reaches {N} while the parent falls to\s+{N} and "
+     rf"\*yes/no\* to {N}, below the plain answers\. Either way the model writes the right fact for\s+{N} and {N} of "
+     rf"the yes/no questions, yet when the fact is right its verdict is right only {N} and\s+{N} of the time"
+     rf"[\s\S]*?mean rank among the {N} names is {N} and {N} \({N} after the plain finetuning; asked\s+about another "
+     rf"story {N} and {N}\), and random tokens read twice now save {N} and {N} nats\s+beyond the control, where the "
+     rf"plain finetuning stays {N} below it\.",
+     [lambda load: _tuned_cell(load, "plain")["pretrain_steps"], lambda load: _tuned_cell(load, "plain")["finetune_steps"],
+      _tuned("fact_after", "all"), _tuned("fact_after", "all", "low"), _tuned("fact_after", "all", "high"),
+      _tuned("plain", "all"), _tuned("fact_after", "who/hero"), _tuned("fact_after", "who/friend"),
+      _tuned("fact_after", "who/parent"), _tuned("fact_after", "feeling"), _tuned("fact_after", "where"),
+      _tuned("fact_after", "what"), _tuned("fact_after", "yes_no"), _tuned("plain", "yes_no"),
+      _tuned("fact_first", "who/hero"), _tuned("fact_first", "who/parent"), _tuned("fact_first", "yes_no"),
+      _told("fact_first", "fact_right"), _told("fact_after", "fact_right"),
+      _told("fact_first", "verdict_when_fact_right"), _told("fact_after", "verdict_when_fact_right"),
+      lambda load: 1 / _tuned_cell(load, "plain")["names"]["hero"]["right_chance"],
+      _tuned_rank("fact_first"), _tuned_rank("fact_after"), _tuned_rank("plain"),
+      _tuned_rank("fact_first", control=True), _tuned_rank("fact_after", control=True),
+      _tuned_saved("fact_first"), _tuned_saved("fact_after"), _tuned_saved("plain", sign=-1)]),
     (rf"\*\*Finetuning\*\* \(lesson 4\): {N} steps; answer-token validation loss\s+{N} to {N}\.",
      [lambda load: FINE(load)["run"]["step"],
       lambda load: FINE(load)["eval_loss"][0], lambda load: FINE(load)["eval_loss"][-1]]),
@@ -574,8 +626,9 @@ def test_a_readme_number_changed_by_one_unit_is_caught(tmp_path):
         spans.append(found.span(1) if not found.group(2) else (found.start(1), found.end(2)))
     # 85 before the copying probe, the two cloze designs and the answers by role; 9 on the study's roles and what
     # its pretraining reads; 29 on the repeats alone; 33 on the copier pretrained on stories and finetuned; 13 on the
-    # same arms from a copier retrained on another machine; 46 on the survival runs; 51 on the table of lengths
-    assert len(spans) == 282
+    # same arms from a copier retrained on another machine; 46 on the survival runs; 51 on the table of lengths;
+    # 30 on the ways of finetuning
+    assert len(spans) == 312
     copy = tmp_path / "README.md"
     missed = []
     for start, end in spans:
