@@ -425,8 +425,8 @@ CLAIMS = [
      rf"plain {N}\. With the fact first the main character reaches {N} while the parent falls to\s+{N} and "
      rf"\*yes/no\* to {N}, below the plain answers\. Either way the model writes the right fact for\s+{N} and {N} of "
      rf"the yes/no questions, yet when the fact is right its verdict is right only {N} and\s+{N} of the time"
-     rf"[\s\S]*?mean rank among the {N} names is {N} and {N} \({N} after the plain finetuning; asked\s+about another "
-     rf"story {N} and {N}\), and random tokens read twice now save {N} and {N} nats\s+beyond the control, where the "
+     rf"[\s\S]*?mean rank among the {N} names is {N} and {N} \({N} after the plain\s+finetuning; asked about another "
+     rf"story {N} and {N}\), and random tokens read twice now save {N}\s+and {N} nats beyond the control, where the "
      rf"plain finetuning stays {N} below it\.",
      [lambda load: _tuned_cell(load, "plain")["pretrain_steps"], lambda load: _tuned_cell(load, "plain")["finetune_steps"],
       _tuned("fact_after", "all"), _tuned("fact_after", "all", "low"), _tuned("fact_after", "all", "high"),

@@ -15,7 +15,9 @@ model), the copying probe (:mod:`helpers.copying`) before and after
 finetuning, and the validation losses. Each length's effect is then read with
 the course's one rule (:func:`helpers.stats.compare_shares`) at each level of
 the other length. The study's own runs are its 3500 x 1500 cell, so
-``make study`` trains them once.
+``make study`` trains them once. :func:`run_finetunings` finetunes the
+study's pretrained model in other ways (:data:`FINETUNINGS`), each measured
+as a cell is and read against the plain finetuning of the longest cell.
 """
 
 from __future__ import annotations
