@@ -260,7 +260,8 @@ def test_data_yes_no_fact_writes_both_splits_yes_no_answers_with_their_fact():
                 assert t["output"].endswith(f", so {b['output']}.") and t["verdict"] == b["output"], t
             else:
                 assert t == b
-    with pytest.raises(ConfigError, match="'data.yes_no_fact' must be one of \\['none', 'before', 'after'\\], got 'x'"):
+    with pytest.raises(ConfigError,
+                       match="'data.yes_no_fact' must be one of \\['none', 'before', 'after', 'asked'\\], got 'x'"):
         get_profile("lesson", {"data.yes_no_fact": "x"})
 
 

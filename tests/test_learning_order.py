@@ -11,14 +11,17 @@ import pytest
 from conftest import tiny_profile
 from rigged import constant_model, first_token, one_thread, save_model  # noqa: F401 - one_thread: a fixture
 from helpers.inference import Decoding, generate
-from helpers.learning_order import answer_curve, learning_order, thinned
+from helpers.config import get_profile
+from helpers.learning_order import answer_curve, answer_tokens, learning_order, thinned
+from helpers.sources import story_questions
 from helpers.copying import copying_probe
 from helpers.model import build_model, load_model
 from helpers.probes import cloze_accuracy
 from helpers.runs import checkpoint_dir, read_metrics
-from helpers.stories import corpus, story_prompts
+from helpers.stories import YES_NO_FACTS, corpus, story_prompts
 from helpers.story_cloze import cloze_items, without_story
 from helpers.text_metrics import consistent_continuations, grammatical_sentences
+from helpers.tokenizer import profile_tokenizer
 
 
 def _rig(run, step, model):
@@ -203,3 +206,11 @@ def test_answer_curve_from_the_init_model_to_the_end(pretrained_run, finetuned_r
     assert coarse["rows"] == [curve["rows"][0], curve["rows"][2]]  # the start, then every second checkpoint
     assert answer_curve(pretrained_run, profile=tiny_profile(**{"data.instructions": "x.json"}),
                         progress=False) == {"skipped": "answers are scored on the embedded story questions only"}
+
+
+def test_a_greedy_answer_has_room_for_the_longest_training_answer_of_each_way_of_writing_yes_no():
+    tokenizer = profile_tokenizer(get_profile("lesson"))
+    longest = {fact: max(len(tokenizer(r["output"])["input_ids"]) for r in story_questions("train", 3000, 0, fact))
+               for fact in YES_NO_FACTS}
+    assert longest == {"none": 9, "before": 13, "after": 12, "asked": 20}  # as answer_tokens' docstring says
+    assert all(longest[fact] < answer_tokens(fact) for fact in YES_NO_FACTS)

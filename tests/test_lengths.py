@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -201,8 +202,44 @@ def test_the_finetunings_start_from_the_study_pretraining_and_are_read_against_t
         ["| longer", "finetune.max_steps=6"]]
     assert markdown[7].startswith("| baseline | – | ")
     assert markdown.index("| finetuning | against | " + " | ".join(list(cells[0]["baselines"]) + ["all"]) + " |") > 7
-    fact = markdown.index("| finetuning | fact right | verdict right when the fact is |")
+    fact = markdown.index("| finetuning | fact right | verdict right when the fact is | echo right | verdict right "
+                          "when the echo is |")
     assert markdown[fact + 2].startswith("| fact_first | ") and len(markdown) == fact + 3
     assert printed.splitlines()[-1].startswith("exact answers, all kinds: plain ")
     with pytest.raises(ValueError, match="no finetuning named 'sideways'; choose among"):
         lengths.run_finetunings(runs, figs, names=["sideways"])
+
+
+def test_a_new_finetuning_joins_the_table_of_the_same_pretraining_without_the_others_trained_again(
+        tmp_path, monkeypatch, capsys, one_thread):
+    from helpers.cli import main
+
+    monkeypatch.setattr(lengths, "LENGTHS", {"pretrain_steps": (6,), "finetune_steps": (2,)})
+    monkeypatch.setattr(lengths, "FINETUNINGS", {"plain": {}, "fact_after": {"data.yes_no_fact": "after"}})
+    runs, figs = tmp_path / "runs", tmp_path / "figs"
+    command = ["study", "--finetunings", "--quiet", "--out", str(runs), "--figures", str(figs), "--stories", "2",
+               *[item for key, value in SHRUNK.items() for item in ("--set", f"{key}={value}")]]
+    assert main(command) == 0
+    table = figs / "study_finetunings.json"
+    before = json.loads(table.read_text())["cells"]
+    for folder in ("finetune-6-2", "finetune-fact_after"):  # gone: a row kept from the table is not trained again
+        shutil.rmtree(runs / folder)
+        (runs / f"{folder}_measured.json").unlink()
+    monkeypatch.setattr(lengths, "FINETUNINGS", {**lengths.FINETUNINGS, "asked_first": {"data.yes_no_fact": "asked"}})
+    assert main(command + ["--finetuning", "asked_first"]) == 0
+    cells = json.loads(table.read_text())["cells"]
+    assert [c["finetuning"] for c in cells] == ["plain", "fact_after", "asked_first"] and cells[:2] == before
+    assert sorted(p.name for p in runs.iterdir()) == ["finetune-asked_first", "finetune-asked_first_measured.json",
+                                                      "pretrain"]
+    assert "| asked_first | " in (figs / "study_finetunings.md").read_text()
+    marked = [cells[0], {**cells[1], "mark": 1}, cells[2]]
+    table.write_text(json.dumps({**json.loads(table.read_text()), "cells": marked}))
+    assert main(command + ["--finetuning", "fact_after"]) == 0  # a row measured again replaces the table's
+    assert json.loads(table.read_text())["cells"] == cells
+    # rows of another pretraining, or finetuned otherwise than FINETUNINGS now says, are not kept
+    for stale in ({**before[0], "eval_loss": {**before[0]["eval_loss"], "pretraining": 9.0}},
+                  {**before[0], "changes": {"finetune.max_steps": 1}}):
+        table.write_text(json.dumps({**json.loads(table.read_text()), "cells": [stale, *cells[1:]]}))
+        assert main(command + ["--finetuning", "asked_first"]) == 0
+        assert [c["finetuning"] for c in json.loads(table.read_text())["cells"]] == ["asked_first"]
+        table.write_text(json.dumps({**json.loads(table.read_text()), "cells": cells}))

@@ -370,17 +370,19 @@ def test_yes_no_answers_can_give_the_fact_that_decides_them():
     plain = [r for r in qa_records(story) if r["kind"] == "yes_no"]
     assert [r["output"] for r in plain] == ["yes", "no", "yes"]
     written = {fact: [r["output"] for r in qa_records(story, fact) if r["kind"] == "yes_no"]
-               for fact in ("before", "after")}
+               for fact in ("before", "after", "asked")}
     assert written == {
         "before": ["It happened at the pool, so yes.", "There is a diving board, so no.",
                    "Daphne is in the story, so yes."],
-        "after": ["Yes, it happened at the pool.", "No, there is a diving board.", "Yes, Daphne is in the story."]}
-    for fact in ("before", "after"):  # the same questions, the verdict kept; every other record unchanged
+        "after": ["Yes, it happened at the pool.", "No, there is a diving board.", "Yes, Daphne is in the story."],
+        "asked": ["At the pool? Yes, it happened at the pool.", "A big wave? No, there is a diving board.",
+                  "Daphne? Yes, Daphne is in the story."]}
+    for fact in ("before", "after", "asked"):  # the same questions, the verdict kept; every other record unchanged
         records = qa_records(story, fact)
         assert [r["instruction"] for r in records] == [r["instruction"] for r in qa_records(story)]
         assert [r["verdict"] for r in records if r["kind"] == "yes_no"] == ["yes", "no", "yes"]
         assert [r for r in records if r["kind"] != "yes_no"] == [r for r in qa_records(story) if r["kind"] != "yes_no"]
-    with pytest.raises(ValueError, match="yes_no_fact must be one of none, before, after, not 'first'"):
+    with pytest.raises(ValueError, match="yes_no_fact must be one of none, before, after, asked, not 'first'"):
         qa_records(story, "first")
 
 

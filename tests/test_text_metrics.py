@@ -276,7 +276,8 @@ def test_the_first_name_is_found_as_a_whole_word():
 @pytest.mark.parametrize("answer, verdict", [
     ("yes", "yes"), ("No.", "no"), ("No, there is a kite.", "no"), ("It happened at the park, so yes.", "yes"),
     ("Yes it is, so no", "yes"), ("nothing", None), ("It happened at the park", None), ("", None),
-    ("Nobody is there", None), ("yesterday", None)])
+    ("Nobody is there", None), ("yesterday", None), ("At the beach? No, it happened at the park.", "no"),
+    ("A cat? yes", "yes"), ("Is it yes? No.", "no"), ("At the beach?", None), ("Yes? Maybe.", None)])
 def test_yes_no_verdict_reads_the_first_word_then_the_last(answer, verdict):
     assert yes_no_verdict(answer) == verdict
 
@@ -305,6 +306,15 @@ def test_a_yes_no_with_its_fact_is_right_by_its_verdict_and_counts_the_fact_apar
     assert wrong["by_kind"]["yes_no"]["verdict_when_fact_right"]["share"] == 0.0
     after = score_answers([{**records[0], "output": "No, it happened at the park."}], ["no, it happened at the park"])
     assert after["by_kind"]["yes_no"]["fact_right"]["share"] == 1.0
+    echoed = score_answers([{**records[0], "output": "At the beach? No, it happened at the park."}] * 3,
+                           ["At the pool? No, it happened at the park.", "At the beach? Yes, it happened at the park.",
+                            "At the beach? it happened at the park"])  # the echo is not the fact; no verdict: wrong
+    assert [(r["correct"], r["right_form"], r["fact_right"], r["echo_right"]) for r in echoed["examples"]] == [
+        (True, True, True, False), (False, True, True, True), (False, False, True, True)]
+    tallied = echoed["by_kind"]["yes_no"]
+    assert (tallied["echo_right"]["successes"], tallied["echo_right"]["n"], tallied["verdict_when_echo_right"]["n"],
+            tallied["verdict_when_echo_right"]["successes"]) == (2, 3, 2, 0)
+    assert "echo_right" not in after["by_kind"]["yes_no"] and "echo_right" not in after["examples"][0]
     assert score_answers(records[:1], ["maybe"])["by_kind"]["yes_no"]["verdict_when_fact_right"] is None
     # the baselines judge the verdict, as they do a bare "yes" or "no"
     assert majority_baselines([], records[:2])["yes_no"] == {"answer": "no", "share": 0.5, "n": 2}

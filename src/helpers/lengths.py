@@ -30,7 +30,7 @@ from .config import get_profile
 from .copying import held_out_probe, saved_beyond_control
 from .evaluation_plots import lengths_figure
 from .learning_order import answer_tokens
-from .plots import close
+from .plots import as_stored, close
 from .model import build_model, load_model
 from .name_lookup import name_lookup, swapped_stories
 from .probes import qa_accuracy
@@ -51,11 +51,13 @@ LENGTHS: dict[str, tuple[int, ...]] = {"pretrain_steps": (1000, 3500), "finetune
 
 # Ways of finetuning the study's pretrained model, each at the longest finetuning of LENGTHS unless its settings
 # say otherwise (finetune.max_steps), each against the plain one: yes/no answered with the fact that decides it,
-# that fact written before the verdict (a step the verdict can lean on) or after it.
+# that fact written before the verdict (a step the verdict can lean on) or after it, or the value the question asks
+# about echoed first (the verdict then only has to find the word it has just written in the story).
 FINETUNINGS: dict[str, dict[str, Any]] = {
     "plain": {},
     "fact_first": {"data.yes_no_fact": "before"},
     "fact_after": {"data.yes_no_fact": "after"},
+    "asked_first": {"data.yes_no_fact": "asked"},
 }
 
 
@@ -157,7 +159,10 @@ def run_finetunings(out_dir: str | Path, figures_dir: str | Path, *, names: Sequ
     pretraining and the longest finetuning, so ``make study`` trains it once.
     As with the lengths, processes can share the finetunings by name and a
     last call with every name assembles the table: ``study_finetunings.png``,
-    ``.json`` and ``.md`` in ``figures_dir``.
+    ``.json`` and ``.md`` in ``figures_dir``. A call with some names keeps the
+    other rows of the table already there when they were measured the same
+    way after the same pretraining (:func:`_beside_earlier`), so a new way of
+    finetuning joins the table without the others trained again.
     """
     unknown = [name for name in names or () if name not in FINETUNINGS]
     if unknown:
@@ -174,15 +179,36 @@ def run_finetunings(out_dir: str | Path, figures_dir: str | Path, *, names: Sequ
         cells.append({"finetuning": name, "changes": changes, "pretrain_steps": study.pretrain.max_steps,
                       "finetune_steps": changes["finetune.max_steps"],
                       **_measured_cell(out, folders, settings, changes, stories, question_stories, progress)})
+    stem = Path(figures_dir) / "study_finetunings"
+    cells = _beside_earlier(stem.with_suffix(".json"), cells, dict(overrides or {}), stories, plain_steps)
     table = {"what": "the study's pretrained model finetuned each way of helpers.lengths.FINETUNINGS; exact answers "
                      "per kind and the copying probe of each, and each against the plain finetuning",
              "settings": dict(overrides or {}), "stories": stories, "cells": cells,
              "effects": finetuning_effects(cells)}
-    stem = Path(figures_dir) / "study_finetunings"
     close(lengths_figure(table, title="Ways of finetuning the study's model: exact answers per kind",
                          path=stem.with_suffix(".png")))
     write_bytes(stem.with_suffix(".md"), _finetunings_markdown(table).encode())
     return {**table, "path": str(stem.with_suffix(".json"))}
+
+
+def _beside_earlier(path: Path, cells: list[dict[str, Any]], settings: Mapping[str, Any], stories: int,
+                    plain_steps: int) -> list[dict[str, Any]]:
+    """The measured ``cells`` and the rows of the table at ``path`` not measured now, in :data:`FINETUNINGS`' order:
+    those rows only if that table had the same settings and stories, each row still finetunes as
+    :data:`FINETUNINGS` says, and each started from the same pretrained model (its length and validation loss) and
+    answered as many questions; else the measured cells alone."""
+    if not path.exists():
+        return cells
+    earlier, first = json.loads(path.read_text()), cells[0]
+    same_start = as_stored([first["pretrain_steps"], first["eval_loss"]["pretraining"], first["answers"]["all"]["n"]])
+    if (earlier.get("settings"), earlier.get("stories")) != (settings, stories) or any(
+            cell["finetuning"] not in FINETUNINGS
+            or cell["changes"] != {"finetune.max_steps": plain_steps, **FINETUNINGS[cell["finetuning"]]}
+            or [cell["pretrain_steps"], cell["eval_loss"]["pretraining"], cell["answers"]["all"]["n"]] != same_start
+            for cell in earlier["cells"]):
+        return cells
+    by_name = {cell["finetuning"]: cell for cell in [*earlier["cells"], *cells]}  # the measured ones win
+    return [by_name[name] for name in FINETUNINGS if name in by_name]
 
 
 def _measured_cell(out: Path, folders: tuple[str, str], settings: Mapping[str, Any], changes: Mapping[str, Any],
@@ -256,7 +282,8 @@ def _lengths_markdown(table: Mapping[str, Any]) -> str:
 
 def _finetunings_markdown(table: Mapping[str, Any]) -> str:
     """As :func:`_lengths_markdown`, a row per finetuning, each compared with the plain one; and for yes/no answers
-    written with their fact, how often the fact was right and, when it was, the verdict."""
+    written with their fact, how often the fact (and an echo of the question) was right and, when it was, the
+    verdict."""
     heads = ["finetuning", "settings"]
 
     def label(cell: Mapping[str, Any]) -> list[str]:
@@ -269,10 +296,13 @@ def _finetunings_markdown(table: Mapping[str, Any]) -> str:
     told = [cell for cell in table["cells"] if "fact_right" in cell["answers"]["yes_no"]]
     if told:
         out += ("\nYes/no answers written with their deciding fact: the fact right, and the verdict right among the "
-                "answers whose fact is (all of them if the verdict followed from its fact; chance about half):\n\n"
-                "| finetuning | fact right | verdict right when the fact is |\n|---|---|---|\n")
+                "answers whose fact is (all of them if the verdict followed from its fact; chance about half); where "
+                "the answer first echoes what the question asks about, the echo right and the verdict right among "
+                "those:\n\n| finetuning | fact right | verdict right when the fact is | echo right | verdict right "
+                "when the echo is |\n|---|---|---|---|---|\n")
         for cell in told:
-            got = [cell["answers"]["yes_no"][key] for key in ("fact_right", "verdict_when_fact_right")]
+            got = [cell["answers"]["yes_no"].get(key) for key in ("fact_right", "verdict_when_fact_right",
+                                                                  "echo_right", "verdict_when_echo_right")]
             out += f"| {cell['finetuning']} | " + " | ".join(
                 "–" if g is None else f"{g['share']:.0%} ({g['low']:.0%}-{g['high']:.0%}) of {g['n']}"
                 for g in got) + " |\n"

@@ -29,6 +29,7 @@ __all__ = [
     "METRIC_LABELS",
     "save",
     "close",
+    "as_stored",
     "metric_figure",
     "token_length_figure",
     "attention_figure",
@@ -80,21 +81,21 @@ def save(fig: Figure, path: str | Path | None, data: Mapping[str, Any] | None = 
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=150, bbox_inches="tight")
         if data is not None:
-            text = json.dumps(_rounded({"figure": path.name, **data}), indent=1, ensure_ascii=False)
+            text = json.dumps(as_stored({"figure": path.name, **data}), indent=1, ensure_ascii=False)
             path.with_suffix(".json").write_text(text + "\n", encoding="utf-8")
     return fig
 
 
-def _rounded(value: Any) -> Any:
-    """Floats to 6 significant digits, all the way down (NaN becomes null)."""
+def as_stored(value: Any) -> Any:
+    """A value as the figures' JSON stores it: floats to 6 significant digits, all the way down (NaN becomes null)."""
     if isinstance(value, float):
         return None if math.isnan(value) else float(f"{value:.6g}")
     if isinstance(value, Mapping):
-        return {str(k): _rounded(v) for k, v in value.items()}
+        return {str(k): as_stored(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_rounded(v) for v in value]
+        return [as_stored(v) for v in value]
     if hasattr(value, "tolist"):  # numpy arrays and scalars
-        return _rounded(value.tolist())
+        return as_stored(value.tolist())
     return value
 
 

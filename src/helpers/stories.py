@@ -369,13 +369,16 @@ _QA_SALT = 0x5EED_0A  # keeps the question dice apart from the story dice
 _FIELD = re.compile(r"\{(\w+)\}")
 
 
-# How a yes/no answer is written: the bare verdict, the deciding fact then the verdict, the verdict then the fact.
-_YES_NO_ANSWERS = {"none": "{verdict}", "before": "{Fact}, so {verdict}.", "after": "{Verdict}, {fact}."}
+# How a yes/no answer is written: the bare verdict, the deciding fact then the verdict, the verdict then the fact,
+# or what the question asks about, echoed, then the verdict and the fact ("At the beach? No, it happened at the park.").
+_YES_NO_ANSWERS = {"none": "{verdict}", "before": "{Fact}, so {verdict}.", "after": "{Verdict}, {fact}.",
+                   "asked": "{Asked}? {Verdict}, {fact}."}
 YES_NO_FACTS = tuple(_YES_NO_ANSWERS)
 
 
-def _yes_no(story: Story, rng: random.Random) -> list[tuple[str, str, str]]:
-    """Three yes/no questions (place, thing, person), each "yes" with chance 1/2, with the fact that decides it.
+def _yes_no(story: Story, rng: random.Random) -> list[tuple[str, str, str, str]]:
+    """Three yes/no questions (place, thing, person), each "yes" with chance 1/2: the question, what it asks about
+    ("at the beach"), the verdict and the fact that decides it.
 
     A "no" question only names a word that occurs nowhere in the text, not even
     inside a longer word, so the answer "no" is always true. The fact is what
@@ -396,10 +399,10 @@ def _yes_no(story: Story, rng: random.Random) -> list[tuple[str, str, str]]:
     )
     questions = []
     for question, true_value, false_values, fact, known in asks:  # known: the story's own value, said on a "no"
-        if rng.random() < 0.5:
-            questions.append((question.format(true_value), "yes", fact.format(true_value)))
-        else:
-            questions.append((question.format(rng.choice(false_values)), "no", fact.format(known)))
+        verdict = "yes" if rng.random() < 0.5 else "no"
+        asked = true_value if verdict == "yes" else rng.choice(false_values)
+        said = true_value if verdict == "yes" else known
+        questions.append((question.format(asked), asked, verdict, fact.format(said)))
     return questions
 
 
@@ -413,13 +416,11 @@ def qa_records(story: Story, yes_no_fact: str = "none") -> list[dict[str, str]]:
     answer with the fact that decides it (:data:`YES_NO_FACTS`), the record's
     ``verdict`` keeping the bare "yes" or "no".
     """
-    fields = {
-        "hero": story.hero, "friend": story.friend, "parent": story.parent,
-        "he": PRONOUNS[story.hero_gender]["HE"], "object": story.object, "animal": story.animal,
-        "object_phrase": story.object_phrase, "animal_phrase": story.animal_phrase,
-        "food_phrase": story.food_phrase, "at_place": story.at_place, "spot": story.spot,
-        "feeling": story.feeling, "end_feeling": story.end_feeling,
-    }
+    fields = {"hero": story.hero, "friend": story.friend, "parent": story.parent,
+              "he": PRONOUNS[story.hero_gender]["HE"], "object": story.object, "animal": story.animal,
+              "object_phrase": story.object_phrase, "animal_phrase": story.animal_phrase,
+              "food_phrase": story.food_phrase, "at_place": story.at_place, "spot": story.spot,
+              "feeling": story.feeling, "end_feeling": story.end_feeling}
     records = []
     for kind, question, answer in COMMON_QUESTIONS + SHAPES[story.shape].questions:
         needed = _FIELD.findall(question) + [answer]
@@ -430,9 +431,9 @@ def qa_records(story: Story, yes_no_fact: str = "none") -> list[dict[str, str]]:
     if yes_no_fact not in _YES_NO_ANSWERS:
         raise ValueError(f"yes_no_fact must be one of {', '.join(YES_NO_FACTS)}, not {yes_no_fact!r}")
     rng = random.Random(_mix(story.seed, story.index) ^ _QA_SALT)
-    for question, verdict, fact in _yes_no(story, rng):
+    for question, asked, verdict, fact in _yes_no(story, rng):
         answer = _YES_NO_ANSWERS[yes_no_fact].format(verdict=verdict, Verdict=verdict.capitalize(), fact=fact,
-                                                     Fact=fact[0].upper() + fact[1:])
+                                                     Fact=fact[0].upper() + fact[1:], Asked=asked[0].upper() + asked[1:])
         records.append({"instruction": question, "input": story.text, "output": answer, "kind": "yes_no",
                         **({"verdict": verdict} if yes_no_fact != "none" else {})})
     return records

@@ -262,18 +262,29 @@ def answer_fits_kind(kind: str, answer: str) -> bool | None:
 
 
 
+_ECHO = re.compile(r"^([^?]*)\?\s*")  # what a yes/no question asks about, echoed before the verdict
+
+
 def yes_no_verdict(answer: str) -> str | None:
-    """The "yes" or "no" of an answer, written alone, first ("No, it happened at the park.") or last ("It happened
-    at the park, so no."); ``None`` if it says neither."""
-    text = normalise_answer(answer)
+    """The "yes" or "no" of an answer, written alone, first ("No, it happened at the park."), first after the
+    question's value echoed ("At the beach? No, ...") or last ("It happened at the park, so no."); ``None`` if it
+    says neither."""
+    text = _ECHO.sub("", normalise_answer(answer))
     found = re.match(r"(yes|no)\b", text) or re.search(r"\b(yes|no)$", text)
     return found.group(1) if found else None
 
 
 def _fact_of(answer: str) -> str:
-    """An answer without its verdict: "It happened at the park, so no." and "No, it happened at the park." give
-    "it happened at the park"."""
-    return re.sub(r"^(yes|no)\b[,\s]*|[,\s]*(so\s+)?\b(yes|no)$", "", normalise_answer(answer))
+    """An answer without its verdict (and an echo before it): "It happened at the park, so no.", "No, it happened
+    at the park." and "At the beach? No, it happened at the park." give "it happened at the park"."""
+    return re.sub(r"^(yes|no)\b[,\s]*|[,\s]*(so\s+)?\b(yes|no)$", "", _ECHO.sub("", normalise_answer(answer)))
+
+
+def _echo_of(answer: str) -> str | None:
+    """What an answer echoes of its question before the verdict ("At the beach? No, ..." gives "at the beach");
+    ``None`` without an echo."""
+    found = _ECHO.match(normalise_answer(answer))
+    return found.group(1).strip() if found else None
 
 
 def expected_verdict(record: Mapping[str, Any]) -> str:
@@ -297,7 +308,7 @@ def score_answers(records: Sequence[Mapping[str, Any]], answers: Sequence[str], 
     scores 0. A yes/no answer written with its deciding fact is right when its
     verdict is (:func:`yes_no_verdict`), has the right form when it has one,
     and counts under ``fact_right`` when its fact, the answer without the
-    verdict, is the record's. Records without a ``kind`` count under "other". The tallies are
+    verdict, is the record's (and under ``echo_right`` when what it echoes of the question first is). Records without a ``kind`` count under "other". The tallies are
     :func:`answer_tallies`' (all kinds at the top level, each kind under
     ``by_kind``). ``examples`` rows of (question, kind, expected, got,
     correct, right_form) are kept to read.
@@ -315,7 +326,9 @@ def score_answers(records: Sequence[Mapping[str, Any]], answers: Sequence[str], 
                      "correct": (yes_no_verdict(got) == verdict if verdict
                                  else normalise_answer(got) == normalise_answer(record["output"])),
                      "right_form": yes_no_verdict(got) is not None if verdict else answer_fits_kind(kind, got),
-                     **({"fact_right": _fact_of(got) == _fact_of(record["output"])} if verdict else {})})
+                     **({"fact_right": _fact_of(got) == _fact_of(record["output"])} if verdict else {}),
+                     **({"echo_right": _echo_of(got) == _echo_of(record["output"])}
+                        if verdict and _echo_of(record["output"]) else {})})
     tallies = answer_tallies(rows)
     return {**tallies.pop("all"), "by_kind": tallies, "examples": rows[:examples]}
 
@@ -335,20 +348,28 @@ def answer_tallies(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any
     is a story-question kind; ``None`` if there are none. Where answers give
     a yes/no's deciding fact: ``fact_right``, the share whose fact is right,
     and ``verdict_when_fact_right``, the share of those whose verdict is right
-    too (all of them if the verdict followed from the fact; ``None`` when no fact is right).
+    too (all of them if the verdict followed from the fact; ``None`` when no fact is right);
+    where they echo what the question asks about first, ``echo_right`` and
+    ``verdict_when_echo_right`` alike.
     """
     out = {}
     for group in [*sorted({g for r in rows for g in answer_groups(r)}), "all"]:
         chosen = [r for r in rows if group == "all" or group in answer_groups(r)]
         judged = [r["right_form"] for r in chosen if r["right_form"] is not None]
-        facts = [r for r in chosen if "fact_right" in r]
-        known = [r["correct"] for r in facts if r["fact_right"]]
         out[group] = {**share(sum(r["correct"] for r in chosen), len(chosen)),
                       "right_form": sum(judged) / len(judged) if judged else None,
-                      **({"fact_right": share(sum(r["fact_right"] for r in facts), len(facts)),
-                          "verdict_when_fact_right": share(sum(known), len(known)) if known else None}
-                         if facts else {})}
+                      **_step_tallies(chosen, "fact_right", "verdict_when_fact_right"),
+                      **_step_tallies(chosen, "echo_right", "verdict_when_echo_right")}
     return out
+
+
+def _step_tallies(rows: Sequence[Mapping[str, Any]], step: str, verdict_when: str) -> dict[str, Any]:
+    """How often the rows that write a step before or beside their verdict (``step`` in the row) got it right, and
+    the verdict right among those (``None`` when none did); nothing for rows without the step."""
+    told = [r for r in rows if step in r]
+    known = [r["correct"] for r in told if r[step]]
+    return ({step: share(sum(r[step] for r in told), len(told)),
+             verdict_when: share(sum(known), len(known)) if known else None} if told else {})
 
 
 def majority_baselines(train_records: Sequence[Mapping[str, Any]],
