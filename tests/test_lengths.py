@@ -12,14 +12,21 @@ from helpers.sources import held_out_questions
 from rigged import one_thread  # noqa: F401 - a fixture
 from test_study import SHRUNK
 
-STUDY = {"pretrain.max_steps": 3500, "finetune.max_steps": 1500}
+def test_the_study_runs_are_the_cell_trained_as_the_study_and_the_others_are_named():
+    from helpers.config import get_profile
+    from helpers.study import STUDY_SETTINGS
 
-
-def test_the_study_runs_are_the_long_cell_and_the_others_are_named_by_their_lengths():
-    assert lengths.cell_folders(3500, 1500, STUDY) == ("pretrain", "finetune")
-    assert lengths.cell_folders(3500, 400, STUDY) == ("pretrain", "finetune-3500-400")
-    assert lengths.cell_folders(1000, 1500, STUDY) == ("pretrain-1000", "finetune-1000-1500")
-    assert lengths.cell_folders(1000, 400, STUDY) == ("pretrain-1000", "finetune-1000-400")
+    study = get_profile("lesson", STUDY_SETTINGS)
+    plain = get_profile("lesson", {**STUDY_SETTINGS, **lengths.FINETUNINGS["plain"]})
+    assert lengths.cell_folders(3500, "fact_after", get_profile("lesson", {**STUDY_SETTINGS}), study) == (
+        "pretrain", "finetune")
+    assert lengths.cell_folders(3500, "3500-3000", plain, study) == ("pretrain", "finetune-3500-3000")
+    assert lengths.cell_folders(1000, "1000-400", get_profile("lesson", {**STUDY_SETTINGS, "pretrain.max_steps": 1000,
+                                                                         "finetune.max_steps": 400}),
+                                study) == ("pretrain-1000", "finetune-1000-400")
+    # the study finetunes as the best of the table's ways does; every cell of LENGTHS answers plainly
+    assert {**STUDY_SETTINGS, **lengths.FINETUNINGS["fact_after"], "finetune.max_steps": 3000} == STUDY_SETTINGS
+    assert lengths.FINETUNINGS["plain"] == {"data.yes_no_fact": "none"}
 
 
 def _cell(pretrain: int, finetune: int, who: int, where: int) -> dict:
@@ -84,12 +91,12 @@ def test_the_lengths_command_splits_by_pretraining_length_and_reuses_the_study_r
                                                       "finetune-3-4_measured.json", "pretrain-3"]
     capsys.readouterr()
     kept = (runs / "finetune-3-2_measured.json").stat().st_mtime_ns
-    # the last call assembles all four cells, reusing the short pretraining's three runs; the long x long cell
-    # (the study's lengths, 6 and 4 here) is trained in the study's own folders
+    # the last call assembles all four cells, reusing the short pretraining's three runs; the long pretraining
+    # (the study's, 6 steps here) is the study's own, its finetunings not (they answer yes/no plainly)
     assert main(command) == 0
     printed = capsys.readouterr().out
     assert sorted(p.name for p in runs.iterdir() if p.is_dir()) == [
-        "finetune", "finetune-3-2", "finetune-3-4", "finetune-6-2", "pretrain", "pretrain-3"]
+        "finetune-3-2", "finetune-3-4", "finetune-6-2", "finetune-6-4", "pretrain", "pretrain-3"]
     assert (runs / "finetune-3-2_measured.json").stat().st_mtime_ns == kept  # measured once, by the first call
     assert sum(f"reusing the finished run in {runs / name} " in printed
                for name in ("pretrain-3", "finetune-3-2", "finetune-3-4")) == 3
@@ -100,6 +107,7 @@ def test_the_lengths_command_splits_by_pretraining_length_and_reuses_the_study_r
         pretrained, tuned = (json.loads((runs / name / "run.json").read_text()) for name in cell["folders"])
         assert pretrained["profile"]["pretrain"]["max_steps"] == cell["pretrain_steps"]
         assert tuned["profile"]["finetune"]["max_steps"] == cell["finetune_steps"]
+        assert tuned["profile"]["data"]["yes_no_fact"] == "none"
         assert tuned["init"] == str(runs / cell["folders"][0])
         assert cell["tokens"]["pretraining"] == cell["pretrain_steps"] * 4 * 128
         assert cell["answers"]["step"] == cell["finetune_steps"] and cell["before"]["step"] == 0
@@ -163,7 +171,8 @@ def test_the_finetunings_start_from_the_study_pretraining_and_are_read_against_t
 
     # the plain finetuning is the longest of LENGTHS (5 steps), not the study's own (4 in SHRUNK)
     monkeypatch.setattr(lengths, "LENGTHS", {"pretrain_steps": (3, 6), "finetune_steps": (2, 5)})
-    monkeypatch.setattr(lengths, "FINETUNINGS", {"plain": {}, "fact_first": {"data.yes_no_fact": "before"},
+    monkeypatch.setattr(lengths, "FINETUNINGS", {"plain": {"data.yes_no_fact": "none"},
+                                                 "fact_first": {"data.yes_no_fact": "before"},
                                                  "longer": {"finetune.max_steps": 6}})
     runs, figs = tmp_path / "runs", tmp_path / "figs"
     command = ["study", "--finetunings", "--quiet", "--out", str(runs), "--figures", str(figs), "--stories", "2",
@@ -185,11 +194,11 @@ def test_the_finetunings_start_from_the_study_pretraining_and_are_read_against_t
     for cell in cells:
         tuned = json.loads((runs / cell["folders"][1] / "run.json").read_text())
         assert tuned["profile"]["finetune"]["max_steps"] == cell["finetune_steps"] == cell["answers"]["step"]
-        assert tuned["profile"]["data"]["yes_no_fact"] == ("before" if cell["finetuning"] == "fact_first" else "none")
+        assert tuned["profile"]["data"]["yes_no_fact"] == {"plain": "none", "fact_first": "before"}.get(
+            cell["finetuning"], "after")  # "longer" finetunes as the study does, but longer
         assert tuned["init"] == str(runs / "pretrain")
     # the same pretrained model under every finetuning; the yes/no answers of fact_first are scored by their verdict
-    assert cells[0]["before"]["all"] == cells[2]["before"]["all"] and cells[0]["pretrained_copying"] == cells[1][
-        "pretrained_copying"]
+    assert cells[0]["pretrained_copying"] == cells[1]["pretrained_copying"] == cells[2]["pretrained_copying"]
     assert "fact_right" in cells[1]["answers"]["yes_no"] and "fact_right" not in cells[0]["answers"]["yes_no"]
     assert cells[1]["answers"]["yes_no"]["n"] == cells[0]["answers"]["yes_no"]["n"] > 0
     assert [e["finetuning"] for e in written["effects"]] == ["fact_first", "longer"]
@@ -198,13 +207,14 @@ def test_the_finetunings_start_from_the_study_pretraining_and_are_read_against_t
         assert effect["kinds"]["all"]["difference"] == pytest.approx(got["share"] - plain["share"])
     markdown = (figs / "study_finetunings.md").read_text().splitlines()
     assert [line.split(" | ")[:2] for line in markdown[4:7]] == [
-        ["| plain", "finetune.max_steps=5"], ["| fact_first", "finetune.max_steps=5, data.yes_no_fact=before"],
+        ["| plain", "finetune.max_steps=5, data.yes_no_fact=none"],
+        ["| fact_first", "finetune.max_steps=5, data.yes_no_fact=before"],
         ["| longer", "finetune.max_steps=6"]]
     assert markdown[7].startswith("| baseline | – | ")
     assert markdown.index("| finetuning | against | " + " | ".join(list(cells[0]["baselines"]) + ["all"]) + " |") > 7
     fact = markdown.index("| finetuning | fact right | verdict right when the fact is | echo right | verdict right "
                           "when the echo is |")
-    assert markdown[fact + 2].startswith("| fact_first | ") and len(markdown) == fact + 3
+    assert [line.split(" | ")[0] for line in markdown[fact + 2:]] == ["| fact_first", "| longer"]
     assert printed.splitlines()[-1].startswith("exact answers, all kinds: plain ")
     with pytest.raises(ValueError, match="no finetuning named 'sideways'; choose among"):
         lengths.run_finetunings(runs, figs, names=["sideways"])
@@ -215,7 +225,8 @@ def test_a_new_finetuning_joins_the_table_of_the_same_pretraining_without_the_ot
     from helpers.cli import main
 
     monkeypatch.setattr(lengths, "LENGTHS", {"pretrain_steps": (6,), "finetune_steps": (2,)})
-    monkeypatch.setattr(lengths, "FINETUNINGS", {"plain": {}, "fact_after": {"data.yes_no_fact": "after"}})
+    monkeypatch.setattr(lengths, "FINETUNINGS", {"plain": {"data.yes_no_fact": "none"},
+                                                 "fact_after": {"data.yes_no_fact": "after"}})
     runs, figs = tmp_path / "runs", tmp_path / "figs"
     command = ["study", "--finetunings", "--quiet", "--out", str(runs), "--figures", str(figs), "--stories", "2",
                *[item for key, value in SHRUNK.items() for item in ("--set", f"{key}={value}")]]

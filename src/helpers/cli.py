@@ -88,7 +88,7 @@ def _add_report_command(sub) -> None:
 def _add_study_command(sub) -> None:
     """`study`: the longer run of helpers.study."""
     p = sub.add_parser("study", help="a longer pretraining and finetuning: can this model learn story QA?",
-                       description="Pretrain and finetune the lesson model much longer, under an hour on two CPU cores "
+                       description="Pretrain and finetune the lesson model much longer, an hour or two on two CPU cores "
                                    "(helpers.study.STUDY_SETTINGS), then score exact answers per kind of question at "
                                    "every finetuning checkpoint; writes study_answers.png and .json to --figures.")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

@@ -1,12 +1,12 @@
 """Pretraining length x finetuning length: which of the two moves the answers?
 
 The lesson pretrains 1000 steps and finetunes 400; the study
-(:func:`helpers.study.run_study`) 3500 and 1500, and answers far more
-questions right. Both changed at once, so the study alone cannot say which
-length bought what. :func:`run_lengths` trains every cell of the table
-(each pretraining length, each finetuning length from each pretraining; the
-longest finetuning is twice the study's, to see whether the answers keep
-climbing), all else held at the study's settings, and measures every cell the
+(:func:`helpers.study.run_study`) pretrains 3500 and finetunes far longer, and
+answers far more questions right. Both changed at once, so the study alone
+cannot say which length bought what. :func:`run_lengths` trains every cell of
+the table (each pretraining length, each finetuning length from each
+pretraining: do the answers keep climbing?), all else held at the study's
+settings, and measures every cell the
 same way: the exact answers per kind (who split by role) with their 95%
 intervals, the no-reading baselines and trivial readers beside them, whether
 its who-answers lean toward the story's names at all
@@ -14,10 +14,12 @@ its who-answers lean toward the story's names at all
 model), the copying probe (:mod:`helpers.copying`) before and after
 finetuning, and the validation losses. Each length's effect is then read with
 the course's one rule (:func:`helpers.stats.compare_shares`) at each level of
-the other length. The study's own runs are its 3500 x 1500 cell, so
-``make study`` trains them once. :func:`run_finetunings` finetunes the
-study's pretrained model in other ways (:data:`FINETUNINGS`), each measured
-as a cell is and read against the plain finetuning of the longest cell.
+the other length. Every cell answers yes/no plainly (the bare verdict).
+:func:`run_finetunings` finetunes the study's pretrained model in other ways
+(:data:`FINETUNINGS`), each measured as a cell is and read against the plain
+finetuning of the longest cell; the study's own runs (its settings: the best
+of those ways) are the one whose settings are the study's, so ``make study``
+trains them once.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from .config import get_profile
+from .config import Profile, get_profile
 from .copying import held_out_probe, saved_beyond_control
 from .evaluation_plots import lengths_figure
 from .learning_order import answer_tokens
@@ -54,19 +56,19 @@ LENGTHS: dict[str, tuple[int, ...]] = {"pretrain_steps": (1000, 3500), "finetune
 # that fact written before the verdict (a step the verdict can lean on) or after it, or the value the question asks
 # about echoed first (the verdict then only has to find the word it has just written in the story).
 FINETUNINGS: dict[str, dict[str, Any]] = {
-    "plain": {},
+    "plain": {"data.yes_no_fact": "none"},
     "fact_first": {"data.yes_no_fact": "before"},
     "fact_after": {"data.yes_no_fact": "after"},
     "asked_first": {"data.yes_no_fact": "asked"},
 }
 
 
-def cell_folders(pretrain_steps: int, finetune_steps: int, study: Mapping[str, Any]) -> tuple[str, str]:
-    """The cell's pretraining and finetuning folders in the study's out folder: the study's own ("pretrain",
-    "finetune") where its lengths are the study's ``study`` settings, else named by the lengths."""
-    pretrained = "pretrain" if pretrain_steps == study["pretrain.max_steps"] else f"pretrain-{pretrain_steps}"
-    same = pretrained == "pretrain" and finetune_steps == study["finetune.max_steps"]
-    return pretrained, "finetune" if same else f"finetune-{pretrain_steps}-{finetune_steps}"
+def cell_folders(pretrain_steps: int, name: str, cell: Profile, study: Profile) -> tuple[str, str]:
+    """A cell's pretraining and finetuning folders in the study's out folder: "pretrain" where it pretrains as long
+    as the ``study`` does, and "finetune" where its whole profile is the study's (the study's own runs), else
+    "pretrain-<steps>" and "finetune-<name>"."""
+    pretrained = "pretrain" if pretrain_steps == study.pretrain.max_steps else f"pretrain-{pretrain_steps}"
+    return pretrained, "finetune" if cell == study else f"finetune-{name}"
 
 
 def length_effects(cells: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -127,15 +129,15 @@ def run_lengths(out_dir: str | Path, figures_dir: str | Path, *, lengths: Mappin
     if not (lengths["pretrain_steps"] and lengths["finetune_steps"]):
         raise ValueError("run_lengths needs at least one pretraining length and one finetuning length")
     study = get_profile("lesson", {**STUDY_SETTINGS, **(overrides or {})})
-    study_lengths = {"pretrain.max_steps": study.pretrain.max_steps, "finetune.max_steps": study.finetune.max_steps}
     cells = []
     for pretrain_steps in lengths["pretrain_steps"]:
         settings = {**STUDY_SETTINGS, **(overrides or {}), "pretrain.max_steps": pretrain_steps}
         for finetune_steps in lengths["finetune_steps"]:
-            folders = cell_folders(pretrain_steps, finetune_steps, study_lengths)
+            changes = {"finetune.max_steps": finetune_steps, **FINETUNINGS["plain"]}
+            folders = cell_folders(pretrain_steps, f"{pretrain_steps}-{finetune_steps}",
+                                   get_profile("lesson", {**settings, **changes}), study)
             cells.append({"pretrain_steps": pretrain_steps, "finetune_steps": finetune_steps,
-                          **_measured_cell(out, folders, settings, {"finetune.max_steps": finetune_steps},
-                                           stories, question_stories, progress)})
+                          **_measured_cell(out, folders, settings, changes, stories, question_stories, progress)})
     table = {"what": "the study's settings with each pretraining length crossed with each finetuning length; exact "
                      "answers per kind and the copying probe of every cell",
              "lengths": {key: list(values) for key, values in lengths.items()},
@@ -156,7 +158,8 @@ def run_finetunings(out_dir: str | Path, figures_dir: str | Path, *, names: Sequ
     as a cell of :func:`run_lengths` is measured, and compare each with the plain finetuning by the one rule.
 
     The plain finetuning is the cell of :data:`LENGTHS` at the study's
-    pretraining and the longest finetuning, so ``make study`` trains it once.
+    pretraining and the longest finetuning, and the one finetuned as the
+    study's settings say is the study's own run, so ``make study`` trains each once.
     As with the lengths, processes can share the finetunings by name and a
     last call with every name assembles the table: ``study_finetunings.png``,
     ``.json`` and ``.md`` in ``figures_dir``. A call with some names keeps the
@@ -169,13 +172,12 @@ def run_finetunings(out_dir: str | Path, figures_dir: str | Path, *, names: Sequ
         raise ValueError(f"no finetuning named {unknown[0]!r}; choose among {list(FINETUNINGS)}")
     out, settings = Path(out_dir), {**STUDY_SETTINGS, **(overrides or {})}
     study = get_profile("lesson", settings)
-    steps = {"pretrain.max_steps": study.pretrain.max_steps, "finetune.max_steps": study.finetune.max_steps}
     plain_steps = max(LENGTHS["finetune_steps"])
     cells = []
     for name in names or FINETUNINGS:
         changes = {"finetune.max_steps": plain_steps, **FINETUNINGS[name]}
-        pretrained, plain = cell_folders(study.pretrain.max_steps, plain_steps, steps)
-        folders = (pretrained, plain if name == "plain" else f"finetune-{name}")
+        folders = cell_folders(study.pretrain.max_steps, f"{study.pretrain.max_steps}-{plain_steps}"
+                               if name == "plain" else name, get_profile("lesson", {**settings, **changes}), study)
         cells.append({"finetuning": name, "changes": changes, "pretrain_steps": study.pretrain.max_steps,
                       "finetune_steps": changes["finetune.max_steps"],
                       **_measured_cell(out, folders, settings, changes, stories, question_stories, progress)})
