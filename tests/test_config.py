@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from helpers.config import ConfigError, Profile, get_profile, parse_overrides
+from helpers.config import ConfigError, Profile, get_profile, parse_overrides, stage_settings
 
 
 def test_paper_profile_holds_the_papers_values():
@@ -422,3 +422,19 @@ def test_a_model_beyond_two_billion_parameters_is_refused_before_anything_is_bui
         with pytest.raises(ConfigError) as raised:
             get_profile("paper", {key: value})
         assert str(raised.value) == f"{key}={value!r}: {too_large}"
+
+
+def test_a_pretraining_is_compared_without_what_only_finetuning_reads():
+    plain = get_profile("lesson").to_dict()
+    tuned_otherwise = get_profile("lesson", {"finetune.max_steps": 9, "data.yes_no_fact": "asked",
+                                             "data.position_offset": 3, "data.instruction_limit": 5}).to_dict()
+    assert stage_settings("pretrain", plain) == stage_settings("pretrain", tuned_otherwise)
+    assert stage_settings("finetune", tuned_otherwise) == tuned_otherwise != plain
+    assert "finetune" not in stage_settings("pretrain", plain) and "block_size" in stage_settings("pretrain", plain)["data"]
+    # a pretraining that mixes the training questions in reads them
+    assert stage_settings("pretrain", plain, questions=True) != stage_settings("pretrain", tuned_otherwise, questions=True)
+    mixed = get_profile("lesson", {"data.qa_share": 0.25}).to_dict()
+    assert stage_settings("pretrain", mixed) != stage_settings("pretrain", {**mixed, "data": {**mixed["data"],
+                                                                                              "yes_no_fact": "asked"}})
+    assert stage_settings("pretrain", plain) != stage_settings("pretrain", get_profile("lesson", {
+        "data.block_size": 64}).to_dict())

@@ -18,14 +18,14 @@ def test_the_study_runs_are_the_cell_trained_as_the_study_and_the_others_are_nam
 
     study = get_profile("lesson", STUDY_SETTINGS)
     plain = get_profile("lesson", {**STUDY_SETTINGS, **lengths.FINETUNINGS["plain"]})
-    assert lengths.cell_folders(3500, "fact_after", get_profile("lesson", {**STUDY_SETTINGS}), study) == (
+    assert lengths.cell_folders(3500, "asked_first", get_profile("lesson", {**STUDY_SETTINGS}), study) == (
         "pretrain", "finetune")
     assert lengths.cell_folders(3500, "3500-3000", plain, study) == ("pretrain", "finetune-3500-3000")
     assert lengths.cell_folders(1000, "1000-400", get_profile("lesson", {**STUDY_SETTINGS, "pretrain.max_steps": 1000,
                                                                          "finetune.max_steps": 400}),
                                 study) == ("pretrain-1000", "finetune-1000-400")
     # the study finetunes as the best of the table's ways does; every cell of LENGTHS answers plainly
-    assert {**STUDY_SETTINGS, **lengths.FINETUNINGS["fact_after"], "finetune.max_steps": 3000} == STUDY_SETTINGS
+    assert {**STUDY_SETTINGS, **lengths.FINETUNINGS["asked_first"], "finetune.max_steps": 3000} == STUDY_SETTINGS
     assert lengths.FINETUNINGS["plain"] == {"data.yes_no_fact": "none"}
 
 
@@ -195,7 +195,7 @@ def test_the_finetunings_start_from_the_study_pretraining_and_are_read_against_t
         tuned = json.loads((runs / cell["folders"][1] / "run.json").read_text())
         assert tuned["profile"]["finetune"]["max_steps"] == cell["finetune_steps"] == cell["answers"]["step"]
         assert tuned["profile"]["data"]["yes_no_fact"] == {"plain": "none", "fact_first": "before"}.get(
-            cell["finetuning"], "after")  # "longer" finetunes as the study does, but longer
+            cell["finetuning"], "asked")  # "longer" finetunes as the study does, but longer
         assert tuned["init"] == str(runs / "pretrain")
     # the same pretrained model under every finetuning; the yes/no answers of fact_first are scored by their verdict
     assert cells[0]["pretrained_copying"] == cells[1]["pretrained_copying"] == cells[2]["pretrained_copying"]

@@ -265,6 +265,14 @@ def test_ensure_run_reuses_resumes_and_refuses(tmp_path, capsys):
     assert capsys.readouterr().out.startswith("pretrain: reusing the finished run")
     with pytest.raises(RunError, match=r"holds a different run \(profile.data.qa_share: 0.0 there, 0.25 now\)"):
         ensure_run("pretrain", tiny_profile(**settings, **{"data.qa_share": 0.25}), out, progress=False)
+    # what a pretraining never reads does not count: the same pretraining, whatever finetuning follows it
+    unread = {"finetune.max_steps": 99, "data.yes_no_fact": "asked", "data.instruction_limit": 5,
+              "data.position_offset": 7}
+    ensure_run("pretrain", tiny_profile(**{**settings, **unread}), out, progress=False)
+    assert capsys.readouterr().out.startswith("pretrain: reusing the finished run")
+    with pytest.raises(RunError, match=r"holds a different run \(profile.data.instruction_limit: 200 there, 5 now; "
+                                       r"profile.data.qa_share: 0.0 there, 0.25 now; profile.data.yes_no_fact: "):
+        ensure_run("pretrain", tiny_profile(**{**settings, **unread, "data.qa_share": 0.25}), out, progress=False)
 
 
 def _assert_same_run(resumed, whole) -> None:

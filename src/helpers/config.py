@@ -68,6 +68,7 @@ __all__ = [
     "Profile",
     "PROFILES",
     "get_profile",
+    "stage_settings",
     "apply_overrides",
     "parse_overrides",
 ]
@@ -279,6 +280,25 @@ def _lesson() -> Profile:
 
 
 PROFILES = {"paper": _paper, "lesson": _lesson}
+
+
+# What a pretraining never reads: the finetuning's recipe, how finetuning examples are laid out and (unless
+# data.qa_share mixes training questions into the pretraining) the questions themselves.
+_FINETUNING_DATA = ("position_offset", "finetune_copy_share", "finetune_dense_share")
+_QUESTION_DATA = ("instructions", "instruction_limit", "instruction_val_fraction", "instruction_max_length",
+                  "yes_no_fact")
+
+
+def stage_settings(stage: str, profile: Mapping[str, Any], questions: bool | None = None) -> dict[str, Any]:
+    """A profile as :meth:`Profile.to_dict` writes it, without what a run of ``stage`` never reads: a pretraining
+    stays the same run, and its folder reusable, whatever the finetuning after it is to be. ``questions``: whether
+    the pretraining reads the training questions (default: whether its ``data.qa_share`` mixes them in)."""
+    if stage != "pretrain":
+        return dict(profile)
+    questions = bool(profile["data"].get("qa_share")) if questions is None else questions
+    unread = _FINETUNING_DATA + (() if questions else _QUESTION_DATA)
+    return {**{key: value for key, value in profile.items() if key != "finetune"},
+            "data": {key: value for key, value in profile["data"].items() if key not in unread}}
 
 
 def get_profile(name: str = "lesson", overrides: Mapping[str, Any] | None = None) -> Profile:

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Sequence
 
-from .config import ConfigError, Profile, get_profile
+from .config import ConfigError, Profile, get_profile, stage_settings
 from .stats import perplexity_from_loss
 
 __all__ = [
@@ -399,6 +399,10 @@ def check_out_dir(out: str | Path, description: dict[str, Any], resume: bool) ->
             "it, or choose another folder"
         )
     previous = read_run_record(out).identity()
+    # only what the stage reads counts (helpers.config.stage_settings): the questions if either run reads them
+    questions = any(side["profile"]["data"].get("qa_share") for side in (previous, description))
+    previous, description = ({**side, "profile": stage_settings(description["stage"], side["profile"], questions)}
+                             for side in (previous, description))
     diffs = setting_differences({key: previous.get(key) for key in description}, description)
     if diffs:
         raise RunError(f"cannot resume {str(out)!r}: it holds a different run ({'; '.join(diffs[:5])})")

@@ -3,9 +3,9 @@
 The lesson's finetuning is a few hundred steps, enough to learn the form of
 an answer. The study trains the same shape (width 64, 6 layers, 8 heads)
 much longer (an hour or two on a 2-core CPU): a longer pretraining, then a
-long finetuning on many more story questions, each yes/no answered with the
-fact that decides it (the best way of :data:`helpers.lengths.FINETUNINGS`),
-with a checkpoint every 150 steps. It then measures exact answers per kind of question at every
+long finetuning on many more story questions, each yes/no answered with what
+it asks about, the verdict and the fact that decides it (the best way of
+:data:`helpers.lengths.FINETUNINGS`), with a checkpoint every 150 steps. It then measures exact answers per kind of question at every
 checkpoint, on the questions about held-out stories, against baselines taken
 from the training questions, and writes the figure and its numbers to the
 figures folder (``study_answers.png`` and ``.json``), with the learning order
@@ -65,14 +65,14 @@ __all__ = ["STUDY_SETTINGS", "PRETRAINING_ARMS", "REPEAT_ARMS", "run_study", "ru
 # Answering from the story needs a model that copies from its context; the copying probe of the learning
 # order says whether this pretraining taught it (in the committed study it did not: study_arms.md). The
 # finetuning is the best way of helpers.lengths.FINETUNINGS (study_finetunings.md): 3000 steps, each yes/no
-# answered with the fact that decides it; every checkpoint kept for the answer curve.
+# answered with what it asks about echoed, then the verdict and the fact that decides it; every checkpoint kept.
 STUDY_SETTINGS: dict[str, Any] = {
     "data.train_stories": 60_000,
     "pretrain.max_steps": 3500,
     "pretrain.save_every": 500,
     "pretrain.keep_checkpoints": 8,
     "data.instruction_limit": 60_000,
-    "data.yes_no_fact": "after",
+    "data.yes_no_fact": "asked",
     "finetune.max_steps": 3000,
     "finetune.learning_rate": 2e-3,
     "finetune.log_every": 50,
