@@ -35,19 +35,22 @@ $(STAMP): pyproject.toml | $(BIN)/python
 report: install
 	$(BIN)/python -m helpers report --profile $(PROFILE) $(if $(filter lesson,$(PROFILE)),--store) $(REPORT_ARGS)
 
-# A longer study (not part of the report): can this model learn story QA (48 minutes at one thread on the slower
-# 2-core CPU of December 2026), and which pretraining recipes make it copy from its context (the arms: about an
-# hour more; the repeats alone: about 40 minutes more; a copier, then ten arms of stories and finetuning from it
-# or from scratch, five pretrainings among them: about an hour more on 2 idle cores in a fast hour, added up
-# from its parts, and up to three times that in a slow one), does copying survive stories run after run (two
-# copiers, the first of them the one --copier made, and sixteen pretrainings: 75 minutes for the copiers and the
-# first eight, 42 for the other eight, on the slower 2-core CPU of December 2026, run as two one-thread
-# processes with --copier-seed 0 and --copier-seed 1, which a call without --copier-seed then assembles), and
-# which of the two lengths, pretraining or finetuning, moves the answers (the table of --lengths, its 3500 x
-# 1500 cell the first part's runs: 78 minutes from nothing on that CPU as two one-thread processes split by
-# --pretrain-steps, 31 of them for the two 3000-step finetunings), and do yes/no answers written with the fact
-# that decides them do better than the plain 3000-step cell (--finetunings)?
-# STUDY_ARGS (e.g. --set finetune.max_steps=2000) changes the first part and the table of lengths built on it.
+# A longer study (not part of the report): can this model learn story QA (its 3500-step pretraining, then the
+# best way of finetuning of --finetunings: 25 minutes at one thread on the 2-core Intel Xeon of 7 December 2026,
+# measuring included, with other runs beside it), and which pretraining recipes make it copy from its context (the
+# arms: about an hour more; the repeats alone: about 40 minutes more; a copier, then ten arms of stories and
+# finetuning from it or from scratch, five pretrainings among them: about an hour more on 2 idle cores in a fast
+# hour, added up from its parts, and up to three times that in a slow one), does copying survive stories run after
+# run (two copiers, the first of them the one --copier made, and sixteen pretrainings: 75 minutes for the copiers
+# and the first eight, 42 for the other eight, on the slower 2-core AMD EPYC of December 2026, run as two
+# one-thread processes with --copier-seed 0 and --copier-seed 1, which a call without --copier-seed then
+# assembles), and which of the two lengths, pretraining or finetuning, moves the answers (the table of --lengths:
+# 78 minutes from nothing on that CPU as two one-thread processes split by --pretrain-steps, 31 of them for the
+# two 3000-step finetunings), and which way of writing the answers, each a 3000-step finetuning of the study's
+# pretrained model (--finetunings: on the Intel Xeon about 9 minutes of training each at one thread, 15 to 25 with
+# three or four processes sharing the 2 cores, the 6000-step one twice that; --finetuning NAME splits them across
+# processes, and a call with some names keeps the table's other rows of the same pretraining)?
+# STUDY_ARGS (e.g. --set finetune.max_steps=2000) changes the first part and the tables built on it.
 study: install
 	$(BIN)/python -m helpers study $(STUDY_ARGS)
 	$(BIN)/python -m helpers study --arms

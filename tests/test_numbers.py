@@ -397,7 +397,7 @@ CLAIMS = [
      rf"much\), the main character {N},\s+\*where\* {N} and all kinds {N}\. \*Yes/no\* stays where always \"no\" is "
      rf"\({N} against {N} there,[\s\S]*?mean rank among the {N}\s+names is {N} in the longest cell, {N} after {N} "
      rf"finetuning steps and {N} after {N} \(chance\s+{N}; the same questions about another story: {N}, {N} and "
-     rf"{N}\), and {N}, {N} and {N}\s+after the short pretraining\.[\s\S]*?The {N} x {N} cell is the study's run\.",
+     rf"{N}\), and {N}, {N} and {N}\s+after the short pretraining\.[\s\S]*?where this table was\s+measured, the study's own run was then its {N} x {N} cell\.",
      [_lengths_steps("pretrain_steps", 0), _lengths_steps("pretrain_steps", 1), _lengths_steps("finetune_steps", 0),
       _lengths_steps("finetune_steps", 1), _lengths_steps("finetune_steps", 2),
       *(_lengths((1000, steps), "all") for steps in (400, 1500, 3000)),
@@ -419,27 +419,38 @@ CLAIMS = [
       *(_lengths_rank((3500, steps), control=True) for steps in (3000, 1500, 400)),
       *(_lengths_rank((1000, steps)) for steps in (400, 1500, 3000)),
       _lengths_steps("pretrain_steps", 1), _lengths_steps("finetune_steps", 1)]),
-    (rf"the study's {N}-step model finetuned {N} steps, as in the longest cell[\s\S]*?With the fact after the\s+"
-     rf"verdict all kinds reach {N} \({N}-{N}\) against {N}: the main character {N}, the friend {N}, the\s+parent {N}, "
-     rf"\*feeling\* {N} and \*where\* {N}, but \*what\* {N} and \*yes/no\* {N}, which cannot be told\s+from the "
-     rf"plain {N}\. With the fact first the main character reaches {N} while the parent falls to\s+{N} and "
-     rf"\*yes/no\* to {N}, below the plain answers\. Either way the model writes the right fact for\s+{N} and {N} of "
-     rf"the yes/no questions, yet when the fact is right its verdict is right only {N} and\s+{N} of the time"
-     rf"[\s\S]*?mean rank among the {N} names is {N} and {N} \({N} after the plain\s+finetuning; asked about another "
-     rf"story {N} and {N}\), and random tokens read twice now save {N}\s+and {N} nats beyond the control, where the "
-     rf"plain finetuning stays {N} below it\.",
+    (rf"the study's {N}-step model, pretrained again on the Intel Xeon, finetuned {N} steps each way[\s\S]*?the "
+     rf"echoed way also for {N} steps[\s\S]*?All kinds together: plain {N} and {N}, the fact first {N}, the\s+fact "
+     rf"after {N}, echoed {N} \({N}-{N}\) and {N}, echoed twice as long {N};[\s\S]*?\(100% and 100%, then 100% "
+     rf"and 100%\), where the two plain runs name the main character {N}\s+and {N} of the time and the friend {N} "
+     rf"and {N}:[\s\S]*?the parent {N} in one echoed\s+run and {N} in the other, \*feeling\* {N} and {N}; and the "
+     rf"plain recipe of the {N} x {N} cell above,\s+on the AMD CPU, named the main character {N} and the parent {N} "
+     rf"of the time, where the same recipe\s+here names them {N} and {N}\.[\s\S]*?every row \({N} to {N}, against "
+     rf"{N}\): the echo is right on {N} of those\s+questions and the fact on {N}, yet given a right echo the verdict "
+     rf"is right only {N} and {N} of the\s+time\.[\s\S]*?misses on the parent\s+\({N}\), \*what\* \({N}\) and "
+     rf"\*yes/no\* \({N}\)\.",
      [lambda load: _tuned_cell(load, "plain")["pretrain_steps"], lambda load: _tuned_cell(load, "plain")["finetune_steps"],
-      _tuned("fact_after", "all"), _tuned("fact_after", "all", "low"), _tuned("fact_after", "all", "high"),
-      _tuned("plain", "all"), _tuned("fact_after", "who/hero"), _tuned("fact_after", "who/friend"),
-      _tuned("fact_after", "who/parent"), _tuned("fact_after", "feeling"), _tuned("fact_after", "where"),
-      _tuned("fact_after", "what"), _tuned("fact_after", "yes_no"), _tuned("plain", "yes_no"),
-      _tuned("fact_first", "who/hero"), _tuned("fact_first", "who/parent"), _tuned("fact_first", "yes_no"),
-      _told("fact_first", "fact_right"), _told("fact_after", "fact_right"),
-      _told("fact_first", "verdict_when_fact_right"), _told("fact_after", "verdict_when_fact_right"),
-      lambda load: 1 / _tuned_cell(load, "plain")["names"]["hero"]["right_chance"],
-      _tuned_rank("fact_first"), _tuned_rank("fact_after"), _tuned_rank("plain"),
-      _tuned_rank("fact_first", control=True), _tuned_rank("fact_after", control=True),
-      _tuned_saved("fact_first"), _tuned_saved("fact_after"), _tuned_saved("plain", sign=-1)]),
+      lambda load: _tuned_cell(load, "asked_first_longer")["finetune_steps"],
+      _tuned("plain", "all"), _tuned("plain_seed43", "all"), _tuned("fact_first", "all"), _tuned("fact_after", "all"),
+      _tuned("asked_first", "all"), _tuned("asked_first", "all", "low"), _tuned("asked_first", "all", "high"),
+      _tuned("asked_first_seed43", "all"), _tuned("asked_first_longer", "all"),
+      _tuned("plain", "who/hero"), _tuned("plain_seed43", "who/hero"),
+      _tuned("plain", "who/friend"), _tuned("plain_seed43", "who/friend"),
+      _tuned("asked_first", "who/parent"), _tuned("asked_first_seed43", "who/parent"),
+      _tuned("asked_first", "feeling"), _tuned("asked_first_seed43", "feeling"),
+      _lengths_steps("pretrain_steps", 1), _lengths_steps("finetune_steps", 2),
+      _lengths((3500, 3000), "who/hero"), _lengths((3500, 3000), "who/parent"),
+      _tuned("plain", "who/hero"), _tuned("plain", "who/parent"),
+      lambda load: min(c["answers"]["yes_no"]["share"] for c in load(FINETUNINGS)["cells"]),
+      lambda load: max(c["answers"]["yes_no"]["share"] for c in load(FINETUNINGS)["cells"]),
+      lambda load: _tuned_cell(load, "plain")["baselines"]["yes_no"]["share"],
+      _told("asked_first", "echo_right"), _told("asked_first", "fact_right"),
+      _told("asked_first", "verdict_when_echo_right"), _told("asked_first_seed43", "verdict_when_echo_right"),
+      _tuned("asked_first_seed43", "who/parent"), _tuned("asked_first_seed43", "what"),
+      _tuned("asked_first_seed43", "yes_no")]),
+    (rf"name the main character and the friend right\s+every time \({N} and {N}, then {N} and {N}\)",
+     [_tuned("asked_first", "who/hero"), _tuned("asked_first", "who/friend"),
+      _tuned("asked_first_seed43", "who/hero"), _tuned("asked_first_seed43", "who/friend")]),
     (rf"\*\*Finetuning\*\* \(lesson 4\): {N} steps; answer-token validation loss\s+{N} to {N}\.",
      [lambda load: FINE(load)["run"]["step"],
       lambda load: FINE(load)["eval_loss"][0], lambda load: FINE(load)["eval_loss"][-1]]),
@@ -628,7 +639,7 @@ def test_a_readme_number_changed_by_one_unit_is_caught(tmp_path):
     # its pretraining reads; 29 on the repeats alone; 33 on the copier pretrained on stories and finetuned; 13 on the
     # same arms from a copier retrained on another machine; 46 on the survival runs; 51 on the table of lengths;
     # 30 on the ways of finetuning
-    assert len(spans) == 312
+    assert len(spans) == 322
     copy = tmp_path / "README.md"
     missed = []
     for start, end in spans:

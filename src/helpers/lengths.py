@@ -54,12 +54,17 @@ LENGTHS: dict[str, tuple[int, ...]] = {"pretrain_steps": (1000, 3500), "finetune
 # Ways of finetuning the study's pretrained model, each at the longest finetuning of LENGTHS unless its settings
 # say otherwise (finetune.max_steps), each against the plain one: yes/no answered with the fact that decides it,
 # that fact written before the verdict (a step the verdict can lean on) or after it, or the value the question asks
-# about echoed first (the verdict then only has to find the word it has just written in the story).
+# about echoed first (the verdict then only has to find the word it has just written in the story), and that for
+# twice as long; and the plain and the echoed finetuning again with the batches in another order (finetune.seed):
+# how much of a row is the recipe and how much the run?
 FINETUNINGS: dict[str, dict[str, Any]] = {
     "plain": {"data.yes_no_fact": "none"},
     "fact_first": {"data.yes_no_fact": "before"},
     "fact_after": {"data.yes_no_fact": "after"},
     "asked_first": {"data.yes_no_fact": "asked"},
+    "asked_first_longer": {"data.yes_no_fact": "asked", "finetune.max_steps": 6000},
+    "plain_seed43": {"data.yes_no_fact": "none", "finetune.seed": 43},
+    "asked_first_seed43": {"data.yes_no_fact": "asked", "finetune.seed": 43},
 }
 
 
