@@ -17,9 +17,8 @@ the course's one rule (:func:`helpers.stats.compare_shares`) at each level of
 the other length. Every cell answers yes/no plainly (the bare verdict).
 :func:`run_finetunings` finetunes the study's pretrained model in other ways
 (:data:`FINETUNINGS`), each measured as a cell is and read against the plain
-finetuning of the longest cell; the study's own runs (its settings: the best
-of those ways) are the one whose settings are the study's, so ``make study``
-trains them once.
+finetuning of the longest cell; the way whose profile is the study's (the best
+of them) is the study's own run, so ``make study`` trains it once.
 """
 
 from __future__ import annotations
