@@ -261,7 +261,8 @@ def test_data_yes_no_fact_writes_both_splits_yes_no_answers_with_their_fact():
             else:
                 assert t == b
     with pytest.raises(ConfigError,
-                       match="'data.yes_no_fact' must be one of \\['none', 'before', 'after', 'asked'\\], got 'x'"):
+                       match="'data.yes_no_fact' must be one of \\['none', 'before', 'after', 'asked', "
+                             "'compared'\\], got 'x'"):
         get_profile("lesson", {"data.yes_no_fact": "x"})
 
 

@@ -212,5 +212,5 @@ def test_a_greedy_answer_has_room_for_the_longest_training_answer_of_each_way_of
     tokenizer = profile_tokenizer(get_profile("lesson"))
     longest = {fact: max(len(tokenizer(r["output"])["input_ids"]) for r in story_questions("train", 3000, 0, fact))
                for fact in YES_NO_FACTS}
-    assert longest == {"none": 9, "before": 13, "after": 12, "asked": 20}  # as answer_tokens' docstring says
+    assert longest == {"none": 9, "before": 13, "after": 12, "asked": 20, "compared": 22}  # as answer_tokens says
     assert all(longest[fact] < answer_tokens(fact) for fact in YES_NO_FACTS)

@@ -370,19 +370,21 @@ def test_yes_no_answers_can_give_the_fact_that_decides_them():
     plain = [r for r in qa_records(story) if r["kind"] == "yes_no"]
     assert [r["output"] for r in plain] == ["yes", "no", "yes"]
     written = {fact: [r["output"] for r in qa_records(story, fact) if r["kind"] == "yes_no"]
-               for fact in ("before", "after", "asked")}
+               for fact in ("before", "after", "asked", "compared")}
     assert written == {
         "before": ["It happened at the pool, so yes.", "There is a diving board, so no.",
                    "Daphne is in the story, so yes."],
         "after": ["Yes, it happened at the pool.", "No, there is a diving board.", "Yes, Daphne is in the story."],
         "asked": ["At the pool? Yes, it happened at the pool.", "A big wave? No, there is a diving board.",
-                  "Daphne? Yes, Daphne is in the story."]}
-    for fact in ("before", "after", "asked"):  # the same questions, the verdict kept; every other record unchanged
+                  "Daphne? Yes, Daphne is in the story."],
+        "compared": ["At the pool? The story says at the pool, so yes.",
+                     "A big wave? The story says a diving board, so no.", "Daphne? The story says Daphne, so yes."]}
+    for fact in ("before", "after", "asked", "compared"):  # the same questions, the verdict kept; every other record unchanged
         records = qa_records(story, fact)
         assert [r["instruction"] for r in records] == [r["instruction"] for r in qa_records(story)]
         assert [r["verdict"] for r in records if r["kind"] == "yes_no"] == ["yes", "no", "yes"]
         assert [r for r in records if r["kind"] != "yes_no"] == [r for r in qa_records(story) if r["kind"] != "yes_no"]
-    with pytest.raises(ValueError, match="yes_no_fact must be one of none, before, after, asked, not 'first'"):
+    with pytest.raises(ValueError, match="yes_no_fact must be one of none, before, after, asked, compared, not 'first'"):
         qa_records(story, "first")
 
 

@@ -277,7 +277,8 @@ def test_the_first_name_is_found_as_a_whole_word():
     ("yes", "yes"), ("No.", "no"), ("No, there is a kite.", "no"), ("It happened at the park, so yes.", "yes"),
     ("Yes it is, so no", "yes"), ("nothing", None), ("It happened at the park", None), ("", None),
     ("Nobody is there", None), ("yesterday", None), ("At the beach? No, it happened at the park.", "no"),
-    ("A cat? yes", "yes"), ("Is it yes? No.", "no"), ("At the beach?", None), ("Yes? Maybe.", None)])
+    ("A cat? yes", "yes"), ("Is it yes? No.", "no"), ("At the beach?", None), ("Yes? Maybe.", None),
+    ("At the beach? The story says at the park, so no.", "no")])
 def test_yes_no_verdict_reads_the_first_word_then_the_last(answer, verdict):
     assert yes_no_verdict(answer) == verdict
 

@@ -143,8 +143,9 @@ class DataConfig:
     finetune_dense_share: float = allowed(0.0, "[0, 1)")
     # Story questions only: how a yes/no answer is written. "none": the bare "yes" or "no"; "before": the fact
     # that decides it, then the verdict ("It happened at the park, so no."); "after": the verdict, then the fact;
-    # "asked": what the question asks about, then the verdict and the fact ("At the beach? No, it happened at ...").
-    yes_no_fact: Literal["none", "before", "after", "asked"] = "none"
+    # "asked": what the question asks about, then the verdict and the fact ("At the beach? No, it happened at ...");
+    # "compared": what it asks about beside the story's value, then the verdict ("At the beach? The story says ...").
+    yes_no_fact: Literal["none", "before", "after", "asked", "compared"] = "none"
     instruction_max_length: int = allowed(512, ">= 2")  # + position_offset <= model.n_positions
     instruction_limit: int | None = allowed(None, ">= 1")
     instruction_val_fraction: float = allowed(0.1, "(0, 1)")

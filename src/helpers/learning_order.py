@@ -142,9 +142,9 @@ def learning_order(pretrain_run: str | Path, *, prompts: int = 200, cloze_storie
 
 def answer_tokens(yes_no_fact: str) -> int:
     """How many tokens a greedy answer may take: of 3,000 training questions the longest bare answer takes 9 tokens
-    of the lesson's tokenizer, a yes/no written with its deciding fact (``data.yes_no_fact``) 13, and 20 with the
-    question's value echoed before it ("asked")."""
-    return {"none": 12, "asked": 28}.get(yes_no_fact, 20)
+    of the lesson's tokenizer, a yes/no written with its deciding fact (``data.yes_no_fact``) 13, 20 with the
+    question's value echoed before it ("asked") and 22 with the echo beside the story's value ("compared")."""
+    return {"none": 12, "asked": 28, "compared": 28}.get(yes_no_fact, 20)
 
 
 def answer_curve(finetune_run: str | Path, *, stories: int = 64, max_new_tokens: int | None = None, every: int = 1,

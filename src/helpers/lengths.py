@@ -55,7 +55,8 @@ LENGTHS: dict[str, tuple[int, ...]] = {"pretrain_steps": (1000, 3500), "finetune
 # that fact written before the verdict (a step the verdict can lean on) or after it, or the value the question asks
 # about echoed first (the verdict then only has to find the word it has just written in the story), and that for
 # twice as long; and the plain and the echoed finetuning again with the batches in another order (finetune.seed):
-# how much of a row is the recipe and how much the run?
+# how much of a row is the recipe and how much the run? Last, the echo beside the story's own value with the verdict
+# after both, twice: a check the verdict can make between two words just written.
 FINETUNINGS: dict[str, dict[str, Any]] = {
     "plain": {"data.yes_no_fact": "none"},
     "fact_first": {"data.yes_no_fact": "before"},
@@ -64,6 +65,8 @@ FINETUNINGS: dict[str, dict[str, Any]] = {
     "asked_first_longer": {"data.yes_no_fact": "asked", "finetune.max_steps": 6000},
     "plain_seed43": {"data.yes_no_fact": "none", "finetune.seed": 43},
     "asked_first_seed43": {"data.yes_no_fact": "asked", "finetune.seed": 43},
+    "compared": {"data.yes_no_fact": "compared"},
+    "compared_seed43": {"data.yes_no_fact": "compared", "finetune.seed": 43},
 }
 
 

@@ -370,15 +370,16 @@ _FIELD = re.compile(r"\{(\w+)\}")
 
 
 # How a yes/no answer is written: the bare verdict, the deciding fact then the verdict, the verdict then the fact,
-# or what the question asks about, echoed, then the verdict and the fact ("At the beach? No, it happened at the park.").
+# what the question asks about, echoed, then the verdict and the fact ("At the beach? No, it happened at the park."),
+# or the echo beside the story's own value, the verdict last ("At the beach? The story says at the park, so no.").
 _YES_NO_ANSWERS = {"none": "{verdict}", "before": "{Fact}, so {verdict}.", "after": "{Verdict}, {fact}.",
-                   "asked": "{Asked}? {Verdict}, {fact}."}
+                   "asked": "{Asked}? {Verdict}, {fact}.", "compared": "{Asked}? The story says {said}, so {verdict}."}
 YES_NO_FACTS = tuple(_YES_NO_ANSWERS)
 
 
-def _yes_no(story: Story, rng: random.Random) -> list[tuple[str, str, str, str]]:
+def _yes_no(story: Story, rng: random.Random) -> list[tuple[str, str, str, str, str]]:
     """Three yes/no questions (place, thing, person), each "yes" with chance 1/2: the question, what it asks about
-    ("at the beach"), the verdict and the fact that decides it.
+    ("at the beach"), the verdict, the fact that decides it and the story's value in that fact.
 
     A "no" question only names a word that occurs nowhere in the text, not even
     inside a longer word, so the answer "no" is always true. The fact is what
@@ -402,7 +403,7 @@ def _yes_no(story: Story, rng: random.Random) -> list[tuple[str, str, str, str]]
         verdict = "yes" if rng.random() < 0.5 else "no"
         asked = true_value if verdict == "yes" else rng.choice(false_values)
         said = true_value if verdict == "yes" else known
-        questions.append((question.format(asked), asked, verdict, fact.format(said)))
+        questions.append((question.format(asked), asked, verdict, fact.format(said), said))
     return questions
 
 
@@ -431,8 +432,8 @@ def qa_records(story: Story, yes_no_fact: str = "none") -> list[dict[str, str]]:
     if yes_no_fact not in _YES_NO_ANSWERS:
         raise ValueError(f"yes_no_fact must be one of {', '.join(YES_NO_FACTS)}, not {yes_no_fact!r}")
     rng = random.Random(_mix(story.seed, story.index) ^ _QA_SALT)
-    for question, asked, verdict, fact in _yes_no(story, rng):
-        answer = _YES_NO_ANSWERS[yes_no_fact].format(verdict=verdict, Verdict=verdict.capitalize(), fact=fact,
+    for question, asked, verdict, fact, said in _yes_no(story, rng):
+        answer = _YES_NO_ANSWERS[yes_no_fact].format(verdict=verdict, Verdict=verdict.capitalize(), fact=fact, said=said,
                                                      Fact=fact[0].upper() + fact[1:], Asked=asked[0].upper() + asked[1:])
         records.append({"instruction": question, "input": story.text, "output": answer, "kind": "yes_no",
                         **({"verdict": verdict} if yes_no_fact != "none" else {})})
