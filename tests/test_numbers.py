@@ -420,8 +420,8 @@ CLAIMS = [
       *(_lengths_rank((1000, steps)) for steps in (400, 1500, 3000)),
       _lengths_steps("pretrain_steps", 1), _lengths_steps("finetune_steps", 1)]),
     (rf"the study's {N}-step model, pretrained again on the Intel Xeon, finetuned {N} steps each way[\s\S]*?the "
-     rf"echoed way also for {N} steps[\s\S]*?All kinds together: plain {N} and {N}, the fact first {N}, the\s+fact "
-     rf"after {N}, echoed {N} \({N}-{N}\) and {N}, echoed twice as long {N};[\s\S]*?\(100% and 100%, then 100% "
+     rf"echoed way also for {N} steps[\s\S]*?All kinds together: plain\s+{N} and {N}, the fact first {N}, the fact "
+     rf"after {N}, echoed {N} \({N}-{N}\) and {N}, echoed twice as long\s+{N}, compared {N} and {N};[\s\S]*?\(100% and 100%, then 100% "
      rf"and 100%\), where the two plain runs name the main character {N}\s+and {N} of the time and the friend {N} "
      rf"and {N}:[\s\S]*?the parent {N} in one echoed\s+run and {N} in the other, \*feeling\* {N} and {N}; and the "
      rf"plain recipe of the {N} x {N} cell above,\s+on the AMD CPU, named the main character {N} and the parent {N} "
@@ -434,6 +434,7 @@ CLAIMS = [
       _tuned("plain", "all"), _tuned("plain_seed43", "all"), _tuned("fact_first", "all"), _tuned("fact_after", "all"),
       _tuned("asked_first", "all"), _tuned("asked_first", "all", "low"), _tuned("asked_first", "all", "high"),
       _tuned("asked_first_seed43", "all"), _tuned("asked_first_longer", "all"),
+      _tuned("compared", "all"), _tuned("compared_seed43", "all"),
       _tuned("plain", "who/hero"), _tuned("plain_seed43", "who/hero"),
       _tuned("plain", "who/friend"), _tuned("plain_seed43", "who/friend"),
       _tuned("asked_first", "who/parent"), _tuned("asked_first_seed43", "who/parent"),
@@ -448,6 +449,10 @@ CLAIMS = [
       _told("asked_first", "verdict_when_echo_right"), _told("asked_first_seed43", "verdict_when_echo_right"),
       _tuned("asked_first_seed43", "who/parent"), _tuned("asked_first_seed43", "what"),
       _tuned("asked_first_seed43", "yes_no")]),
+    (rf"the compared answers write the echo right {N} of the time and the story's value {N} and\s+{N}, and their "
+     rf"verdicts stay at {N} and {N}\.",
+     [_told("compared", "echo_right"), _told("compared", "fact_right"), _told("compared_seed43", "fact_right"),
+      _tuned("compared", "yes_no"), _tuned("compared_seed43", "yes_no")]),
     (rf"name the main character and the friend right\s+every time \({N} and {N}, then {N} and {N}\)",
      [_tuned("asked_first", "who/hero"), _tuned("asked_first", "who/friend"),
       _tuned("asked_first_seed43", "who/hero"), _tuned("asked_first_seed43", "who/friend")]),
@@ -639,7 +644,7 @@ def test_a_readme_number_changed_by_one_unit_is_caught(tmp_path):
     # its pretraining reads; 29 on the repeats alone; 33 on the copier pretrained on stories and finetuned; 13 on the
     # same arms from a copier retrained on another machine; 46 on the survival runs; 51 on the table of lengths;
     # 30 on the ways of finetuning
-    assert len(spans) == 322
+    assert len(spans) == 329
     copy = tmp_path / "README.md"
     missed = []
     for start, end in spans:
