@@ -36,7 +36,7 @@ report: install
 	$(BIN)/python -m helpers report --profile $(PROFILE) $(if $(filter lesson,$(PROFILE)),--store) $(REPORT_ARGS)
 
 # A longer study (not part of the report): can this model learn story QA (its 3500-step pretraining, then the
-# best way of finetuning of --finetunings: 25 minutes at one thread on the 2-core Intel Xeon of 7 December 2026,
+# echoed way of finetuning of --finetunings: 25 minutes at one thread on the 2-core Intel Xeon of 7 December 2026,
 # measuring included, with other runs beside it), and which pretraining recipes make it copy from its context (the
 # arms: about an hour more; the repeats alone: about 40 minutes more; a copier, then ten arms of stories and
 # finetuning from it or from scratch, five pretrainings among them: about an hour more on 2 idle cores in a fast

@@ -24,7 +24,7 @@ def test_the_study_runs_are_the_cell_trained_as_the_study_and_the_others_are_nam
     assert lengths.cell_folders(1000, "1000-400", get_profile("lesson", {**STUDY_SETTINGS, "pretrain.max_steps": 1000,
                                                                          "finetune.max_steps": 400}),
                                 study) == ("pretrain-1000", "finetune-1000-400")
-    # the study finetunes as the best of the table's ways does; every cell of LENGTHS answers plainly
+    # the study finetunes as the echoed way of the table does; every cell of LENGTHS answers plainly
     assert {**STUDY_SETTINGS, **lengths.FINETUNINGS["asked_first"], "finetune.max_steps": 3000} == STUDY_SETTINGS
     assert lengths.FINETUNINGS["plain"] == {"data.yes_no_fact": "none"}
 

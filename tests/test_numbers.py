@@ -420,10 +420,10 @@ CLAIMS = [
       *(_lengths_rank((1000, steps)) for steps in (400, 1500, 3000)),
       _lengths_steps("pretrain_steps", 1), _lengths_steps("finetune_steps", 1)]),
     (rf"the study's {N}-step model, pretrained again on the Intel Xeon, finetuned {N} steps each way[\s\S]*?the "
-     rf"echoed way also for {N} steps[\s\S]*?All kinds together: plain\s+{N} and {N}, the fact first {N}, the fact "
-     rf"after {N}, echoed {N} \({N}-{N}\) and {N}, echoed twice as long\s+{N}, compared {N} and {N};[\s\S]*?\(100% and 100%, then 100% "
-     rf"and 100%\), where the two plain runs name the main character {N}\s+and {N} of the time and the friend {N} "
-     rf"and {N}:[\s\S]*?the parent {N} in one echoed\s+run and {N} in the other, \*feeling\* {N} and {N}; and the "
+     rf"echoed way also for {N} steps[\s\S]*?All kinds\s+together: plain {N}, {N} and {N}, the fact first {N}, the "
+     rf"fact after {N}, echoed {N} \({N}-{N}\), {N}\s+and {N}, echoed twice as long {N}, compared {N} and {N};"
+     rf"[\s\S]*?\(100% and 100%, then 100% and 100%\), the third {N} and {N}; the three plain runs name the\s+main "
+     rf"character {N}, {N} and {N} of the time and the friend {N}, {N} and {N}\.[\s\S]*?the parent {N} in one echoed\s+run and {N} in the other, \*feeling\* {N} and {N}; and the "
      rf"plain recipe of the {N} x {N} cell above,\s+on the AMD CPU, named the main character {N} and the parent {N} "
      rf"of the time, where the same recipe\s+here names them {N} and {N}\.[\s\S]*?every row \({N} to {N}, against "
      rf"{N}\): the echo is right on {N} of those\s+questions and the fact on {N}, yet given a right echo the verdict "
@@ -431,12 +431,14 @@ CLAIMS = [
      rf"\*yes/no\* \({N}\)\.",
      [lambda load: _tuned_cell(load, "plain")["pretrain_steps"], lambda load: _tuned_cell(load, "plain")["finetune_steps"],
       lambda load: _tuned_cell(load, "asked_first_longer")["finetune_steps"],
-      _tuned("plain", "all"), _tuned("plain_seed43", "all"), _tuned("fact_first", "all"), _tuned("fact_after", "all"),
+      _tuned("plain", "all"), _tuned("plain_seed43", "all"), _tuned("plain_seed44", "all"), _tuned("fact_first", "all"),
+      _tuned("fact_after", "all"),
       _tuned("asked_first", "all"), _tuned("asked_first", "all", "low"), _tuned("asked_first", "all", "high"),
-      _tuned("asked_first_seed43", "all"), _tuned("asked_first_longer", "all"),
+      _tuned("asked_first_seed43", "all"), _tuned("asked_first_seed44", "all"), _tuned("asked_first_longer", "all"),
       _tuned("compared", "all"), _tuned("compared_seed43", "all"),
-      _tuned("plain", "who/hero"), _tuned("plain_seed43", "who/hero"),
-      _tuned("plain", "who/friend"), _tuned("plain_seed43", "who/friend"),
+      _tuned("asked_first_seed44", "who/hero"), _tuned("asked_first_seed44", "who/friend"),
+      _tuned("plain", "who/hero"), _tuned("plain_seed43", "who/hero"), _tuned("plain_seed44", "who/hero"),
+      _tuned("plain", "who/friend"), _tuned("plain_seed43", "who/friend"), _tuned("plain_seed44", "who/friend"),
       _tuned("asked_first", "who/parent"), _tuned("asked_first_seed43", "who/parent"),
       _tuned("asked_first", "feeling"), _tuned("asked_first_seed43", "feeling"),
       _lengths_steps("pretrain_steps", 1), _lengths_steps("finetune_steps", 2),
@@ -644,7 +646,7 @@ def test_a_readme_number_changed_by_one_unit_is_caught(tmp_path):
     # its pretraining reads; 29 on the repeats alone; 33 on the copier pretrained on stories and finetuned; 13 on the
     # same arms from a copier retrained on another machine; 46 on the survival runs; 51 on the table of lengths;
     # 30 on the ways of finetuning
-    assert len(spans) == 329
+    assert len(spans) == 335
     copy = tmp_path / "README.md"
     missed = []
     for start, end in spans:

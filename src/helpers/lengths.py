@@ -17,8 +17,8 @@ the course's one rule (:func:`helpers.stats.compare_shares`) at each level of
 the other length. Every cell answers yes/no plainly (the bare verdict).
 :func:`run_finetunings` finetunes the study's pretrained model in other ways
 (:data:`FINETUNINGS`), each measured as a cell is and read against the plain
-finetuning of the longest cell; the way whose profile is the study's (the best
-of them) is the study's own run, so ``make study`` trains it once.
+finetuning of the longest cell; the way whose profile is the study's (the
+echoed one) is the study's own run, so ``make study`` trains it once.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ LENGTHS: dict[str, tuple[int, ...]] = {"pretrain_steps": (1000, 3500), "finetune
 # say otherwise (finetune.max_steps), each against the plain one: yes/no answered with the fact that decides it,
 # that fact written before the verdict (a step the verdict can lean on) or after it, or the value the question asks
 # about echoed first (the verdict then only has to find the word it has just written in the story), and that for
-# twice as long; and the plain and the echoed finetuning again with the batches in another order (finetune.seed):
+# twice as long; and the plain and the echoed finetuning twice more, with the batches in other orders (finetune.seed):
 # how much of a row is the recipe and how much the run? Last, the echo beside the story's own value with the verdict
 # after both, twice: a check the verdict can make between two words just written.
 FINETUNINGS: dict[str, dict[str, Any]] = {
@@ -65,6 +65,8 @@ FINETUNINGS: dict[str, dict[str, Any]] = {
     "asked_first_longer": {"data.yes_no_fact": "asked", "finetune.max_steps": 6000},
     "plain_seed43": {"data.yes_no_fact": "none", "finetune.seed": 43},
     "asked_first_seed43": {"data.yes_no_fact": "asked", "finetune.seed": 43},
+    "plain_seed44": {"data.yes_no_fact": "none", "finetune.seed": 44},
+    "asked_first_seed44": {"data.yes_no_fact": "asked", "finetune.seed": 44},
     "compared": {"data.yes_no_fact": "compared"},
     "compared_seed43": {"data.yes_no_fact": "compared", "finetune.seed": 43},
 }

@@ -1,19 +1,15 @@
 """A study longer than a lesson: can a model of the paper's shape learn story question answering?
 
-The lesson's finetuning is a few hundred steps, enough to learn the form of
-an answer. The study trains the same shape (width 64, 6 layers, 8 heads)
-much longer (an hour or two on a 2-core CPU): a longer pretraining, then a
-long finetuning on many more story questions, each yes/no answered with what
-it asks about, the verdict and the fact that decides it (the best way of
-:data:`helpers.lengths.FINETUNINGS`), with a checkpoint every 150 steps. It then measures exact answers per kind of question at every
-checkpoint, on the questions about held-out stories, against baselines taken
-from the training questions, and writes the figure and its numbers to the
-figures folder (``study_answers.png`` and ``.json``), with the learning order
-of its pretraining (``study_learning_order.png`` and ``.json``). How long it
-took is a measurement of the machine, not a result of the study: it goes to
-``benchmarks/results/study-timing.json`` with the machine named, and the
-committed figures stay the same on every rerun. ``python -m helpers study``
-(``make study``) runs it; it is not part of the report job.
+The lesson's finetuning is a few hundred steps, enough to learn the form of an answer. The study trains the same
+shape (width 64, 6 layers, 8 heads) much longer (an hour or two on a 2-core CPU): a longer pretraining, then a long
+finetuning on many more story questions, each yes/no answered with what it asks about, the verdict and the fact that
+decides it (the echoed way of :data:`helpers.lengths.FINETUNINGS`, whose first run scored highest), with a
+checkpoint every 150 steps. It then measures exact answers per kind at every checkpoint, on the questions about
+held-out stories, against baselines taken from the training questions, and writes the figure and its numbers to the
+figures folder (``study_answers.png`` and ``.json``), with the learning order of its pretraining
+(``study_learning_order.png`` and ``.json``). How long it took is a measurement of the machine, not a result of the
+study: it goes to ``benchmarks/results/study-timing.json`` with the machine named, and the committed figures stay
+the same on every rerun. ``python -m helpers study`` (``make study``) runs it; it is not part of the report job.
 
 Story QA needs a model that copies from its context (:mod:`helpers.copying`).
 :func:`run_arms` trains the pretraining arms of :data:`PRETRAINING_ARMS`,
@@ -64,7 +60,7 @@ __all__ = ["STUDY_SETTINGS", "PRETRAINING_ARMS", "REPEAT_ARMS", "run_study", "ru
 # On top of the lesson profile (its tokenizer, 288-token blocks, no dropout): what the study changes.
 # Answering from the story needs a model that copies from its context; the copying probe of the learning
 # order says whether this pretraining taught it (in the committed study it did not: study_arms.md). The
-# finetuning is the best way of helpers.lengths.FINETUNINGS (study_finetunings.md): 3000 steps, each yes/no
+# finetuning is the echoed way of helpers.lengths.FINETUNINGS (study_finetunings.md): 3000 steps, each yes/no
 # answered with what it asks about echoed, then the verdict and the fact that decides it; every checkpoint kept.
 STUDY_SETTINGS: dict[str, Any] = {
     "data.train_stories": 60_000,
