@@ -47,8 +47,8 @@ report: install
 # assembles), and which of the two lengths, pretraining or finetuning, moves the answers (the table of --lengths:
 # 78 minutes from nothing on that CPU as two one-thread processes split by --pretrain-steps, 31 of them for the
 # two 3000-step finetunings), and which way of writing the answers, each a 3000-step finetuning of the study's
-# pretrained model (--finetunings: on the Intel Xeon about 9 minutes of training each at one thread, 15 to 25 with
-# three or four processes sharing the 2 cores, the 6000-step one twice that; --finetuning NAME splits them across
+# pretrained model (--finetunings: on the Intel Xeon 10 minutes each with measuring as two one-thread processes
+# sharing the 2 cores, 16 to 17 as three or four, the 6000-step one 28; --finetuning NAME splits them across
 # processes, and a call with some names keeps the table's other rows of the same pretraining)?
 # STUDY_ARGS (e.g. --set finetune.max_steps=2000) changes the first part and the tables built on it.
 study: install
