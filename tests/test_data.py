@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -11,8 +12,9 @@ import pytest
 
 from conftest import ALPACA_335, ALPACA_LONG, DATA, TINYSTORIES_TRAIN, TINYSTORIES_VALID, require_shared
 from helpers.config import ConfigError, get_profile
-from helpers.data import (COPY_SPAN, FINETUNE_COPY_SPAN, copy_drills, copy_examples, dense_examples, encode_instruction,
-                          finetuning_examples, pack_concat, pack_per_story, pad_batch, pretraining_blocks, qa_blocks)
+from helpers.data import (COPY_SPAN, FINETUNE_COPY_SPAN, before_verdict, copy_drills, copy_examples, dense_examples,
+                          encode_instruction, finetuning_examples, pack_concat, pack_per_story, pad_batch,
+                          pretraining_blocks, qa_blocks, verdict_examples)
 from helpers.prompts import follow_up_prompt, format_prompt, model_prompt
 from helpers.sources import (SAMPLES, DataError, load_instructions, load_stories, read_instruction_file,
                              read_story_file)
@@ -574,5 +576,58 @@ def test_finetuning_shares_of_dense_examples_and_drills_are_shares_of_the_whole_
                                                                      gpt2.eos_token_id, 0)
     assert val.examples == plain_val.examples and val.dense == 0
     with pytest.raises(ConfigError, match=r"^data.finetune_dense_share=0.5: data.finetune_dense_share \+ "
-                                          r"data.finetune_copy_share \(0.5\) must be < 1$"):
+                                          r"data.finetune_copy_share \(0.5\) \+ data.finetune_verdict_share \(0.0\) "
+                                          r"must be < 1$"):
         get_profile("paper", {**base, "data.finetune_dense_share": 0.5, "data.finetune_copy_share": 0.5})
+    with pytest.raises(ConfigError, match=r"^data.finetune_copy_share=0.6: data.finetune_dense_share \(0.0\) \+ "
+                                          r"data.finetune_copy_share \+ data.finetune_verdict_share \(0.4\) must be < 1$"):
+        get_profile("paper", {**base, "data.finetune_verdict_share": 0.4, "data.finetune_copy_share": 0.6,
+                              "data.yes_no_fact": "compared"})
+
+
+_COMPARED = [{"instruction": "Did the story happen at the beach?", "input": "Tom played at the park.",
+              "output": "At the beach? The story says at the park, so no.", "kind": "yes_no", "verdict": "no"},
+             {"instruction": "Is there someone named Tom in the story?", "input": "Tom played at the park.",
+              "output": "Tom? The story says Tom, so yes.", "kind": "yes_no", "verdict": "yes"},
+             {"instruction": "Who played?", "input": "Tom played at the park.", "output": "Tom", "kind": "who"}]
+
+
+def test_before_verdict_cuts_a_compared_answer_before_its_verdict_and_refuses_other_ways():
+    assert before_verdict("At the beach? The story says at the park, so no.") == "At the beach? The story says at the park, so"
+    assert before_verdict("Tom? The story says Tom, so yes.") == "Tom? The story says Tom, so"
+    assert before_verdict("It happened at the park, so no.") == "It happened at the park, so"
+    for other in ("At the beach? No, it happened at the park.", "no", "Tom, so maybe.", "Tom, no."):
+        with pytest.raises(ValueError, match=re.escape("not a yes/no answer ending in its verdict (', so yes.' or "
+                                                       f"', so no.'): {other!r}")):
+            before_verdict(other)
+
+
+def test_verdict_examples_are_compared_answers_alone_with_only_the_verdict_scored(gpt2):
+    examples = verdict_examples(30, _COMPARED, gpt2, seed=5)
+    texts = [gpt2.decode(e["input_ids"]) for e in examples]
+    assert set(texts) == {"<|endoftext|> At the beach? The story says at the park, so no.<|endoftext|>",
+                          "<|endoftext|> Tom? The story says Tom, so yes.<|endoftext|>"}  # never the who-answer
+    for example, text in zip(examples, texts):
+        scored = [t for t in example["labels"] if t != -100]
+        assert gpt2.decode(scored) == (" no." if "beach" in text else " yes.") + "<|endoftext|>"
+        assert example["labels"] == [-100] * (len(example["input_ids"]) - len(scored)) + example["input_ids"][-len(scored):]
+    assert verdict_examples(30, _COMPARED, gpt2, seed=5) == examples != verdict_examples(30, _COMPARED, gpt2, seed=6)
+    with pytest.raises(DataError, match="data.finetune_verdict_share needs training yes/no answers"):
+        verdict_examples(3, _COMPARED[2:], gpt2, seed=5)
+
+
+def test_verdict_drills_follow_the_other_drills_and_need_compared_answers(gpt2):
+    base = {"data.instructions": "embedded", "data.instruction_limit": 60, "data.yes_no_fact": "compared"}
+    plain_train, plain_val = finetuning_examples(get_profile("paper", base).data, gpt2)
+    cfg = get_profile("paper", {**base, "data.finetune_copy_share": 0.2, "data.finetune_verdict_share": 0.3}).data
+    train, val = finetuning_examples(cfg, gpt2)
+    copies, verdicts = round(len(plain_train) * 0.2 / 0.5), round(len(plain_train) * 0.3 / 0.5)
+    assert (train.copy_drills, train.verdict_drills) == (copies, verdicts) and len(train) == len(plain_train) + copies + verdicts
+    assert train.examples[:len(plain_train)] == plain_train.examples
+    assert train.examples[len(plain_train):len(plain_train) + copies] == copy_examples(
+        copies, [i for i in range(len(gpt2)) if i != gpt2.eos_token_id], gpt2.eos_token_id, 0)
+    assert train.examples[len(plain_train) + copies:] == verdict_examples(verdicts, plain_train.records, gpt2, 0)
+    assert val.examples == plain_val.examples and val.verdict_drills == 0
+    with pytest.raises(ConfigError, match=r"^data.finetune_verdict_share=0.3: needs data.yes_no_fact=compared \(the "
+                                          r"verdict drills are yes/no answers written that way\), not asked$"):
+        get_profile("paper", {**base, "data.yes_no_fact": "asked", "data.finetune_verdict_share": 0.3})

@@ -172,49 +172,56 @@ def test_the_finetunings_start_from_the_study_pretraining_and_are_read_against_t
     # the plain finetuning is the longest of LENGTHS (5 steps), not the study's own (4 in SHRUNK)
     monkeypatch.setattr(lengths, "LENGTHS", {"pretrain_steps": (3, 6), "finetune_steps": (2, 5)})
     monkeypatch.setattr(lengths, "FINETUNINGS", {"plain": {"data.yes_no_fact": "none"},
-                                                 "fact_first": {"data.yes_no_fact": "before"},
+                                                 "drilled": {"data.yes_no_fact": "compared",
+                                                             "data.finetune_verdict_share": 0.25},
                                                  "longer": {"finetune.max_steps": 6}})
     runs, figs = tmp_path / "runs", tmp_path / "figs"
     command = ["study", "--finetunings", "--quiet", "--out", str(runs), "--figures", str(figs), "--stories", "2",
                *[item for key, value in SHRUNK.items() for item in ("--set", f"{key}={value}")]]
-    assert main(command + ["--finetuning", "fact_first"]) == 0  # one process: the study's pretraining, one finetuning
-    assert sorted(p.name for p in runs.iterdir()) == ["finetune-fact_first", "finetune-fact_first_measured.json",
+    assert main(command + ["--finetuning", "drilled"]) == 0  # one process: the study's pretraining, one finetuning
+    assert sorted(p.name for p in runs.iterdir()) == ["finetune-drilled", "finetune-drilled_measured.json",
                                                       "pretrain"]
     capsys.readouterr()
     assert main(command) == 0
     printed = capsys.readouterr().out
     # the pretraining three times, the first finetuning once, and the two new ones once more as they are measured
     assert printed.count("reusing the finished run") == 6
-    assert f"finetune: reusing the finished run in {runs / 'finetune-fact_first'} " in printed
+    assert f"finetune: reusing the finished run in {runs / 'finetune-drilled'} " in printed
     written = json.loads((figs / "study_finetunings.json").read_text())
     cells = written["cells"]
     assert [(c["finetuning"], c["folders"], c["finetune_steps"]) for c in cells] == [
-        ("plain", ["pretrain", "finetune-6-5"], 5), ("fact_first", ["pretrain", "finetune-fact_first"], 5),
+        ("plain", ["pretrain", "finetune-6-5"], 5), ("drilled", ["pretrain", "finetune-drilled"], 5),
         ("longer", ["pretrain", "finetune-longer"], 6)]
     for cell in cells:
         tuned = json.loads((runs / cell["folders"][1] / "run.json").read_text())
         assert tuned["profile"]["finetune"]["max_steps"] == cell["finetune_steps"] == cell["answers"]["step"]
-        assert tuned["profile"]["data"]["yes_no_fact"] == {"plain": "none", "fact_first": "before"}.get(
+        assert tuned["profile"]["data"]["yes_no_fact"] == {"plain": "none", "drilled": "compared"}.get(
             cell["finetuning"], "asked")  # "longer" finetunes as the study does, but longer
         assert tuned["init"] == str(runs / "pretrain")
-    # the same pretrained model under every finetuning; the yes/no answers of fact_first are scored by their verdict
+    # the same pretrained model under every finetuning; the yes/no answers of drilled are scored by their verdict,
+    # and its verdicts also checked on the two words alone
     assert cells[0]["pretrained_copying"] == cells[1]["pretrained_copying"] == cells[2]["pretrained_copying"]
     assert "fact_right" in cells[1]["answers"]["yes_no"] and "fact_right" not in cells[0]["answers"]["yes_no"]
-    assert cells[1]["answers"]["yes_no"]["n"] == cells[0]["answers"]["yes_no"]["n"] > 0
-    assert [e["finetuning"] for e in written["effects"]] == ["fact_first", "longer"]
+    assert cells[1]["answers"]["yes_no"]["n"] == cells[0]["answers"]["yes_no"]["n"] == cells[1]["verdict_check"]["n"] > 0
+    assert [("verdict_check" in cell) for cell in cells] == [False, True, False]
+    assert [e["finetuning"] for e in written["effects"]] == ["drilled", "longer"]
     for effect, cell in zip(written["effects"], cells[1:]):
         got, plain = cell["answers"]["all"], cells[0]["answers"]["all"]
         assert effect["kinds"]["all"]["difference"] == pytest.approx(got["share"] - plain["share"])
     markdown = (figs / "study_finetunings.md").read_text().splitlines()
     assert [line.split(" | ")[:2] for line in markdown[4:7]] == [
         ["| plain", "finetune.max_steps=5, data.yes_no_fact=none"],
-        ["| fact_first", "finetune.max_steps=5, data.yes_no_fact=before"],
+        ["| drilled", "finetune.max_steps=5, data.yes_no_fact=compared, data.finetune_verdict_share=0.25"],
         ["| longer", "finetune.max_steps=6"]]
     assert markdown[7].startswith("| baseline | – | ")
     assert markdown.index("| finetuning | against | " + " | ".join(list(cells[0]["baselines"]) + ["all"]) + " |") > 7
     fact = markdown.index("| finetuning | fact right | verdict right when the fact is | echo right | verdict right "
                           "when the echo is |")
-    assert [line.split(" | ")[0] for line in markdown[fact + 2:]] == ["| fact_first", "| longer"]
+    checked = markdown.index('| finetuning | verdict right | always "no" |')
+    assert [line.split(" | ")[0] for line in markdown[fact + 2:checked - 3]] == ["| drilled", "| longer"]
+    got = cells[1]["verdict_check"]
+    assert markdown[checked + 2:] == [f"| drilled | {got['share']:.0%} ({got['low']:.0%}-{got['high']:.0%}) of {got['n']} "
+                                      f"| {got['always_no']['share']:.0%} |"]
     assert printed.splitlines()[-1].startswith("exact answers, all kinds: plain ")
     with pytest.raises(ValueError, match="no finetuning named 'sideways'; choose among"):
         lengths.run_finetunings(runs, figs, names=["sideways"])

@@ -143,7 +143,8 @@ def prepare_data(stage: str, profile: Profile, tokenizer, device: torch.device, 
     summary = {"train_examples": len(train_part), "val_examples": len(val_part),
                "train_tokens": train_part.tokens, "dropped_too_long": train_part.dropped + val_part.dropped,
                **({"dense_examples": train_part.dense} if train_part.dense else {}),
-               **({"copy_drills": train_part.copy_drills} if train_part.copy_drills else {})}
+               **({"copy_drills": train_part.copy_drills} if train_part.copy_drills else {}),
+               **({"verdict_drills": train_part.verdict_drills} if train_part.verdict_drills else {})}
     pad, offset = tokenizer.eos_token_id, profile.data.position_offset
     return (FinetuneData(train_part.examples, pad, device, offset), FinetuneData(val_part.examples, pad, device, offset),
             summary)

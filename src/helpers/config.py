@@ -141,6 +141,10 @@ class DataConfig:
     # Share of them that are answer-dense: a training story once, then as many of its questions and answers as fit
     # in instruction_max_length tokens, answers scored (helpers.data.dense_examples). With the drills' share, < 1.
     finetune_dense_share: float = allowed(0.0, "[0, 1)")
+    # Share of them that are verdict drills: a training yes/no answer written the compared way, alone, without its
+    # story or question, only its verdict scored (helpers.data.verdict_examples): is the check between the two words
+    # learnable when nothing else is asked? Needs yes_no_fact="compared". With the two shares above, < 1.
+    finetune_verdict_share: float = allowed(0.0, "[0, 1)")
     # Story questions only: how a yes/no answer is written. "none": the bare "yes" or "no"; "before": the fact
     # that decides it, then the verdict ("It happened at the park, so no."); "after": the verdict, then the fact;
     # "asked": what the question asks about, then the verdict and the fact ("At the beach? No, it happened at ...");
@@ -285,7 +289,7 @@ PROFILES = {"paper": _paper, "lesson": _lesson}
 
 # What a pretraining never reads: the finetuning's recipe, how finetuning examples are laid out and (unless
 # data.qa_share mixes training questions into the pretraining) the questions themselves.
-_FINETUNING_DATA = ("position_offset", "finetune_copy_share", "finetune_dense_share")
+_FINETUNING_DATA = ("position_offset", "finetune_copy_share", "finetune_dense_share", "finetune_verdict_share")
 _QUESTION_DATA = ("instructions", "instruction_limit", "instruction_val_fraction", "instruction_max_length",
                   "yes_no_fact")
 

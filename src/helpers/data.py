@@ -49,6 +49,8 @@ __all__ = [
     "qa_blocks",
     "copy_examples",
     "dense_examples",
+    "verdict_examples",
+    "before_verdict",
     "TokenBlocks",
     "pretraining_blocks",
     "encode_instruction",
@@ -312,6 +314,7 @@ class InstructionSet:
     position_offset: int = 0  # the position of each example's first token (data.position_offset)
     copy_drills: int = 0  # how many of the examples (the last ones) are copy drills (data.finetune_copy_share)
     dense: int = 0  # how many are answer-dense (data.finetune_dense_share), just before the copy drills
+    verdict_drills: int = 0  # how many are verdict drills (data.finetune_verdict_share), after the copy drills
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -324,16 +327,17 @@ class InstructionSet:
 def finetuning_examples(cfg: DataConfig, tokenizer: PreTrainedTokenizerBase) -> tuple[InstructionSet, InstructionSet]:
     """Encoded train and validation sets; records whose response is cut away entirely are dropped.
 
-    With ``data.finetune_dense_share`` and ``data.finetune_copy_share``,
-    answer-dense examples (:func:`dense_examples`) and then copy drills
-    (:func:`copy_examples`) follow the training examples (the loader
-    shuffles them in), each that share of the whole training set; the
-    validation set stays answers only.
+    With ``data.finetune_dense_share``, ``data.finetune_copy_share`` and
+    ``data.finetune_verdict_share``, answer-dense examples
+    (:func:`dense_examples`), copy drills (:func:`copy_examples`) and verdict
+    drills (:func:`verdict_examples`) follow the training examples in that
+    order (the loader shuffles them in), each that share of the whole training
+    set; the validation set stays answers only.
     """
     records = load_instructions(cfg)
     train, val = (_encode_all(part, tokenizer, cfg.instruction_max_length, cfg.position_offset) for part in records)
     answers = len(train)
-    rest = 1 - cfg.finetune_dense_share - cfg.finetune_copy_share
+    rest = 1 - cfg.finetune_dense_share - cfg.finetune_copy_share - cfg.finetune_verdict_share
     if cfg.finetune_dense_share:
         train.dense = round(answers * cfg.finetune_dense_share / rest)
         train.examples = train.examples + dense_examples(train.dense, train.records, tokenizer,
@@ -342,6 +346,10 @@ def finetuning_examples(cfg: DataConfig, tokenizer: PreTrainedTokenizerBase) -> 
         train.copy_drills = round(answers * cfg.finetune_copy_share / rest)
         train.examples = train.examples + copy_examples(train.copy_drills, _plain_ids(tokenizer),
                                                         tokenizer.eos_token_id, cfg.corpus_seed)
+    if cfg.finetune_verdict_share:
+        train.verdict_drills = round(answers * cfg.finetune_verdict_share / rest)
+        train.examples = train.examples + verdict_examples(train.verdict_drills, train.records, tokenizer,
+                                                           cfg.corpus_seed)
     return train, val
 
 
@@ -394,6 +402,39 @@ def copy_examples(n: int, token_ids: Sequence[int], eos_id: int, seed: int) -> l
     for _ in range(n):
         span = pool[rng.integers(0, len(pool), rng.integers(FINETUNE_COPY_SPAN[0], FINETUNE_COPY_SPAN[1] + 1))].tolist()
         out.append({"input_ids": [eos_id] + span + span, "labels": [-100] * (1 + len(span)) + span})
+    return out
+
+
+def before_verdict(answer: str) -> str:
+    """A yes/no answer that ends in its verdict (as ``data.yes_no_fact`` "compared" and "before" write them) cut
+    before it: "At the beach? The story says at the park, so no." gives "At the beach? The story says at the park,
+    so"."""
+    head, _, verdict = answer.rpartition(" ")
+    if verdict not in ("yes.", "no.") or not head.endswith(", so"):
+        raise ValueError(f"not a yes/no answer ending in its verdict (', so yes.' or ', so no.'): {answer!r}")
+    return head
+
+
+def verdict_examples(n: int, records: Sequence[dict], tokenizer: PreTrainedTokenizerBase,
+                     seed: int) -> list[dict[str, list[int]]]:
+    """Finetuning examples that ask for the check alone: end-of-text, then a training yes/no answer written the
+    compared way (after a space, as a response begins) with neither its story nor its question, only the verdict
+    (" no." and end-of-text) scored.
+
+    The answers are drawn at random, with replacement, from the yes/no
+    ``records`` (those with a ``verdict``), so the two words beside each other
+    are the same exactly when the verdict is "yes". Same seed, same examples.
+    """
+    answers = [record["output"] for record in records if "verdict" in record]
+    if not answers:
+        raise DataError("data.finetune_verdict_share needs training yes/no answers written with "
+                        "data.yes_no_fact=compared; the instructions have none")
+    rng, eos, out = random.Random(seed), tokenizer.eos_token_id, []
+    for answer in (rng.choice(answers) for _ in range(n)):
+        written = " " + before_verdict(answer)
+        head = tokenizer(written, add_special_tokens=False)["input_ids"]
+        verdict = tokenizer(answer[len(written) - 1:], add_special_tokens=False)["input_ids"] + [eos]
+        out.append({"input_ids": [eos] + head + verdict, "labels": [-100] * (1 + len(head)) + verdict})
     return out
 
 

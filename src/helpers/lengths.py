@@ -34,7 +34,7 @@ from .learning_order import answer_tokens
 from .plots import as_stored, close
 from .model import build_model, load_model
 from .name_lookup import name_lookup, swapped_stories
-from .probes import qa_accuracy
+from .probes import qa_accuracy, verdict_check
 from .runs import write_bytes, write_text
 from .sources import held_out_questions
 from .stats import compare_shares
@@ -56,7 +56,8 @@ LENGTHS: dict[str, tuple[int, ...]] = {"pretrain_steps": (1000, 3500), "finetune
 # about echoed first (the verdict then only has to find the word it has just written in the story), and that for
 # twice as long; and the plain and the echoed finetuning twice more, with the batches in other orders (finetune.seed):
 # how much of a row is the recipe and how much the run? Last, the echo beside the story's own value with the verdict
-# after both, twice: a check the verdict can make between two words just written.
+# after both, twice: a check the verdict can make between two words just written; and that with a quarter of the
+# examples verdict drills (the check alone, without story or question): can this model learn the check at all?
 FINETUNINGS: dict[str, dict[str, Any]] = {
     "plain": {"data.yes_no_fact": "none"},
     "fact_first": {"data.yes_no_fact": "before"},
@@ -69,6 +70,7 @@ FINETUNINGS: dict[str, dict[str, Any]] = {
     "asked_first_seed44": {"data.yes_no_fact": "asked", "finetune.seed": 44},
     "compared": {"data.yes_no_fact": "compared"},
     "compared_seed43": {"data.yes_no_fact": "compared", "finetune.seed": 43},
+    "compared_verdict_drills": {"data.yes_no_fact": "compared", "data.finetune_verdict_share": 0.25},
 }
 
 
@@ -238,9 +240,12 @@ def _measured_cell(out: Path, folders: tuple[str, str], settings: Mapping[str, A
         asked = qa_accuracy(model, profile_tokenizer(profile), swapped_stories(questions), examples=len(questions),
                             max_new_tokens=answer_tokens(profile.data.yes_no_fact),
                             position_offset=profile.data.position_offset, progress=False)
+        checked = ({"verdict_check": verdict_check(model, profile_tokenizer(profile), questions)}
+                   if profile.data.yes_no_fact == "compared" else {})
         return {"pretrained_copying": probe(load_model(out / pretrained)),
                 **finetune_and_ask(out / pretrained, out / tuned, profile, probe, question_stories, progress),
-                **_names(model, profile, question_stories), "answers_swapped": answer_tallies(asked["examples"])}
+                **_names(model, profile, question_stories), "answers_swapped": answer_tallies(asked["examples"]),
+                **checked}
 
     asked = {"stories": stories, "question_stories": question_stories, "story swapped": True}
     return {"folders": list(folders), "tokens": {"pretraining": pre.tokens, "finetuning": fin.tokens},
@@ -317,6 +322,16 @@ def _finetunings_markdown(table: Mapping[str, Any]) -> str:
             out += f"| {cell['finetuning']} | " + " | ".join(
                 "–" if g is None else f"{g['share']:.0%} ({g['low']:.0%}-{g['high']:.0%}) of {g['n']}"
                 for g in got) + " |\n"
+    checked = [cell for cell in table["cells"] if "verdict_check" in cell]
+    if checked:
+        out += ("\nThe check alone (helpers.probes.verdict_check): each held-out yes/no answer cut before its verdict "
+                "and read without its story or question; right when the right verdict is the likelier next word. A "
+                "reader that cannot compare scores what always saying \"no\" scores:\n\n"
+                "| finetuning | verdict right | always \"no\" |\n|---|---|---|\n")
+        for cell in checked:
+            got, floor = cell["verdict_check"], cell["verdict_check"]["always_no"]
+            out += (f"| {cell['finetuning']} | {got['share']:.0%} ({got['low']:.0%}-{got['high']:.0%}) of {got['n']} "
+                    f"| {floor['share']:.0%} |\n")
     return out
 
 

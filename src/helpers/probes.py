@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .data import pad_batch
+from .data import before_verdict, pad_batch
 from .inference import Decoding, generate, place
 from .stats import share
 from .story_cloze import ClozeItem
@@ -22,7 +22,8 @@ from .prompts import model_prompt
 from .stories import story_prompts
 from .text_metrics import STORY_SENTENCES, consistency_share, grammar_share, score_answers
 
-__all__ = ["qa_accuracy", "story_generations", "cloze_accuracy", "cloze_accuracies", "last_log_probs"]
+__all__ = ["qa_accuracy", "story_generations", "cloze_accuracy", "cloze_accuracies", "verdict_check",
+           "last_log_probs"]
 
 
 def qa_accuracy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, records: Sequence[dict], *,
@@ -116,6 +117,33 @@ def cloze_accuracies(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
         results[name] = _per_kind(group, right[done:done + len(group)])
         done += len(group)
     return results
+
+
+def verdict_check(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, records: Sequence[dict], *,
+                  batch_size: int = 64, device: str | torch.device | None = None) -> dict[str, Any]:
+    """Can the model tell two words apart when nothing else is asked? Each yes/no record written the compared way
+    is read as a verdict drill reads it (:func:`helpers.data.verdict_examples`: end-of-text, the answer cut before
+    its verdict, no story, no question); right when the right one of " yes" and " no" is the likelier next token.
+
+    Returns the share right with its 95% interval and, beside it, what
+    always saying "no" scores on the same records (chance for a reader
+    that cannot compare).
+    """
+    asked = [record for record in records if "verdict" in record]
+    if not asked:
+        raise ValueError("verdict_check needs yes/no records written with data.yes_no_fact=compared")
+    device = place(model, device)
+    model.eval()
+    yes, no = (tokenizer(" " + word, add_special_tokens=False)["input_ids"][0] for word in ("yes", "no"))
+    contexts = [[tokenizer.eos_token_id] + tokenizer(" " + before_verdict(r["output"]), add_special_tokens=False)[
+        "input_ids"] for r in asked]
+    right = 0
+    with torch.no_grad():
+        for start in range(0, len(asked), batch_size):
+            after = last_log_probs(model, contexts[start:start + batch_size], device)
+            said_yes = (after[:, yes] > after[:, no]).tolist()
+            right += sum(s == (r["verdict"] == "yes") for s, r in zip(said_yes, asked[start:start + batch_size]))
+    return {**share(right, len(asked)), "always_no": share(sum(r["verdict"] == "no" for r in asked), len(asked))}
 
 
 def last_log_probs(model: nn.Module, contexts: Sequence[Sequence[int]], device: str | torch.device,

@@ -127,6 +127,14 @@ def gpt2_parameters(model: Any) -> int:
     return model.vocab_size * d + model.n_positions * d + model.n_layer * (12 * d * d + 13 * d) + 2 * d
 
 
+_FINETUNE_SHARES = ("data.finetune_dense_share", "data.finetune_copy_share", "data.finetune_verdict_share")
+
+
+def _shares_below_one(key: str) -> str:
+    """What ``key`` is told when the finetuning's shares of made-up examples add up to 1 or more: the others' values."""
+    return " + ".join(k if k == key else f"{k} ({{{k}}})" for k in _FINETUNE_SHARES) + " must be < 1"
+
+
 _TOO_LARGE = f"makes a GPT-2 of more than {MAX_PARAMETERS:,} parameters (GPT-2 XL has 1.5 billion)"
 
 CROSS_RULES: list[tuple[Callable[[Any], bool], dict[str, str]]] = [
@@ -156,11 +164,14 @@ CROSS_RULES: list[tuple[Callable[[Any], bool], dict[str, str]]] = [
      {"data.copy_share": "data.copy_share + data.qa_share ({data.qa_share}) must be < 1",
       "data.qa_share": "data.copy_share ({data.copy_share}) + data.qa_share must be < 1"}),
     # and the answers what the answer-dense examples and the drills leave of the finetuning examples
-    (lambda p: p.data.finetune_dense_share + p.data.finetune_copy_share < 1,
-     {"data.finetune_dense_share": "data.finetune_dense_share + data.finetune_copy_share "
-                                   "({data.finetune_copy_share}) must be < 1",
-      "data.finetune_copy_share": "data.finetune_dense_share ({data.finetune_dense_share}) + "
-                                  "data.finetune_copy_share must be < 1"}),
+    (lambda p: p.data.finetune_dense_share + p.data.finetune_copy_share + p.data.finetune_verdict_share < 1,
+     {key: _shares_below_one(key) for key in _FINETUNE_SHARES}),
+    # a verdict drill is a yes/no answer written beside the story's value, the verdict last
+    (lambda p: not p.data.finetune_verdict_share or p.data.yes_no_fact == "compared",
+     {"data.finetune_verdict_share": "needs data.yes_no_fact=compared (the verdict drills are yes/no answers written "
+                                     "that way), not {data.yes_no_fact}",
+      "data.yes_no_fact": "must be compared while data.finetune_verdict_share ({data.finetune_verdict_share}) is "
+                          "above 0"}),
     _warmup_rules("pretrain"),
     _warmup_rules("finetune"),
     (lambda p: gpt2_parameters(p.model) <= MAX_PARAMETERS,
