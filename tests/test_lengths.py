@@ -27,6 +27,8 @@ def test_the_study_runs_are_the_cell_trained_as_the_study_and_the_others_are_nam
     # the study finetunes as the echoed way of the table does; every cell of LENGTHS answers plainly
     assert {**STUDY_SETTINGS, **lengths.FINETUNINGS["asked_first"], "finetune.max_steps": 3000} == STUDY_SETTINGS
     assert lengths.FINETUNINGS["plain"] == {"data.yes_no_fact": "none"}
+    for changes in lengths.FINETUNINGS.values():  # every way is a profile the settings allow (or this raises)
+        get_profile("lesson", {**STUDY_SETTINGS, **changes})
 
 
 def _cell(pretrain: int, finetune: int, who: int, where: int) -> dict:

@@ -55,9 +55,12 @@ LENGTHS: dict[str, tuple[int, ...]] = {"pretrain_steps": (1000, 3500), "finetune
 # that fact written before the verdict (a step the verdict can lean on) or after it, or the value the question asks
 # about echoed first (the verdict then only has to find the word it has just written in the story), and that for
 # twice as long; and the plain and the echoed finetuning twice more, with the batches in other orders (finetune.seed):
-# how much of a row is the recipe and how much the run? Last, the echo beside the story's own value with the verdict
+# how much of a row is the recipe and how much the run? Then the echo beside the story's own value with the verdict
 # after both, twice: a check the verdict can make between two words just written; and that with a quarter of the
-# examples verdict drills (the check alone, without story or question): can this model learn the check at all?
+# examples verdict drills (the check alone, without story or question), and with nine in ten of them drills, for the
+# study's length and twice it: can this model learn the check at all? Last, half the examples drills for twice the
+# study's length (about as many drills as nine in ten give in 3000 steps, as many answers as the study's finetuning):
+# does the check, once learned, decide the story's yes/no answers?
 FINETUNINGS: dict[str, dict[str, Any]] = {
     "plain": {"data.yes_no_fact": "none"},
     "fact_first": {"data.yes_no_fact": "before"},
@@ -71,6 +74,11 @@ FINETUNINGS: dict[str, dict[str, Any]] = {
     "compared": {"data.yes_no_fact": "compared"},
     "compared_seed43": {"data.yes_no_fact": "compared", "finetune.seed": 43},
     "compared_verdict_drills": {"data.yes_no_fact": "compared", "data.finetune_verdict_share": 0.25},
+    "mostly_verdict_drills": {"data.yes_no_fact": "compared", "data.finetune_verdict_share": 0.9},
+    "mostly_verdict_drills_longer": {"data.yes_no_fact": "compared", "data.finetune_verdict_share": 0.9,
+                                     "finetune.max_steps": 6000},
+    "half_verdict_drills_longer": {"data.yes_no_fact": "compared", "data.finetune_verdict_share": 0.5,
+                                   "finetune.max_steps": 6000},
 }
 
 
